@@ -1,0 +1,326 @@
+"""``molfm data prepare``: featurize a source once into the parquet cache.
+
+Rows are cut into shards of ``shard_size`` input rows. Each shard is featurized on its own
+(in-process or in a worker process) and written atomically together with its rejected rows,
+so a killed run leaves only whole shards behind and a rerun continues where it stopped.
+The manifest is written last; it marks the dataset complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from molfm import __version__
+from molfm.chem.featurize import OGB_SCHEMA, FeatureSchema, featurize
+from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions, canonical_smiles
+from molfm.chem.scaffolds import murcko_scaffold
+from molfm.data.cache import (
+    MANIFEST_NAME,
+    PreparedDataset,
+    atomic_write_table,
+    atomic_write_text,
+    dataset_dir,
+    dataset_key,
+)
+
+__all__ = ["prepare_dataset", "PrepareResult", "featurize_frame", "OnInvalid"]
+
+OnInvalid = Literal["error", "skip"]
+INVALID_SCHEMA = pa.schema([("row", pa.int64()), ("smiles", pa.string()), ("reason", pa.string())])
+
+
+@dataclass
+class PrepareResult:
+    """What :func:`prepare_dataset` did."""
+
+    dataset: PreparedDataset
+    n_rows: int
+    n_valid: int
+    n_invalid: int
+    cached: bool  # True when the complete dataset was already there
+
+    @property
+    def invalid_csv(self) -> Path:
+        return self.dataset.invalid_csv
+
+
+def _cell_to_str(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _list_column(arrays: list[np.ndarray], dtype: pa.DataType) -> pa.Array:
+    """Flattened list column from per-molecule arrays, built without Python-level loops."""
+    lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=dtype))
+
+
+def featurize_frame(
+    source: Any,
+    frame: pd.DataFrame,
+    *,
+    schema: FeatureSchema = OGB_SCHEMA,
+    standardize: StandardizeOptions | None = None,
+    max_heavy_atoms: int | None = None,
+    carry_columns: Iterable[str] = (),
+) -> tuple[pa.Table, pa.Table]:
+    """Featurize the records of ``frame`` (index = source row number).
+
+    Returns
+    -------
+    (graphs, invalid)
+        ``graphs`` has one row per accepted molecule: row, smiles, canonical_smiles, scaffold,
+        the carried columns, and the flattened graph columns; ``invalid`` has row, smiles and
+        the reason for every rejected record. Every input row is in exactly one of the two.
+    """
+    carry_columns = [c for c in carry_columns if c in frame.columns]
+    rows, smiles, canonical, scaffolds, kept = [], [], [], [], []
+    n_nodes, n_edges, xs, edges, eattrs, positions = [], [], [], [], [], []
+    has_pos = False
+    bad_rows, bad_smiles, bad_reasons = [], [], []
+    for position, (row, record) in enumerate(zip(frame.index, frame.to_dict("records"))):
+        row = int(row)
+        raw = _cell_to_str(record.get("smiles"))
+        try:
+            mol, pos = source.build_mol(record, row=row, standardize=standardize)
+            if max_heavy_atoms is not None and mol.GetNumAtoms() > max_heavy_atoms:
+                raise InvalidMoleculeError(
+                    row, raw, f"{mol.GetNumAtoms()} heavy atoms exceed the limit {max_heavy_atoms}"
+                )
+            graph = featurize(mol, schema)
+            scaffold = murcko_scaffold(mol)
+        except InvalidMoleculeError as err:
+            bad_rows.append(row), bad_smiles.append(raw), bad_reasons.append(err.reason)
+            continue
+        except Exception as err:  # an RDKit corner we did not anticipate: report, don't crash
+            bad_rows.append(row), bad_smiles.append(raw)
+            bad_reasons.append(f"unexpected {type(err).__name__}: {err}")
+            continue
+        rows.append(row), smiles.append(raw), kept.append(position)
+        canonical.append(canonical_smiles(mol)), scaffolds.append(scaffold)
+        n_nodes.append(graph.num_nodes), n_edges.append(graph.edge_index.shape[1])
+        xs.append(graph.x), edges.append(graph.edge_index.T), eattrs.append(graph.edge_attr)
+        has_pos = has_pos or pos is not None
+        positions.append(np.asarray(pos, dtype=np.float32) if pos is not None else None)
+
+    columns: dict[str, pa.Array] = {
+        "row": pa.array(rows, type=pa.int64()),
+        "smiles": pa.array(smiles, type=pa.string()),
+        "canonical_smiles": pa.array(canonical, type=pa.string()),
+        "scaffold": pa.array(scaffolds, type=pa.string()),
+    }
+    for name in carry_columns:
+        values = frame[name].iloc[kept]
+        columns[name] = pa.array(values.tolist(), from_pandas=True)
+    columns["num_nodes"] = pa.array(n_nodes, type=pa.int32())
+    columns["num_edges"] = pa.array(n_edges, type=pa.int32())
+    columns["x"] = _list_column(xs, pa.int16())
+    columns["edge_index"] = _list_column(edges, pa.int32())  # [E, 2] pairs, flattened
+    columns["edge_attr"] = _list_column(eattrs, pa.int16())
+    if has_pos:
+        missing = [r for r, p in zip(rows, positions) if p is None]
+        if missing:
+            raise ValueError(f"source gave positions for some rows but not rows {missing[:5]}")
+        columns["pos"] = _list_column(positions, pa.float32())
+    invalid = pa.table(
+        {"row": bad_rows, "smiles": bad_smiles, "reason": bad_reasons}, schema=INVALID_SCHEMA
+    )
+    return pa.table(columns), invalid
+
+
+def _shard_name(index: int) -> str:
+    return f"shard-{index:05d}.parquet"
+
+
+def _invalid_name(index: int) -> str:
+    return f"invalid-{index:05d}.parquet"
+
+
+def _run_shard(
+    source: Any, frame: pd.DataFrame, index: int, path: str, options: dict[str, Any]
+) -> tuple[int, int, int]:
+    """Featurize one shard and write it (invalid part first, then the shard that marks it done)."""
+    graphs, invalid = featurize_frame(source, frame, **options)
+    path = Path(path)
+    atomic_write_table(invalid, path / "invalid" / _invalid_name(index))
+    atomic_write_table(graphs, path / "shards" / _shard_name(index))
+    return index, graphs.num_rows, invalid.num_rows
+
+
+def _raise_first_invalid(path: Path, index: int) -> None:
+    table = pq.read_table(path / "invalid" / _invalid_name(index))
+    if table.num_rows:
+        first = table.slice(0, 1).to_pylist()[0]
+        raise InvalidMoleculeError(first["row"], first["smiles"], first["reason"])
+
+
+def prepare_dataset(
+    source: Any,
+    subset: str | None = None,
+    *,
+    schema: FeatureSchema = OGB_SCHEMA,
+    standardize: StandardizeOptions | None = None,
+    max_heavy_atoms: int | None = None,
+    on_invalid: OnInvalid = "error",
+    processes: int = 1,
+    shard_size: int = 10_000,
+    limit: int | None = None,
+    root: str | Path | None = None,
+    progress: bool = True,
+) -> PrepareResult:
+    """Featurize ``source`` (a :class:`molfm.data.sources.Source`) into the parquet cache.
+
+    Parameters
+    ----------
+    on_invalid
+        ``"error"`` raises :class:`InvalidMoleculeError` for the first rejected row of
+        the first finished shard that has one (the lowest row when ``processes == 1``); ``"skip"`` keeps going and records every
+        rejected row in ``invalid.csv``.
+    processes
+        Worker processes (spawned, so RDKit/torch state is never forked).
+    limit
+        Only the first ``limit`` rows of the subset (part of the cache key).
+    """
+    if on_invalid not in ("error", "skip"):
+        raise ValueError(f"on_invalid must be 'error' or 'skip', not {on_invalid!r}")
+    subset = subset or source.info.default_subset
+    standardize = standardize or StandardizeOptions()
+    key_parts = {
+        "source": source.fingerprint(subset),
+        "schema": [schema.name, schema.version, schema.fingerprint()],
+        "standardize": standardize.to_dict(),
+        "max_heavy_atoms": max_heavy_atoms,
+        "limit": limit,
+        "shard_size": shard_size,
+    }
+    path = dataset_dir(source.info.name, subset, dataset_key(key_parts), root)
+    if (path / MANIFEST_NAME).exists():
+        dataset = PreparedDataset(path)
+        m = dataset.manifest
+        if on_invalid == "error" and m["n_invalid"]:
+            for index in range(len(m["shards"])):
+                _raise_first_invalid(path, index)
+        return PrepareResult(dataset, m["n_rows"], m["n_valid"], m["n_invalid"], cached=True)
+
+    start = time.perf_counter()
+    frame = source.load(subset)
+    if limit is not None:
+        frame = frame.iloc[:limit]
+    for sub in ("shards", "invalid"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+        for leftover in (path / sub).glob(".tmp-*"):  # a write cut short by a kill
+            leftover.unlink()
+    n_shards = max(1, math.ceil(len(frame) / shard_size))
+    done = [i for i in range(n_shards) if (path / "shards" / _shard_name(i)).exists()]
+    if on_invalid == "error":
+        for index in done:
+            _raise_first_invalid(path, index)
+    todo = [i for i in range(n_shards) if i not in set(done)]
+    carry = list(source.info.targets) + ["text"] + list(getattr(source, "carry_columns", ()))
+    options = dict(
+        schema=schema,
+        standardize=standardize,
+        max_heavy_atoms=max_heavy_atoms,
+        carry_columns=carry,
+    )
+
+    def shard_frame(i: int) -> pd.DataFrame:
+        return frame.iloc[i * shard_size : (i + 1) * shard_size]
+
+    _run_all(source, shard_frame, todo, path, options, processes, on_invalid, progress, len(frame))
+
+    invalid = pa.concat_tables(
+        [pq.read_table(path / "invalid" / _invalid_name(i)) for i in range(n_shards)]
+    )
+    invalid.to_pandas().to_csv(path / "invalid.csv.tmp", index=False)
+    (path / "invalid.csv.tmp").replace(path / "invalid.csv")
+    shard_names = [_shard_name(i) for i in range(n_shards)]
+    schema_columns = pq.read_schema(path / "shards" / shard_names[0]).names
+    n_valid = sum(pq.ParquetFile(path / "shards" / s).metadata.num_rows for s in shard_names)
+    manifest = {
+        "name": source.info.name,
+        "subset": subset,
+        "molfm_version": __version__,
+        "source": {
+            "description": source.info.description,
+            "provenance": source.info.provenance,
+            "license": source.info.license,
+            "fingerprint": key_parts["source"],
+        },
+        "feature_schema": schema.to_dict(),
+        "standardize": standardize.to_dict(),
+        "max_heavy_atoms": max_heavy_atoms,
+        "limit": limit,
+        "shard_size": shard_size,
+        "targets": list(source.info.targets),
+        "units": dict(source.info.units),
+        "columns": schema_columns,
+        "shards": shard_names,
+        "n_rows": len(frame),
+        "n_valid": n_valid,
+        "n_invalid": invalid.num_rows,
+        "seconds": round(time.perf_counter() - start, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(json.dumps(manifest, indent=2), path / MANIFEST_NAME)
+    return PrepareResult(PreparedDataset(path), len(frame), n_valid, invalid.num_rows, False)
+
+
+def _run_all(source, shard_frame, todo, path, options, processes, on_invalid, progress, n_rows):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task("featurizing", total=n_rows)
+        bar.advance(task, n_rows - sum(len(shard_frame(i)) for i in todo))
+        if processes <= 1:
+            for i in todo:
+                _, n_ok, n_bad = _run_shard(source, shard_frame(i), i, str(path), options)
+                bar.advance(task, n_ok + n_bad)
+                if on_invalid == "error" and n_bad:
+                    _raise_first_invalid(path, i)
+            return
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+            pending = set()
+            queue = list(todo)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < 2 * processes:  # bounded memory in flight
+                        i = queue.pop(0)
+                        args = (source, shard_frame(i), i, str(path), options)
+                        pending.add(pool.submit(_run_shard, *args))
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        i, n_ok, n_bad = future.result()
+                        bar.advance(task, n_ok + n_bad)
+                        if on_invalid == "error" and n_bad:
+                            _raise_first_invalid(path, i)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise

@@ -1,0 +1,77 @@
+"""Checkpoint directories round-trip without pickle."""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from molfm import hub
+
+
+@dataclass
+class TinyConfig:
+    n_in: int = 4
+    n_hidden: int = 8
+
+
+@hub.register_model("test-tiny-mlp")
+class TinyMLP(torch.nn.Module):
+    config_class = TinyConfig
+
+    def __init__(self, config: TinyConfig):
+        super().__init__()
+        self.config = config
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(config.n_in, config.n_hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(config.n_hidden, 1),
+        )
+        self.register_buffer("scale", torch.tensor([2.0]))
+
+    def forward(self, x):
+        return self.net(x) * self.scale
+
+
+def test_round_trip_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = TinyMLP(TinyConfig(n_in=4, n_hidden=16)).eval()
+    x = torch.randn(5, 4)
+    hub.save_pretrained(model, tmp_path / "ckpt", extra={"feature_schema": {"name": "ogb"}})
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["model_type"] == "test-tiny-mlp"
+    assert config["model_config"] == {"n_in": 4, "n_hidden": 16}
+    assert config["feature_schema"] == {"name": "ogb"}
+    assert "molfm_version" in config
+    loaded = hub.from_pretrained(tmp_path / "ckpt")
+    assert isinstance(loaded, TinyMLP) and not loaded.training
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_fp16_storage_loads_as_float32(tmp_path):
+    model = TinyMLP(TinyConfig())
+    hub.save_pretrained(model, tmp_path, dtype=torch.float16)
+    stored = load_file(str(tmp_path / hub.WEIGHTS_NAME))
+    assert all(t.dtype == torch.float16 for t in stored.values())
+    loaded = hub.from_pretrained(tmp_path)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, atol=1e-2, rtol=1e-3)
+
+
+def test_unregistered_model_and_missing_checkpoint(tmp_path):
+    with pytest.raises(TypeError, match="not a registered molfm model"):
+        hub.save_pretrained(torch.nn.Linear(2, 2), tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a molfm checkpoint"):
+        hub.from_pretrained(tmp_path / "nothing")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.json").write_text(json.dumps({"model_type": "nope"}))
+    with pytest.raises(KeyError, match="unknown model type 'nope'"):
+        hub.from_pretrained(tmp_path / "x")
+
+
+def test_weights_file_is_not_a_pickle(tmp_path):
+    hub.save_pretrained(TinyMLP(TinyConfig()), tmp_path)
+    head = (tmp_path / hub.WEIGHTS_NAME).read_bytes()[:2]
+    assert head != b"\x80\x04" and head != b"PK"  # neither a pickle nor a torch zip
