@@ -15,6 +15,7 @@ checkpoint is self-describing.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import tempfile
@@ -40,6 +41,8 @@ __all__ = [
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 _MODELS: dict[str, type[torch.nn.Module]] = {}
+# Built-in model types register on import; from_pretrained imports their module on demand.
+_BUILTIN_MODULES = {"gp-molformer": "molfm.models.gp_molformer"}
 
 
 def register_model(name: str) -> Callable[[type], type]:
@@ -58,6 +61,8 @@ def register_model(name: str) -> Callable[[type], type]:
 
 
 def get_model_class(name: str) -> type[torch.nn.Module]:
+    if name not in _MODELS and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
     try:
         return _MODELS[name]
     except KeyError:

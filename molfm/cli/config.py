@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 import yaml
-from click.core import ParameterSource
 
 __all__ = ["merge_config", "save_resolved_config"]
 
@@ -32,7 +31,9 @@ def merge_config(ctx: typer.Context, config: Path | None, params: dict[str, Any]
         if key not in params or key == "config":
             valid = sorted(k.replace("_", "-") for k in params if k != "config")
             raise typer.BadParameter(f"unknown key {raw_key!r} in {config}; valid keys: {valid}")
-        if ctx.get_parameter_source(key) in (ParameterSource.DEFAULT, None):
+        source = ctx.get_parameter_source(key)
+        # by name: typer may ship its own click, whose enum is not click.core's
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
             merged[key] = value
     return merged
 

@@ -27,7 +27,9 @@ class OnInvalid(str, Enum):
     skip = "skip"
 
 
-def _user_source(data_path: Path, smiles_column: str, target_columns: list[str] | None, text_column):
+def _user_source(
+    data_path: Path, smiles_column: str, target_columns: list[str] | None, text_column
+):
     if not data_path.exists():
         raise typer.BadParameter(f"{data_path} does not exist", param_hint="--data-path")
     kind = "sdf" if data_path.suffix.lower() in (".sdf", ".sd") else "csv"
@@ -57,7 +59,7 @@ def list_command(
             info.task,
             ", ".join(info.subsets),
             targets or "-",
-            info.license,
+            info.license.split(" (")[0],
             ", ".join(subsets) or "no",
         )
     console.print(table)
@@ -117,7 +119,9 @@ def prepare_command(
     manifest = result.dataset.manifest
     state = "already prepared" if result.cached else f"prepared in {manifest['seconds']} s"
     console.print(f"[bold]{manifest['name']}[/bold] ({manifest['subset']}): {state}")
-    console.print(f"  rows {result.n_rows}, molecules {result.n_valid}, rejected {result.n_invalid}")
+    console.print(
+        f"  rows {result.n_rows}, molecules {result.n_valid}, rejected {result.n_invalid}"
+    )
     if result.n_invalid:
         console.print(f"  rejected rows with reasons: {result.invalid_csv}")
     console.print(f"  location: {result.dataset.path}")
@@ -146,7 +150,9 @@ def info_command(
         m = dataset.manifest
         console.print(f"[bold]{m['name']}[/bold] ({m['subset']})  {dataset.path}")
         console.print(f"  {m['source']['description']}")
-        console.print(f"  provenance: {m['source']['provenance']}  license: {m['source']['license']}")
+        console.print(
+            f"  provenance: {m['source']['provenance']}  license: {m['source']['license']}"
+        )
         console.print(
             f"  rows {m['n_rows']}, molecules {m['n_valid']}, rejected {m['n_invalid']}"
             f", shards {len(m['shards'])}, feature schema {m['feature_schema']['name']}"

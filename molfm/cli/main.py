@@ -6,6 +6,7 @@ import typer
 
 from molfm import __version__
 from molfm.cli import data as data_cli
+from molfm.cli import train as train_cli
 
 app = typer.Typer(
     name="molfm",
@@ -14,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(train_cli.app, name="train")
 
 
 def _version(value: bool) -> None:

@@ -25,7 +25,8 @@ __all__ = ["GraphStore", "MolGraphDataset", "MolDataModule"]
 
 
 def _flat(table: pa.Table, column: str, dtype) -> np.ndarray:
-    return table.column(column).combine_chunks().flatten().to_numpy().astype(dtype, copy=False)
+    # a copy: arrow buffers are read-only and torch.from_numpy needs writable memory
+    return np.array(table.column(column).combine_chunks().flatten().to_numpy(), dtype=dtype)
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:

@@ -101,9 +101,8 @@ def featurize_frame(
         try:
             mol, pos = source.build_mol(record, row=row, standardize=standardize)
             if max_heavy_atoms is not None and mol.GetNumAtoms() > max_heavy_atoms:
-                raise InvalidMoleculeError(
-                    row, raw, f"{mol.GetNumAtoms()} heavy atoms exceed the limit {max_heavy_atoms}"
-                )
+                reason = f"{mol.GetNumAtoms()} heavy atoms exceed the limit {max_heavy_atoms}"
+                raise InvalidMoleculeError(raw, reason, row=row)
             graph = featurize(mol, schema)
             scaffold = murcko_scaffold(mol)
         except InvalidMoleculeError as err:
@@ -168,7 +167,7 @@ def _raise_first_invalid(path: Path, index: int) -> None:
     table = pq.read_table(path / "invalid" / _invalid_name(index))
     if table.num_rows:
         first = table.slice(0, 1).to_pylist()[0]
-        raise InvalidMoleculeError(first["row"], first["smiles"], first["reason"])
+        raise InvalidMoleculeError(first["smiles"], first["reason"], row=first["row"])
 
 
 def prepare_dataset(
@@ -233,7 +232,8 @@ def prepare_dataset(
         for index in done:
             _raise_first_invalid(path, index)
     todo = [i for i in range(n_shards) if i not in set(done)]
-    carry = list(source.info.targets) + ["text"] + list(getattr(source, "carry_columns", ()))
+    targets = list(source.targets_for(subset))
+    carry = targets + ["text"] + list(getattr(source, "carry_columns", ()))
     options = dict(
         schema=schema,
         standardize=standardize,
@@ -269,7 +269,8 @@ def prepare_dataset(
         "max_heavy_atoms": max_heavy_atoms,
         "limit": limit,
         "shard_size": shard_size,
-        "targets": list(source.info.targets),
+        "task": source.task_for(subset),
+        "targets": targets,
         "units": dict(source.info.units),
         "columns": schema_columns,
         "shards": shard_names,

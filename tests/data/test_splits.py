@@ -1,5 +1,7 @@
 """Random and balanced-scaffold splits: seeded, disjoint, complete, saved."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,8 +9,6 @@ from rdkit import Chem
 
 from molfm.chem.scaffolds import murcko_scaffold
 from molfm.data.splits import Split, make_split, random_split, scaffold_split
-
-from pathlib import Path
 
 DATA = Path(__file__).parent
 

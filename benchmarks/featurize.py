@@ -1,0 +1,137 @@
+"""Featurizer and conformer throughput on real MOSES molecules.
+
+Measures, in one run on the same molecules:
+1. molecules/s of molfm's 2D featurizer (SMILES -> parse -> GraphArrays, and SMILES -> PyG
+   Data) vs PyG's ``torch_geometric.utils.from_smiles``, single process (per core), and the
+   ratio between them;
+2. ``prepare_dataset`` wall time with 1 and 2 worker processes (scaling, cache writes included);
+3. conformer generation (ETKDGv3 + MMFF) on 1k molecules through the timeout pool:
+   molecules/s, p50/p99 seconds per molecule, failure rate.
+
+Usage::
+
+    python benchmarks/featurize.py --n 10000 --n-conformers 1000 --out benchmarks/results/featurize.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.utils import from_smiles
+
+from molfm.chem import (
+    ConformerOptions,
+    featurize,
+    generate_conformers,
+    parse_smiles,
+    smiles_to_data,
+)
+from molfm.data.prepare import prepare_dataset
+from molfm.data.sources import get_source
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--n-conformers", type=int, default=1_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/featurize.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    moses = get_source("moses").load("test")["smiles"].tolist()
+    rng = np.random.default_rng(args.seed)
+    smiles = [moses[i] for i in rng.choice(len(moses), args.n, replace=False)]
+
+    def molfm_arrays():
+        for s in smiles:
+            featurize(parse_smiles(s))
+
+    def molfm_data():
+        for s in smiles:
+            smiles_to_data(s)
+
+    def pyg_data():
+        for s in smiles:
+            from_smiles(s)
+
+    t_arrays = best_of(molfm_arrays, args.repeats)
+    t_data = best_of(molfm_data, args.repeats)
+    t_pyg = best_of(pyg_data, args.repeats)
+    results = {
+        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "n_molecules": args.n,
+        "featurize_single_process": {
+            "molfm_graph_arrays_mol_per_s": args.n / t_arrays,
+            "molfm_pyg_data_mol_per_s": args.n / t_data,
+            "pyg_from_smiles_mol_per_s": args.n / t_pyg,
+            "ratio_arrays_vs_pyg": t_pyg / t_arrays,
+            "ratio_data_vs_pyg": t_pyg / t_data,
+        },
+    }
+    print(json.dumps(results["featurize_single_process"], indent=2))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "moses_sample.csv"
+        csv.write_text("smiles\n" + "\n".join(smiles) + "\n")
+        source = get_source("csv", path=csv, smiles_column="smiles")
+        scaling = {}
+        for processes in (1, 2):
+            start = time.perf_counter()
+            prepare_dataset(
+                source,
+                root=Path(tmp) / f"cache{processes}",
+                processes=processes,
+                shard_size=max(1, args.n // 8),
+                progress=False,
+            )
+            seconds = time.perf_counter() - start
+            scaling[str(processes)] = {"seconds": seconds, "mol_per_s": args.n / seconds}
+        scaling["speedup_2_vs_1"] = scaling["1"]["seconds"] / scaling["2"]["seconds"]
+        results["prepare_scaling"] = scaling
+        print(json.dumps(scaling, indent=2))
+
+    conf_smiles = smiles[: args.n_conformers]
+    options = ConformerOptions(seed=args.seed, optimize="mmff", timeout_s=10.0)
+    start = time.perf_counter()
+    conformers = generate_conformers(conf_smiles, options, processes=2)
+    wall = time.perf_counter() - start
+    per_mol = np.array([r.seconds for r in conformers])
+    failures = [r for r in conformers if r.positions is None]
+    results["conformers"] = {
+        "n": len(conf_smiles),
+        "processes": 2,
+        "timeout_s": options.timeout_s,
+        "wall_seconds": wall,
+        "mol_per_s": len(conf_smiles) / wall,
+        "p50_s": float(np.percentile(per_mol, 50)),
+        "p99_s": float(np.percentile(per_mol, 99)),
+        "max_s": float(per_mol.max()),
+        "failure_rate": len(failures) / len(conf_smiles),
+        "failures": [{"smiles": r.smiles, "reason": r.reason} for r in failures[:20]],
+    }
+    print(json.dumps({k: v for k, v in results["conformers"].items() if k != "failures"}, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Molecular geometry in numpy: bond lengths, bond angles, dihedrals and graph distances.
+
+Index sets (bonds, angle triplets, dihedral quadruplets) come from the molecular graph and are
+built with vectorized numpy over a CSR neighbour list, so their cost is linear in the number of
+bonds (times the largest degree). The measurements are plain vector algebra on ``pos``.
+
+Conventions
+-----------
+- ``bonds`` arrays are int ``[M, 2]`` atom pairs, one row per bond (not ``edge_index``; pass
+  ``edge_index.T`` if you hold directed edges, each bond then appears twice).
+- Angles are radians. Bond angles are in ``[0, pi]``; dihedrals are signed, in ``(-pi, pi]``,
+  with the IUPAC/RDKit sign: looking along j->k, positive when i-j turns clockwise onto k-l
+  (same as ``rdMolTransforms.GetDihedralRad``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rdkit import Chem
+
+__all__ = [
+    "bond_index",
+    "bond_lengths",
+    "angle_triplets",
+    "bond_angles",
+    "dihedral_quadruplets",
+    "dihedral_angles",
+    "shortest_path_matrix",
+]
+
+
+def bond_index(mol: Chem.Mol) -> np.ndarray:
+    """Bonds of ``mol`` as int64 ``[M, 2]`` (begin, end) pairs in bond order."""
+    m = mol.GetNumBonds()
+    out = np.empty((m, 2), dtype=np.int64)
+    for b, bond in enumerate(mol.GetBonds()):
+        out[b] = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+    return out
+
+
+def _as_bonds(mol_or_bonds: Chem.Mol | np.ndarray) -> tuple[np.ndarray, int]:
+    """Bond pairs ``[M, 2]`` and node count from a molecule or a bond array."""
+    if isinstance(mol_or_bonds, Chem.Mol):
+        return bond_index(mol_or_bonds), mol_or_bonds.GetNumAtoms()
+    bonds = np.asarray(mol_or_bonds, dtype=np.int64).reshape(-1, 2)
+    return bonds, int(bonds.max()) + 1 if bonds.size else 0
+
+
+def _csr(bonds: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour lists: ``indices[indptr[a]:indptr[a + 1]]`` are the neighbours of atom ``a``."""
+    src = np.concatenate([bonds[:, 0], bonds[:, 1]])
+    dst = np.concatenate([bonds[:, 1], bonds[:, 0]])
+    order = np.lexsort((dst, src))
+    indptr = np.zeros(num_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=num_nodes), out=indptr[1:])
+    return indptr, dst[order]
+
+
+def _pairs_per_group(sizes_a: np.ndarray, sizes_b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For group ``g`` enumerate all ``(a, b)`` with ``a < sizes_a[g]``, ``b < sizes_b[g]``.
+
+    Returns the group id, ``a`` and ``b`` of every pair, as flat arrays.
+    """
+    counts = sizes_a * sizes_b
+    group = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    local = np.arange(int(counts.sum())) - starts[group]
+    width = sizes_b[group]
+    return group, local // np.maximum(width, 1), local % np.maximum(width, 1)
+
+
+def bond_lengths(pos: np.ndarray, bonds: np.ndarray) -> np.ndarray:
+    """Distances between bonded atoms.
+
+    Parameters
+    ----------
+    pos
+        float ``[N, 3]`` coordinates.
+    bonds
+        int ``[M, 2]`` atom pairs (see :func:`bond_index`).
+
+    Returns
+    -------
+    np.ndarray
+        ``[M]`` lengths, in the units of ``pos``.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    return np.linalg.norm(pos[bonds[:, 0]] - pos[bonds[:, 1]], axis=-1)
+
+
+def angle_triplets(mol_or_bonds: Chem.Mol | np.ndarray) -> np.ndarray:
+    """Every bond angle once, as ``(i, j, k)`` with ``j`` the central atom and ``i < k``.
+
+    Parameters
+    ----------
+    mol_or_bonds
+        A molecule, or int ``[M, 2]`` bond pairs.
+
+    Returns
+    -------
+    np.ndarray
+        int64 ``[T, 3]``, grouped by central atom; ``T = sum_j deg(j) * (deg(j) - 1) / 2``.
+    """
+    bonds, n = _as_bonds(mol_or_bonds)
+    if len(bonds) == 0:
+        return np.zeros((0, 3), dtype=np.int64)
+    indptr, nbrs = _csr(bonds, n)
+    degree = np.diff(indptr)
+    center, a, b = _pairs_per_group(degree, degree)
+    keep = a < b
+    center, a, b = center[keep], a[keep], b[keep]
+    i = nbrs[indptr[center] + a]
+    k = nbrs[indptr[center] + b]
+    return np.stack([i, center, k], axis=1)
+
+
+def bond_angles(pos: np.ndarray, triplets: np.ndarray) -> np.ndarray:
+    """Angles i-j-k in radians, in ``[0, pi]``.
+
+    Parameters
+    ----------
+    pos
+        float ``[N, 3]`` coordinates.
+    triplets
+        int ``[T, 3]`` from :func:`angle_triplets`.
+
+    Returns
+    -------
+    np.ndarray
+        ``[T]`` angles (``atan2(|u x v|, u . v)``: stable near 0 and pi, unlike ``arccos``).
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    triplets = np.asarray(triplets, dtype=np.int64).reshape(-1, 3)
+    u = pos[triplets[:, 0]] - pos[triplets[:, 1]]
+    v = pos[triplets[:, 2]] - pos[triplets[:, 1]]
+    cross = np.linalg.norm(np.cross(u, v), axis=-1)
+    return np.arctan2(cross, (u * v).sum(-1))
+
+
+def dihedral_quadruplets(mol_or_bonds: Chem.Mol | np.ndarray) -> np.ndarray:
+    """Every torsion i-j-k-l around every bond j-k (rotatable or not).
+
+    For bond ``(j, k)`` (in bond order, ``j`` its first atom) all neighbours ``i`` of ``j`` and
+    ``l`` of ``k`` with ``i != k``, ``l != j`` and ``i != l`` (the last drops 3-rings).
+
+    Parameters
+    ----------
+    mol_or_bonds
+        A molecule, or int ``[M, 2]`` bond pairs.
+
+    Returns
+    -------
+    np.ndarray
+        int64 ``[Q, 4]`` grouped by bond.
+    """
+    bonds, n = _as_bonds(mol_or_bonds)
+    if len(bonds) == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    indptr, nbrs = _csr(bonds, n)
+    degree = np.diff(indptr)
+    j_all, k_all = bonds[:, 0], bonds[:, 1]
+    bond, a, b = _pairs_per_group(degree[j_all], degree[k_all])
+    j, k = j_all[bond], k_all[bond]
+    i = nbrs[indptr[j] + a]
+    l_ = nbrs[indptr[k] + b]
+    keep = (i != k) & (l_ != j) & (i != l_)
+    return np.stack([i[keep], j[keep], k[keep], l_[keep]], axis=1)
+
+
+def dihedral_angles(pos: np.ndarray, quads: np.ndarray) -> np.ndarray:
+    """Signed dihedral angles in radians, in ``(-pi, pi]`` (IUPAC sign, as RDKit).
+
+    Parameters
+    ----------
+    pos
+        float ``[N, 3]`` coordinates.
+    quads
+        int ``[Q, 4]`` from :func:`dihedral_quadruplets`.
+
+    Returns
+    -------
+    np.ndarray
+        ``[Q]`` angles; ``atan2(|b2| b1 . (b2 x b3), (b1 x b2) . (b2 x b3))`` with
+        ``b1 = j - i``, ``b2 = k - j``, ``b3 = l - k``.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    quads = np.asarray(quads, dtype=np.int64).reshape(-1, 4)
+    p0, p1, p2, p3 = (pos[quads[:, c]] for c in range(4))
+    b1, b2, b3 = p1 - p0, p2 - p1, p3 - p2
+    n2 = np.cross(b2, b3)
+    y = np.linalg.norm(b2, axis=-1) * (b1 * n2).sum(-1)
+    x = (np.cross(b1, b2) * n2).sum(-1)
+    angle = np.arctan2(y, x)
+    return np.where(angle <= -np.pi, np.pi, angle)  # -pi and pi are the same torsion
+
+
+def shortest_path_matrix(
+    mol_or_edge_index: Chem.Mol | np.ndarray,
+    num_nodes: int | None = None,
+    *,
+    max_distance: int | None = None,
+) -> np.ndarray:
+    """Topological (bond-count) distances between all atom pairs.
+
+    Parameters
+    ----------
+    mol_or_edge_index
+        A molecule (RDKit's ``GetDistanceMatrix``), or an int ``[2, E]`` edge index (scipy
+        ``csgraph`` breadth-first search; edges are treated as undirected).
+    num_nodes
+        Number of nodes for an edge index (default: largest index + 1; pass it when trailing
+        atoms may be isolated). Ignored for molecules.
+    max_distance
+        If given, distances above it are clipped to ``max_distance``.
+
+    Returns
+    -------
+    np.ndarray
+        int64 ``[N, N]`` with 0 on the diagonal. Pairs in different fragments (unreachable)
+        hold the sentinel ``-1`` when ``max_distance`` is None, else ``max_distance + 1`` (so
+        the values index an embedding table of size ``max_distance + 2``).
+    """
+    if isinstance(mol_or_edge_index, Chem.Mol):
+        dist = Chem.GetDistanceMatrix(mol_or_edge_index)
+        unreachable = dist >= 1e7  # RDKit marks disconnected pairs with 1e8
+    else:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import shortest_path
+
+        edge_index = np.asarray(mol_or_edge_index, dtype=np.int64).reshape(2, -1)
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.size else 0
+        weights = np.ones(edge_index.shape[1], dtype=np.float64)
+        graph = coo_matrix((weights, (edge_index[0], edge_index[1])), (num_nodes, num_nodes))
+        dist = shortest_path(graph.tocsr(), directed=False, unweighted=True)
+        unreachable = ~np.isfinite(dist)
+    out = np.where(unreachable, 0, dist).astype(np.int64)
+    if max_distance is None:
+        out[unreachable] = -1
+    else:
+        np.minimum(out, max_distance, out=out)
+        out[unreachable] = max_distance + 1
+    return out

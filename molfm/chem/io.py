@@ -1,0 +1,277 @@
+"""Molecule file I/O: SDF and XYZ, and molecules from xyz coordinates plus a SMILES.
+
+:func:`mol_from_xyz` is how DFT geometries (QM9) become molecules: connectivity comes from the
+coordinates, bond orders and charges from the SMILES, and the two graphs must be identical
+(same elements, same bonds) or the molecule is rejected. QM9 has a few thousand molecules whose
+relaxed geometry no longer matches their SMILES; guessing bond orders for those would silently
+mislabel them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import rdDetermineBonds
+from rdkit.Geometry import Point3D
+
+from molfm.chem.parse import InvalidMoleculeError, parse_smiles, rdkit_messages
+
+__all__ = ["read_sdf", "write_sdf", "read_xyz", "write_xyz", "mol_from_xyz"]
+
+PathLike = str | os.PathLike
+
+
+def _open(path: PathLike, mode: str) -> IO[Any]:
+    if str(path).endswith(".gz"):
+        return gzip.open(path, mode)
+    return open(path, mode)
+
+
+def read_sdf(
+    path: PathLike, *, remove_hs: bool = True
+) -> Iterator[tuple[int, Chem.Mol | None, str | None]]:
+    """Stream the records of an SDF file (``.sdf`` or ``.sdf.gz``).
+
+    Parameters
+    ----------
+    path
+        File to read.
+    remove_hs
+        Remove explicit hydrogens (coordinates of the remaining atoms are kept).
+
+    Yields
+    ------
+    tuple[int, Chem.Mol | None, str | None]
+        ``(record_index, mol, None)`` for a good record, ``(record_index, None, reason)`` with
+        RDKit's message for a bad one; reading continues after bad records.
+    """
+    with _open(path, "rb") as handle:
+        supplier = Chem.ForwardSDMolSupplier(handle, sanitize=True, removeHs=remove_hs)
+        index = 0
+        while True:
+            with rdBase.CaptureErrorLog() as log:
+                try:
+                    mol = next(supplier)
+                except StopIteration:
+                    return
+            if mol is None:
+                reason = rdkit_messages(log.messages) or "RDKit could not read the record"
+                yield index, None, reason
+            else:
+                yield index, mol, None
+            index += 1
+
+
+def _set_prop(mol: Chem.Mol, key: str, value: object) -> None:
+    if isinstance(value, bool):
+        mol.SetBoolProp(key, value)
+    elif isinstance(value, int | np.integer):
+        mol.SetIntProp(key, int(value))
+    elif isinstance(value, float | np.floating):
+        mol.SetDoubleProp(key, float(value))
+    else:
+        mol.SetProp(key, str(value))
+
+
+def write_sdf(
+    path: PathLike,
+    mols: Iterable[Chem.Mol],
+    props: Iterable[Mapping[str, object]] | None = None,
+) -> int:
+    """Write molecules (with their conformers) to an SDF file.
+
+    Parameters
+    ----------
+    path
+        Output file (``.gz`` is compressed).
+    mols
+        Molecules to write; the first conformer is written when present.
+    props
+        Optional per-molecule properties written as SDF data fields, zipped with ``mols``.
+
+    Returns
+    -------
+    int
+        Number of records written.
+    """
+    count = 0
+    prop_iter = iter(props) if props is not None else None
+    with _open(path, "wt") as handle:
+        writer = Chem.SDWriter(handle)
+        try:
+            for mol in mols:
+                if prop_iter is not None:
+                    values = next(prop_iter, None)
+                    if values is None:
+                        raise ValueError(f"props has fewer entries than mols ({count})")
+                    mol = Chem.Mol(mol)  # don't leave properties on the caller's molecule
+                    for key, value in values.items():
+                        _set_prop(mol, key, value)
+                writer.write(mol)
+                count += 1
+        finally:
+            writer.close()
+    return count
+
+
+def read_xyz(path: PathLike) -> tuple[list[str], np.ndarray]:
+    """Read the first structure of an XYZ file.
+
+    Accepts QM9's variant: extra columns after x, y, z (Mulliken charges), Mathematica-style
+    exponents (``1.5*^-6``) and trailing lines after the atom block.
+
+    Returns
+    -------
+    tuple[list[str], np.ndarray]
+        Element symbols ``[N]`` and float64 positions ``[N, 3]``.
+    """
+    with _open(path, "rt") as handle:
+        lines = handle.read().splitlines()
+    try:
+        n = int(lines[0].split()[0])
+    except (IndexError, ValueError) as err:
+        raise ValueError(f"{path}: first line must be the atom count") from err
+    atom_lines = lines[2 : 2 + n]
+    if len(atom_lines) < n:
+        raise ValueError(f"{path}: expected {n} atom lines, found {len(atom_lines)}")
+    elements: list[str] = []
+    positions = np.empty((n, 3), dtype=np.float64)
+    for i, line in enumerate(atom_lines):
+        fields = line.split()
+        if len(fields) < 4:
+            raise ValueError(f"{path}: atom line {i + 1} has fewer than 4 fields: {line!r}")
+        elements.append(fields[0])
+        positions[i] = [float(f.replace("*^", "e")) for f in fields[1:4]]
+    return elements, positions
+
+
+def write_xyz(
+    path: PathLike, elements: Sequence[str], positions: np.ndarray, comment: str = ""
+) -> None:
+    """Write one structure as a standard XYZ file (Angstrom, 8 decimals)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.shape != (len(elements), 3):
+        raise ValueError(f"positions {positions.shape} do not match {len(elements)} elements")
+    if "\n" in comment:
+        raise ValueError("the XYZ comment must be a single line")
+    rows = [
+        f"{el:<2s} {x: .8f} {y: .8f} {z: .8f}"
+        for el, (x, y, z) in zip(elements, positions, strict=True)
+    ]
+    Path(path).write_text("\n".join([str(len(elements)), comment, *rows]) + "\n")
+
+
+def _plain_graph(symbols: Sequence[int], bonds: Iterable[tuple[int, int]]) -> Chem.Mol:
+    """A bare molecule (elements + single bonds) for element/connectivity matching only."""
+    mol = Chem.RWMol()
+    for z in symbols:
+        mol.AddAtom(Chem.Atom(int(z)))
+    for a, b in bonds:
+        mol.AddBond(int(a), int(b), Chem.BondType.SINGLE)
+    mol.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(mol)
+    return mol.GetMol()
+
+
+def mol_from_xyz(
+    elements: Sequence[str],
+    positions: np.ndarray,
+    smiles: str,
+    *,
+    row: int | None = None,
+) -> Chem.Mol:
+    """Build a molecule from xyz atoms, taking bond orders and charges from a SMILES.
+
+    Parameters
+    ----------
+    elements
+        ``[N]`` element symbols, hydrogens included (xyz order).
+    positions
+        ``[N, 3]`` coordinates in Angstrom.
+    smiles
+        SMILES of the same molecule (the bond-order template).
+    row
+        Row index for error messages.
+
+    Returns
+    -------
+    Chem.Mol
+        Sanitized, hydrogens removed, heavy atoms in xyz order with their xyz coordinates as
+        conformer 0; stereo tags assigned from the 3D geometry.
+
+    Raises
+    ------
+    InvalidMoleculeError
+        If the SMILES does not parse, or the connectivity perceived from the coordinates is
+        not the SMILES's graph (different bonds or elements): nothing is guessed.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.shape != (len(elements), 3):
+        raise ValueError(f"positions {positions.shape} do not match {len(elements)} elements")
+    template = Chem.AddHs(parse_smiles(smiles, row=row))
+    try:
+        xyz = Chem.RWMol()
+        for symbol in elements:
+            xyz.AddAtom(Chem.Atom(symbol))
+    except RuntimeError as err:  # unknown element symbol
+        raise InvalidMoleculeError(smiles, f"bad xyz element: {err}", row=row) from err
+    conf = Chem.Conformer(len(elements))
+    for i, (x, y, z) in enumerate(positions):
+        conf.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
+    conf.Set3D(True)
+    xyz.AddConformer(conf, assignId=True)
+    with rdBase.CaptureErrorLog() as log:
+        try:
+            rdDetermineBonds.DetermineConnectivity(xyz)
+        except (RuntimeError, ValueError) as err:
+            reason = rdkit_messages(log.messages) or str(err)
+            raise InvalidMoleculeError(smiles, f"connectivity failed: {reason}", row=row) from err
+
+    xyz_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in xyz.GetBonds()]
+    tpl_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in template.GetBonds()]
+    xyz_z = [a.GetAtomicNum() for a in xyz.GetAtoms()]
+    tpl_z = [a.GetAtomicNum() for a in template.GetAtoms()]
+    if sorted(xyz_z) != sorted(tpl_z):
+        raise InvalidMoleculeError(
+            smiles, "xyz elements do not match the SMILES formula (with hydrogens)", row=row
+        )
+    # Same atom and bond counts + a full substructure match = the two graphs are isomorphic.
+    match = ()
+    if len(xyz_bonds) == len(tpl_bonds):
+        match = _plain_graph(xyz_z, xyz_bonds).GetSubstructMatch(_plain_graph(tpl_z, tpl_bonds))
+    if not match:
+        raise InvalidMoleculeError(
+            smiles,
+            f"xyz connectivity does not match the SMILES ({len(xyz_bonds)} bonds perceived from "
+            f"coordinates, {len(tpl_bonds)} in the SMILES with hydrogens)",
+            row=row,
+        )
+
+    for t_atom in template.GetAtoms():
+        atom = xyz.GetAtomWithIdx(match[t_atom.GetIdx()])
+        atom.SetFormalCharge(t_atom.GetFormalCharge())
+        atom.SetNumRadicalElectrons(t_atom.GetNumRadicalElectrons())
+        atom.SetIsAromatic(t_atom.GetIsAromatic())
+        atom.SetNoImplicit(True)  # every hydrogen is an explicit xyz atom
+        atom.SetNumExplicitHs(0)
+    for t_bond in template.GetBonds():
+        a, b = match[t_bond.GetBeginAtomIdx()], match[t_bond.GetEndAtomIdx()]
+        bond = xyz.GetBondBetweenAtoms(a, b)
+        bond.SetBondType(t_bond.GetBondType())
+        bond.SetIsAromatic(t_bond.GetIsAromatic())
+    with rdBase.CaptureErrorLog() as log:
+        try:
+            Chem.SanitizeMol(xyz)
+        except (RuntimeError, ValueError) as err:
+            reason = rdkit_messages(log.messages) or str(err)
+            raise InvalidMoleculeError(smiles, f"sanitization failed: {reason}", row=row) from err
+        # Hydrogens go first: assigned stereo would make RemoveHs keep e.g. an imine N-H.
+        mol = Chem.RemoveHs(xyz)
+        Chem.AssignStereochemistryFrom3D(mol)
+    return mol

@@ -1,0 +1,137 @@
+"""SMILES sequence data for causal language models: encode once, batch by padding.
+
+:class:`EncodedSmiles` tokenizes a SMILES list once into a flat int16 array with offsets, so a
+1.6M-molecule training set costs a few tens of MB and ``__getitem__`` is a slice. Rows the
+tokenizer cannot encode (unknown tokens, characters outside the SMILES grammar) or that are
+longer than ``max_length`` are never dropped silently: they are listed in ``rejected`` with
+their row number and reason, and ``on_invalid="error"`` raises on the first one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from molfm.data.tokenizer import SmilesTokenizer
+
+__all__ = ["EncodedSmiles", "RejectedRow", "SmilesDataModule", "pad_batch"]
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    row: int
+    smiles: str
+    reason: str
+
+
+class EncodedSmiles(Dataset):
+    """Token ids (``<bos> ... <eos>``) of a SMILES list.
+
+    Parameters
+    ----------
+    smiles
+        The SMILES strings; position in this list is the reported row number.
+    tokenizer
+        Vocabulary to encode with (unknown tokens are rejected rows, never ``<unk>``).
+    max_length
+        Longest allowed sequence including ``<bos>``/``<eos>``.
+    on_invalid
+        ``"error"`` raises ``ValueError`` naming the first rejected row; ``"skip"`` keeps the
+        rest and records every rejected row in :attr:`rejected`.
+    """
+
+    def __init__(
+        self,
+        smiles: Sequence[str],
+        tokenizer: SmilesTokenizer,
+        max_length: int,
+        on_invalid: str = "error",
+    ):
+        self.tokenizer = tokenizer
+        self.rejected: list[RejectedRow] = []
+        pieces, rows = [], []
+        for row, text in enumerate(smiles):
+            try:
+                if not isinstance(text, str) or not text:
+                    raise ValueError("empty or missing SMILES")
+                ids = tokenizer.encode(text, add_special=True, unknown="error")
+                if len(ids) > max_length:
+                    raise ValueError(f"{len(ids)} tokens exceed max_length {max_length}")
+            except ValueError as err:
+                reason = str(err)
+                if on_invalid == "error":
+                    raise ValueError(f"row {row}: {text!r}: {reason}") from None
+                self.rejected.append(RejectedRow(row, str(text), reason))
+                continue
+            pieces.append(np.asarray(ids, dtype=np.int16))
+            rows.append(row)
+        if not pieces:
+            raise ValueError("no SMILES could be encoded")
+        self.rows = np.asarray(rows, dtype=np.int64)
+        lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+        self.offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+        self.ids = np.concatenate(pieces)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        a, b = self.offsets[index], self.offsets[index + 1]
+        return torch.from_numpy(self.ids[a:b].astype(np.int64))
+
+
+def pad_batch(sequences: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id sequences: returns ``ids [B, T]`` and ``attention_mask [B, T]`` (bool)."""
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.bool)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = seq
+        mask[i, : len(seq)] = True
+    return ids, mask
+
+
+class SmilesDataModule(L.LightningDataModule):
+    """Train/val loaders of padded SMILES token batches."""
+
+    def __init__(
+        self,
+        train: EncodedSmiles,
+        val: EncodedSmiles | None,
+        *,
+        batch_size: int = 128,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.train, self.val = train, val
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.pad_id = train.tokenizer.pad_id
+
+    def _collate(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_batch(batch, self.pad_id)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            collate_fn=self._collate,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val is None:
+            return []
+        return DataLoader(
+            self.val,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=self._collate,
+        )

@@ -1,0 +1,293 @@
+"""User data: a CSV/TSV of SMILES (+ targets or text), or an SDF of (3D) molecules.
+
+Neither reader drops a row. Empty SMILES cells and SDF records RDKit cannot read are kept and
+reported later, record by record, by :meth:`~molfm.data.sources.base.Source.build_mol`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from rdkit import Chem, rdBase
+
+from molfm.data.fetch import sha256_file
+from molfm.data.sources.base import (
+    TASKS,
+    Source,
+    SourceError,
+    SourceInfo,
+    register_source,
+    to_float,
+)
+
+__all__ = ["CSVSource", "SDFSource", "parse_sd_fields"]
+
+_USER_LICENSE = "as provided by the user"
+
+
+def _infer_task(targets: Sequence[str], text_column: str | None, task: str | None) -> str:
+    if task is not None:
+        if task not in TASKS:
+            raise ValueError(f"task {task!r} is not one of {sorted(TASKS)}")
+        return task
+    if targets:
+        return "regression" if len(targets) == 1 else "multitask-regression"
+    return "text" if text_column else "generation"
+
+
+def _user_info(kind: str, path: Path | None, targets: Sequence[str], task: str) -> SourceInfo:
+    where = f"user file {path}" if path is not None else "a user file given with path="
+    return SourceInfo(
+        name=kind,
+        description=f"User {kind.upper()} data ({where}).",
+        provenance=where,
+        license=_USER_LICENSE,
+        citation="",
+        subsets=("all",),
+        default_subset="all",
+        targets=tuple(targets),
+        units={},
+        task=task,
+    )
+
+
+class _UserFileSource(Source):
+    """Shared parts of user-file sources: one subset, content-hashed file."""
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"data file {self.path} does not exist")
+
+    def content_hash(self, subset: str) -> str:
+        return sha256_file(self.path)
+
+
+@register_source("csv", "tsv")
+class CSVSource(_UserFileSource):
+    """A CSV (or ``.tsv``) file with a SMILES column and optional target / text columns.
+
+    Parameters
+    ----------
+    path
+        The file; ``.tsv``/``.tab`` files are tab-separated, others comma-separated.
+    smiles_column
+        Name of the SMILES column (exact match).
+    target_columns
+        Numeric target columns (blank cells become NaN; other non-numbers are an error).
+    text_column
+        Column copied into the standard ``text`` column (captions, names).
+    task
+        Override the inferred task (``"classification"`` for 0/1 targets).
+
+    Notes
+    -----
+    The frame keeps every row, with ``smiles`` exactly as in the file (``""`` for empty
+    cells), the targets as float64, ``text`` if requested, and every other column as strings.
+    """
+
+    info: SourceInfo = _user_info("csv", None, (), "generation")  # class-level, for listings
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        smiles_column: str = "smiles",
+        target_columns: Sequence[str] | None = None,
+        text_column: str | None = None,
+        *,
+        task: str | None = None,
+    ) -> None:
+        super().__init__(path)
+        self.smiles_column = smiles_column
+        self.target_columns = tuple(target_columns or ())
+        self.text_column = text_column
+        self.info = _user_info(
+            "csv",
+            self.path,
+            self.target_columns,
+            _infer_task(self.target_columns, text_column, task),
+        )
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "smiles_column": self.smiles_column,
+            "target_columns": list(self.target_columns),
+            "text_column": self.text_column,
+            "task": self.info.task,
+        }
+
+    def _load(self, subset: str) -> pd.DataFrame:
+        sep = "\t" if self.path.suffix.lower() in {".tsv", ".tab"} else ","
+        try:
+            raw = pd.read_csv(self.path, sep=sep, dtype=str, na_filter=False)
+        except pd.errors.EmptyDataError:
+            raise SourceError(f"{self.path} is empty (no header, no rows)") from None
+        if raw.empty:
+            raise SourceError(f"{self.path} has a header but no data rows")
+        wanted = [self.smiles_column, *self.target_columns]
+        if self.text_column is not None:
+            wanted.append(self.text_column)
+        missing = [c for c in wanted if c not in raw.columns]
+        if missing:
+            hints = [c for c in raw.columns if c.lower() in {m.lower() for m in missing}]
+            hint = f" (did you mean {hints}?)" if hints else ""
+            raise SourceError(
+                f"{self.path}: column(s) {missing} not found; available columns: "
+                f"{list(raw.columns)}{hint}"
+            )
+        frame = pd.DataFrame({"smiles": raw[self.smiles_column]})
+        for column in self.target_columns:
+            frame[column] = to_float(raw[column], column)
+        if self.text_column is not None:
+            frame["text"] = raw[self.text_column]
+        for column in raw.columns:
+            if column not in frame.columns and column not in wanted:
+                frame[column] = raw[column]
+        return frame
+
+
+def parse_sd_fields(record: str) -> dict[str, str]:
+    """Data items (``> <name>`` blocks after ``M  END``) of one SD record's text."""
+    lines = record.split("\n")
+    fields: dict[str, str] = {}
+    start = next((i for i, line in enumerate(lines) if line.startswith("M  END")), -1) + 1
+    name: str | None = None
+    value: list[str] = []
+    for line in [*lines[start:], ""]:
+        line = line.rstrip("\r")
+        if name is None:
+            if line.startswith(">") and "<" in line and ">" in line[line.index("<") :]:
+                name = line[line.index("<") + 1 : line.index(">", line.index("<"))]
+                value = []
+        elif line.strip() == "" or line.startswith("$$$$"):
+            fields[name] = "\n".join(value)
+            name = None
+        else:
+            value.append(line)
+    return fields
+
+
+def _molblock(record: str) -> str:
+    lines = record.split("\n")
+    end = next((i for i, line in enumerate(lines) if line.startswith("M  END")), None)
+    return "\n".join(lines[: end + 1] if end is not None else lines) + "\n"
+
+
+def _smiles_of(mol: Chem.Mol | None) -> str:
+    """Canonical SMILES of an unsanitized supplier molecule, ``""`` if it cannot be sanitized."""
+    if mol is None:
+        return ""
+    copy = Chem.Mol(mol)
+    with rdBase.CaptureErrorLog():  # build_mol reports the reason; keep load() quiet
+        try:
+            Chem.SanitizeMol(copy)
+            return Chem.MolToSmiles(Chem.RemoveHs(copy))
+        except Exception:  # RDKit raises several exception types
+            return ""
+
+
+@register_source("sdf")
+class SDFSource(_UserFileSource):
+    """An SD file; every record is kept, with its mol block, title and data items.
+
+    Parameters
+    ----------
+    path
+        The ``.sdf`` file.
+    target_columns
+        SD data items to use as numeric targets (float64; missing items are NaN).
+    task
+        Override the inferred task.
+
+    Notes
+    -----
+    Columns: ``smiles`` (canonical SMILES computed from the record, ``""`` when RDKit cannot
+    read or sanitize it; SD files carry no SMILES of their own), ``molblock``, ``title``,
+    ``sdf_index`` (0-based record number), the targets, and every other data item as a string
+    column (an item named like a standard column is stored as ``sdf_<name>``).
+    """
+
+    info: SourceInfo = _user_info("sdf", None, (), "generation")
+    _RESERVED: ClassVar[frozenset[str]] = frozenset({"smiles", "molblock", "title", "sdf_index"})
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        target_columns: Sequence[str] | None = None,
+        *,
+        task: str | None = None,
+    ) -> None:
+        super().__init__(path)
+        self.target_columns = tuple(target_columns or ())
+        self.info = _user_info(
+            "sdf", self.path, self.target_columns, _infer_task(self.target_columns, None, task)
+        )
+
+    def options(self) -> dict[str, Any]:
+        return {"target_columns": list(self.target_columns), "task": self.info.task}
+
+    def _load(self, subset: str) -> pd.DataFrame:
+        if not self.path.read_bytes().strip():
+            raise SourceError(f"{self.path} contains no SD records (empty file)")
+        supplier = Chem.SDMolSupplier(str(self.path), sanitize=False, removeHs=False)
+        n = len(supplier)
+        if n == 0:
+            raise SourceError(f"{self.path} contains no SD records")
+        rows: list[dict[str, Any]] = []
+        for index in range(n):
+            text = supplier.GetItemText(index)
+            mol = supplier[index]
+            row: dict[str, Any] = {
+                "smiles": _smiles_of(mol),
+                "molblock": _molblock(text),
+                "title": text.split("\n", 1)[0].rstrip("\r"),
+                "sdf_index": index,
+            }
+            for key, value in parse_sd_fields(text).items():
+                row[f"sdf_{key}" if key in self._RESERVED else key] = value
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        for column in self.target_columns:
+            if column not in frame.columns:
+                raise SourceError(
+                    f"{self.path}: no SD data item {column!r}; items found: "
+                    f"{[c for c in frame.columns if c not in self._RESERVED]}"
+                )
+            frame[column] = to_float(frame[column], column)
+        return frame
+
+    def build_mol(
+        self, record: Mapping[str, Any], *, row: int, standardize: Any = None
+    ) -> tuple[Chem.Mol, np.ndarray | None]:
+        """Sanitize the record's mol block; positions are the file's heavy-atom coordinates.
+
+        ``standardize`` is not applied (it could remove or reorder atoms and detach the
+        coordinates). Positions are ``None`` for 2D records (conformer not flagged 3D).
+
+        Raises
+        ------
+        molfm.chem.parse.InvalidMoleculeError
+            With ``row`` and RDKit's reason, when the block cannot be parsed or sanitized.
+        """
+        from molfm.chem.parse import InvalidMoleculeError
+
+        value = record.get("smiles") or record.get("title") or f"SD record {row}"
+        mol = Chem.MolFromMolBlock(record["molblock"], sanitize=False, removeHs=False)
+        if mol is None:
+            raise InvalidMoleculeError(value, "RDKit could not parse the mol block", row=row)
+        try:
+            Chem.SanitizeMol(mol)
+            mol = Chem.RemoveHs(mol)
+        except Exception as exc:  # AtomValenceException, KekulizeException, ...
+            raise InvalidMoleculeError(value, str(exc) or type(exc).__name__, row=row) from exc
+        if mol.GetNumAtoms() == 0:
+            raise InvalidMoleculeError(value, "record has no heavy atoms", row=row)
+        positions = None
+        if mol.GetNumConformers() and mol.GetConformer().Is3D():
+            positions = mol.GetConformer().GetPositions().astype(np.float32)
+        return mol, positions

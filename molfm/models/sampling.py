@@ -1,0 +1,356 @@
+"""Batched SMILES sampling from GP-MoLFormer with the recurrent (O(1) per token) form.
+
+Every sequence starts with ``<bos>`` (plus an optional prompt, ``prefix_ids``) and grows one
+token at a time through :meth:`GPMoLFormer.step` until it emits ``<eos>`` or reaches
+``max_length`` tokens (``<bos>`` and ``<eos>`` included).
+
+* **Reproducible**: one ``torch.Generator`` seeded with ``seed`` drives every draw, so the same
+  call (same model, seed, ``n``, ``batch_size``, device) gives the same molecules. Changing
+  ``batch_size`` or the device changes the random stream, hence the molecules.
+* **Finished sequences cost nothing**: after each step the rows that emitted ``<eos>`` are
+  dropped from the active batch (their recurrent state and tokens), so the batch shrinks as
+  molecules finish.
+* **Prompts** (scaffold decoration, ...): ``prefix_ids`` are fed once through the recurrent
+  state of a single sequence, and that state is shared by all samples.
+* **Truncation**: a sequence that reaches ``max_length`` without ``<eos>`` is returned decoded
+  as far as it got and flagged in :attr:`SampledSmiles.truncated` (its SMILES is usually
+  incomplete; callers validate with RDKit anyway).
+* ``<pad>``, ``<bos>`` and ``<unk>`` are never sampled (their logits are set to ``-inf``).
+* ``temperature=0`` means greedy decoding (argmax, no randomness).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from molfm.data.tokenizer import SmilesTokenizer
+
+__all__ = [
+    "SampledSmiles",
+    "top_k_filter",
+    "top_p_filter",
+    "sample_next_token",
+    "sample_ids",
+    "sample",
+]
+
+
+class SampledSmiles(list[str]):
+    """A list of sampled SMILES strings with a per-item ``truncated`` flag.
+
+    ``truncated[i]`` is true when sample ``i`` hit ``max_length`` before ``<eos>``. (The flags
+    live on this object only: slicing gives a plain list.)
+    """
+
+    def __init__(self, smiles: Iterable[str], truncated: Iterable[bool]) -> None:
+        super().__init__(smiles)
+        self.truncated: list[bool] = list(truncated)
+        if len(self.truncated) != len(self):
+            raise ValueError("one truncated flag per SMILES is required")
+
+    @property
+    def n_truncated(self) -> int:
+        return sum(self.truncated)
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest logits per row, set the rest to ``-inf``.
+
+    Parameters
+    ----------
+    logits
+        ``[B, V]``.
+    k
+        ``k >= 1``; values tied with the k-th largest are kept too. ``k >= V`` is a no-op.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, V]``, a new tensor.
+    """
+    if k < 1:
+        raise ValueError(f"top_k must be >= 1, got {k}")
+    if k >= logits.shape[-1]:
+        return logits.clone()
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # [B, 1]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose probability
+    mass reaches ``p``, set the rest to ``-inf``.
+
+    A token is dropped when the tokens ranked above it already hold at least ``p`` of the
+    mass, so the most likely token is always kept.
+
+    Parameters
+    ----------
+    logits
+        ``[B, V]``.
+    p
+        ``0 < p <= 1``; ``p = 1`` is a no-op.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, V]``, a new tensor.
+    """
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {p}")
+    if p >= 1.0:
+        return logits.clone()
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits.float(), dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # [B, V] probability of higher-ranked tokens
+    drop_sorted = mass_before >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def sample_next_token(
+    logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one token per row from ``logits`` ``[B, V]`` -> LongTensor ``[B]``.
+
+    ``temperature=0`` is greedy (argmax); otherwise the logits are divided by ``temperature``,
+    filtered by top-k then top-p, and sampled with ``generator``.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _iter_batches(
+    model: nn.Module,
+    n: int,
+    *,
+    batch_size: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    max_length: int | None,
+    seed: int,
+    device: torch.device | str,
+    prefix_ids: list[int] | None,
+    banned_ids: Iterable[int],
+) -> Iterator[tuple[list[list[int]], list[bool]]]:
+    """Yield ``(ids, truncated)`` per batch; ids run from ``<bos>`` to ``<eos>`` inclusive."""
+    config = model.config
+    bos, eos, pad = config.bos_id, config.eos_id, config.pad_id
+    max_length = config.max_length if max_length is None else max_length
+    prompt = [bos, *(prefix_ids or [])]
+    if len(prompt) > 1 and prompt[1] == bos:  # the caller already included <bos>
+        prompt = prompt[1:]
+    if any(t == eos or not 0 <= t < config.vocab_size for t in prompt):
+        raise ValueError(f"prefix_ids must be token ids below {config.vocab_size}, without <eos>")
+    if len(prompt) >= max_length:
+        raise ValueError(
+            f"prompt of {len(prompt)} tokens leaves no room below max_length={max_length}"
+        )
+    if n < 0 or batch_size < 1:
+        raise ValueError(f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+    device = torch.device(device)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    banned = torch.tensor(sorted(set(banned_ids)), dtype=torch.long, device=device)
+
+    # Feed the prompt once (batch of 1); every sample starts from this state.
+    state = model.init_state(1, device)
+    logits = torch.empty(0)
+    for position, token in enumerate(prompt):
+        logits, state = model.step(torch.tensor([token], device=device), position, state)
+    start = len(prompt)
+    prompt_t = torch.tensor(prompt, dtype=torch.long, device=device)
+
+    for first in range(0, n, batch_size):
+        b = min(batch_size, n - first)
+        layer_states = [(s.expand(b, *s.shape[1:]), z.expand(b, *z.shape[1:])) for s, z in state]
+        step_logits = logits.expand(b, -1)
+        out = torch.full((b, max_length), pad, dtype=torch.long, device=device)
+        out[:, :start] = prompt_t
+        active = torch.arange(b, device=device)  # rows of `out` still generating
+        for position in range(start, max_length):
+            step_logits = step_logits.float().index_fill(-1, banned, float("-inf"))
+            token = sample_next_token(
+                step_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+            )
+            out[active, position] = token
+            done = token == eos
+            if bool(done.any()):
+                keep = ~done
+                active, token = active[keep], token[keep]
+                layer_states = [(s[keep], z[keep]) for s, z in layer_states]
+            if active.numel() == 0 or position == max_length - 1:
+                break
+            step_logits, layer_states = model.step(token, position, layer_states)
+        truncated = torch.zeros(b, dtype=torch.bool, device=device)
+        truncated[active] = True
+        ids: list[list[int]] = []
+        for row, is_truncated in zip(out.tolist(), truncated.tolist(), strict=True):
+            ids.append(row if is_truncated else row[: row.index(eos, start) + 1])
+        yield ids, truncated.tolist()
+
+
+def _prepare(model: nn.Module, device: torch.device | str) -> bool:
+    was_training = model.training
+    model.to(device)
+    model.eval()
+    return was_training
+
+
+@torch.inference_mode()
+def sample_ids(
+    model: nn.Module,
+    n: int,
+    *,
+    batch_size: int = 512,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    max_length: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    prefix_ids: list[int] | None = None,
+    banned_ids: Iterable[int] | None = None,
+) -> tuple[list[list[int]], list[bool]]:
+    """Sample ``n`` token sequences; see :func:`sample` for the arguments.
+
+    Returns
+    -------
+    ids
+        ``n`` lists of token ids from ``<bos>`` to ``<eos>`` inclusive (no ``<eos>`` when
+        truncated), prompt included.
+    truncated
+        ``n`` flags: true when the sequence hit ``max_length`` without ``<eos>``.
+    """
+    config = model.config
+    banned = [config.pad_id, config.bos_id] if banned_ids is None else list(banned_ids)
+    was_training = _prepare(model, device)
+    all_ids: list[list[int]] = []
+    all_truncated: list[bool] = []
+    try:
+        for ids, truncated in _iter_batches(
+            model,
+            n,
+            batch_size=batch_size,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            max_length=max_length,
+            seed=seed,
+            device=device,
+            prefix_ids=prefix_ids,
+            banned_ids=banned,
+        ):
+            all_ids.extend(ids)
+            all_truncated.extend(truncated)
+    finally:
+        model.train(was_training)
+    return all_ids, all_truncated
+
+
+@torch.inference_mode()
+def sample(
+    model: nn.Module,
+    tokenizer: SmilesTokenizer,
+    n: int,
+    *,
+    batch_size: int = 512,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    max_length: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    prefix_ids: list[int] | None = None,
+    callback: Callable[[list[str], int], None] | None = None,
+) -> SampledSmiles:
+    """Sample ``n`` SMILES strings from a GP-MoLFormer model.
+
+    Parameters
+    ----------
+    model
+        A :class:`~molfm.models.gp_molformer.GPMoLFormer` (moved to ``device``; put in eval
+        mode while sampling, its training flag restored afterwards).
+    tokenizer
+        The tokenizer the model was trained with (same vocabulary size and special ids).
+    n
+        Number of samples.
+    batch_size
+        Sequences generated together; part of the random stream (see module docstring).
+    temperature
+        Softmax temperature; 0 means greedy.
+    top_k, top_p
+        Optional top-k and nucleus filtering (applied in that order, after temperature).
+    max_length
+        Longest sequence in tokens, ``<bos>``/``<eos>`` and prompt included; default
+        ``model.config.max_length``.
+    seed
+        Seed of the ``torch.Generator`` used for every draw.
+    device
+        Where to run.
+    prefix_ids
+        Prompt token ids placed after ``<bos>`` (e.g. ``tokenizer.encode(s,
+        add_special=False)``); a leading ``<bos>`` is accepted. The returned SMILES include
+        the prompt.
+    callback
+        Called after each batch with ``(batch_smiles, n_done)`` (progress bars, streaming).
+
+    Returns
+    -------
+    SampledSmiles
+        ``n`` SMILES strings (a ``list[str]``) with the ``truncated`` flags.
+    """
+    config = model.config
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(
+            f"tokenizer has {tokenizer.vocab_size} tokens, model expects {config.vocab_size}"
+        )
+    if (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) != (
+        config.bos_id,
+        config.eos_id,
+        config.pad_id,
+    ):
+        raise ValueError("tokenizer and model disagree on the special token ids")
+    banned = [config.pad_id, config.bos_id, tokenizer.unk_id]
+    was_training = _prepare(model, device)
+    smiles: list[str] = []
+    truncated_flags: list[bool] = []
+    try:
+        for ids, truncated in _iter_batches(
+            model,
+            n,
+            batch_size=batch_size,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            max_length=max_length,
+            seed=seed,
+            device=device,
+            prefix_ids=prefix_ids,
+            banned_ids=banned,
+        ):
+            batch = [tokenizer.decode(row) for row in ids]
+            smiles.extend(batch)
+            truncated_flags.extend(truncated)
+            if callback is not None:
+                callback(batch, len(smiles))
+    finally:
+        model.train(was_training)
+    return SampledSmiles(smiles, truncated_flags)

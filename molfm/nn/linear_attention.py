@@ -1,0 +1,337 @@
+"""Causal linear attention (Katharopoulos et al. 2020) with rotary positions.
+
+Softmax attention ``softmax(q k^T) v`` is replaced by a kernel ``phi(q) . phi(k)`` with a
+positive feature map, here ``phi(x) = elu(x) + 1`` (the map of Katharopoulos et al., also the
+default of fast-transformers, the library MoLFormer was built on). It is deterministic: no
+random features, so inference needs no seed. For a query at position ``t``::
+
+    out_t = phi(q_t)^T S_t / (phi(q_t)^T z_t + eps)
+    S_t = sum_{j <= t} phi(k_j) v_j^T        [D, Dv]
+    z_t = sum_{j <= t} phi(k_j)              [D]
+
+which gives two forms of the same function:
+
+* **parallel** (:func:`causal_linear_attention`, training): all positions at once;
+* **recurrent** (:func:`linear_attention_step`, sampling): carry ``(S, z)``, a constant-size
+  state per sequence, and update it one token at a time in O(1).
+
+Rotary positions and the feature map. As in MoLFormer (its ``RotateAttentionLayer`` rotates
+queries and keys, then the fast-transformers linear attention applies the feature map), the
+order here is **rotate, then feature map**: ``phi(R_t q_t) . phi(R_j k_j)``. The kernel is
+then no longer a function of ``t - j`` alone (the RoFormer paper's linear-attention variant
+rotates *after* the feature map for that), but it is what MoLFormer/GP-MoLFormer compute, the
+weights stay positive, and the parallel and recurrent forms are exactly the same function
+because a key is rotated at its own absolute position before it enters the state.
+
+Numerics. The feature map, the state accumulation and the normalizer run in float32 (float64
+if the inputs are float64) with autocast disabled, so bf16/fp16 training and sampling cannot
+overflow or lose the running sums; the result is cast back to the input dtype. There is no
+``1/sqrt(D)`` scaling (none in fast-transformers' linear attention either).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from molfm.nn.rotary import RotaryEmbedding, apply_rotary
+
+__all__ = [
+    "LinearAttentionState",
+    "elu_feature_map",
+    "causal_linear_attention",
+    "linear_attention_step",
+    "init_linear_attention_state",
+    "CausalLinearSelfAttention",
+]
+
+LinearAttentionState = tuple[torch.Tensor, torch.Tensor]
+"""``(S, z)``: ``S`` ``[B, H, D, Dv]`` running sum of ``phi(k) v^T``; ``z`` ``[B, H, D]``
+running sum of ``phi(k)``."""
+
+DEFAULT_EPS = 1e-6
+
+
+def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """``phi(x) = elu(x) + 1``: ``x + 1`` for ``x > 0``, ``exp(x)`` otherwise.
+
+    Written with ``exp`` directly rather than ``(exp(x) - 1) + 1``, which rounds to exactly 0
+    in float32 below ``x ~ -17`` and would break strict positivity. (The ``clamp`` keeps the
+    unused branch finite so gradients stay finite too.)
+    """
+    return torch.where(x > 0, x + 1.0, torch.exp(x.clamp(max=0.0)))
+
+
+def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    out = torch.float32
+    for d in dtypes:
+        out = torch.promote_types(out, d)
+    return out
+
+
+def causal_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    *,
+    eps: float = DEFAULT_EPS,
+    chunk_size: int = 64,
+) -> torch.Tensor:
+    """Parallel (training) form of causal linear attention.
+
+    Parameters
+    ----------
+    q, k
+        Queries and keys *before* the feature map (already rotated), ``[B, H, T, D]``.
+    v
+        Values, ``[B, H, T, Dv]``.
+    key_mask
+        ``[B, T]``, true (or 1) for real tokens. Masked keys contribute nothing to the sums,
+        neither to the numerator nor the normalizer. Outputs at masked query positions are
+        meaningless (finite thanks to ``eps``) and should be ignored by the caller.
+    eps
+        Added to the normalizer ``phi(q_t) . z_t``.
+    chunk_size
+        Chunk length ``C``. The sequence is cut into ``N = ceil(T / C)`` chunks: inside a
+        chunk the masked ``C x C`` kernel matrix is used, across chunks the state ``S`` summed
+        over all earlier chunks. Memory per head is ``O(T C + N D Dv)`` -- linear in ``T`` for
+        fixed ``C`` -- instead of ``O(T^2)`` for the masked kernel matrix or ``O(T D Dv)`` for a
+        cumulative sum of per-position outer products. ``C >= T`` gives the plain
+        ``O(T^2)`` form (fastest for short sequences); smaller ``C`` saves memory on long ones.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, H, T, Dv]`` in ``v.dtype``.
+    """
+    if q.shape != k.shape or q.shape[:3] != v.shape[:3]:
+        raise ValueError(
+            f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    out_dtype = v.dtype
+    b, h, t, d = q.shape
+    dv = v.shape[-1]
+    dtype = _compute_dtype(q.dtype, k.dtype, v.dtype)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        phi_q = elu_feature_map(q.to(dtype))
+        phi_k = elu_feature_map(k.to(dtype))
+        v = v.to(dtype)
+        if key_mask is not None:
+            if key_mask.shape != (b, t):
+                raise ValueError(f"key_mask must be [B, T] = {(b, t)}, got {tuple(key_mask.shape)}")
+            phi_k = phi_k * key_mask.to(dtype)[:, None, :, None]
+        c = min(chunk_size, t)
+        n = -(-t // c)
+        pad = n * c - t
+        if pad:  # zero keys contribute nothing; padded query rows are dropped below
+            phi_q = F.pad(phi_q, (0, 0, 0, pad))
+            phi_k = F.pad(phi_k, (0, 0, 0, pad))
+            v = F.pad(v, (0, 0, 0, pad))
+        phi_q = phi_q.view(b, h, n, c, d)
+        phi_k = phi_k.view(b, h, n, c, d)
+        v = v.view(b, h, n, c, dv)
+
+        # Inside each chunk: masked kernel matrix [B, H, N, C, C].
+        causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
+        scores = (phi_q @ phi_k.transpose(-1, -2)).masked_fill(~causal, 0.0)
+        numerator = scores @ v  # [B, H, N, C, Dv]
+        denominator = scores.sum(-1)  # [B, H, N, C]
+
+        if n > 1:  # Across chunks: sums over all *earlier* chunks (exclusive prefix sum).
+            kv = phi_k.transpose(-1, -2) @ v  # [B, H, N, D, Dv]
+            ks = phi_k.sum(-2)  # [B, H, N, D]
+            s_prev = torch.cat((torch.zeros_like(kv[:, :, :1]), kv[:, :, :-1].cumsum(2)), 2)
+            z_prev = torch.cat((torch.zeros_like(ks[:, :, :1]), ks[:, :, :-1].cumsum(2)), 2)
+            numerator = numerator + phi_q @ s_prev
+            denominator = denominator + (phi_q @ z_prev.unsqueeze(-1)).squeeze(-1)
+
+        out = numerator / (denominator.unsqueeze(-1) + eps)
+        out = out.view(b, h, n * c, dv)[:, :, :t]
+    return out.to(out_dtype)
+
+
+def init_linear_attention_state(
+    batch_size: int,
+    n_head: int,
+    head_dim: int,
+    value_dim: int | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> LinearAttentionState:
+    """Empty recurrent state ``(S [B, H, D, Dv], z [B, H, D])`` (zeros)."""
+    value_dim = head_dim if value_dim is None else value_dim
+    s = torch.zeros(batch_size, n_head, head_dim, value_dim, device=device, dtype=dtype)
+    z = torch.zeros(batch_size, n_head, head_dim, device=device, dtype=dtype)
+    return s, z
+
+
+def linear_attention_step(
+    q_t: torch.Tensor,
+    k_t: torch.Tensor,
+    v_t: torch.Tensor,
+    state: LinearAttentionState,
+    *,
+    eps: float = DEFAULT_EPS,
+) -> tuple[torch.Tensor, LinearAttentionState]:
+    """Recurrent (sampling) form: one token per sequence, O(1) in the sequence length.
+
+    Parameters
+    ----------
+    q_t, k_t
+        Query and key of the current token before the feature map (already rotated at the
+        token's position), ``[B, H, D]``.
+    v_t
+        Value, ``[B, H, Dv]``.
+    state
+        ``(S [B, H, D, Dv], z [B, H, D])`` summed over the earlier tokens (zeros at the start).
+        Its dtype (float32 or float64) is the compute dtype. Not modified in place.
+
+    Returns
+    -------
+    out_t
+        ``[B, H, Dv]`` in ``v_t.dtype``; equal to the parallel form at this position.
+    new_state
+        The state including the current token.
+    """
+    s, z = state
+    out_dtype = v_t.dtype
+    dtype = _compute_dtype(s.dtype, q_t.dtype, k_t.dtype, v_t.dtype)
+    with torch.autocast(device_type=q_t.device.type, enabled=False):
+        phi_q = elu_feature_map(q_t.to(dtype))
+        phi_k = elu_feature_map(k_t.to(dtype))
+        v_t = v_t.to(dtype)
+        # One fused pass over S (no separate outer-product tensor): the update is memory bound.
+        s = torch.addcmul(s.to(dtype), phi_k.unsqueeze(-1), v_t.unsqueeze(-2))  # [B, H, D, Dv]
+        z = z.to(dtype) + phi_k  # [B, H, D]
+        numerator = (phi_q.unsqueeze(-2) @ s).squeeze(-2)  # [B, H, Dv]
+        denominator = (phi_q * z).sum(-1, keepdim=True)  # [B, H, 1]
+        out = numerator / (denominator + eps)
+    return out.to(out_dtype), (s, z)
+
+
+class CausalLinearSelfAttention(nn.Module):
+    """Multi-head causal linear self-attention with rotary positions.
+
+    ``x -> (q, k, v) = W x + b``, split into heads, rotate ``q`` and ``k`` at their absolute
+    positions, linear attention (feature map ``elu + 1``), merge heads, output projection.
+
+    Parameters
+    ----------
+    n_embd
+        Model width ``C``.
+    n_head
+        Number of heads ``H``; head size ``D = C / H`` (even).
+    rotary_base
+        Rotary frequency base.
+    eps
+        Normalizer epsilon.
+    chunk_size
+        Chunk length of the parallel form (see :func:`causal_linear_attention`).
+    """
+
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        rotary_base: float = 10000.0,
+        *,
+        eps: float = DEFAULT_EPS,
+        chunk_size: int = 64,
+    ) -> None:
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        self.n_embd = n_embd
+        self.n_head = n_head
+        self.head_dim = n_embd // n_head
+        self.eps = eps
+        self.chunk_size = chunk_size
+        self.qkv = nn.Linear(n_embd, 3 * n_embd)
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.rotary = RotaryEmbedding(self.head_dim, base=rotary_base)
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[..., 3C]`` -> three ``[..., H, D]``."""
+        q, k, v = self.qkv(x).split(self.n_embd, dim=-1)
+        shape = (*x.shape[:-1], self.n_head, self.head_dim)
+        return q.view(shape), k.view(shape), v.view(shape)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Parallel form.
+
+        Parameters
+        ----------
+        x
+            ``[B, T, C]``; token ``t`` is at position ``t`` (right padding).
+        attention_mask
+            ``[B, T]``, true/1 for real tokens; padded keys contribute nothing.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, T, C]``.
+        """
+        b, t, _ = x.shape
+        q, k, v = (u.transpose(1, 2) for u in self._split(x))  # [B, H, T, D]
+        dtype = _compute_dtype(q.dtype)
+        cos, sin = self.rotary.cos_sin(torch.arange(t, device=x.device), dtype=dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            q = apply_rotary(q.to(dtype), cos, sin)
+            k = apply_rotary(k.to(dtype), cos, sin)
+        y = causal_linear_attention(
+            q, k, v, attention_mask, eps=self.eps, chunk_size=self.chunk_size
+        )  # [B, H, T, D]
+        y = y.transpose(1, 2).reshape(b, t, self.n_embd)
+        return self.proj(y)
+
+    def step(
+        self,
+        x_t: torch.Tensor,
+        position: int | torch.Tensor,
+        state: LinearAttentionState,
+    ) -> tuple[torch.Tensor, LinearAttentionState]:
+        """Recurrent form for one token per sequence.
+
+        Parameters
+        ----------
+        x_t
+            ``[B, C]``.
+        position
+            Absolute position of the token: an int shared by the batch or a LongTensor ``[B]``.
+        state
+            ``(S [B, H, D, D], z [B, H, D])`` from :meth:`init_state` or the previous step.
+
+        Returns
+        -------
+        y_t
+            ``[B, C]``.
+        new_state
+            Updated state.
+        """
+        q, k, v = self._split(x_t)  # [B, H, D]
+        dtype = _compute_dtype(q.dtype, state[0].dtype)
+        pos = torch.as_tensor(position, device=x_t.device)
+        cos, sin = self.rotary.cos_sin(pos, dtype=dtype)  # [D] or [B, D]
+        if cos.dim() == 2:
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, D]
+        with torch.autocast(device_type=x_t.device.type, enabled=False):
+            q = apply_rotary(q.to(dtype), cos, sin)
+            k = apply_rotary(k.to(dtype), cos, sin)
+        y, state = linear_attention_step(q, k, v, state, eps=self.eps)
+        return self.proj(y.reshape(x_t.shape[0], self.n_embd)), state
+
+    def init_state(
+        self,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> LinearAttentionState:
+        """Zero state for ``batch_size`` sequences (float32 unless ``dtype`` is wider)."""
+        return init_linear_attention_state(
+            batch_size, self.n_head, self.head_dim, device=device, dtype=dtype
+        )
