@@ -38,11 +38,22 @@ def bond_index(mol: Chem.Mol) -> np.ndarray:
     return out
 
 
+def _index_array(values: np.ndarray, width: int, name: str) -> np.ndarray:
+    """Check an int ``[K, width]`` index array (refusing e.g. a ``[2, E]`` edge index)."""
+    arr = np.asarray(values, dtype=np.int64)
+    if arr.size == 0:
+        return arr.reshape(0, width)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        hint = " (pass edge_index.T)" if width == 2 and arr.ndim == 2 and arr.shape[0] == 2 else ""
+        raise ValueError(f"{name} must have shape [K, {width}], got {arr.shape}{hint}")
+    return arr
+
+
 def _as_bonds(mol_or_bonds: Chem.Mol | np.ndarray) -> tuple[np.ndarray, int]:
     """Bond pairs ``[M, 2]`` and node count from a molecule or a bond array."""
     if isinstance(mol_or_bonds, Chem.Mol):
         return bond_index(mol_or_bonds), mol_or_bonds.GetNumAtoms()
-    bonds = np.asarray(mol_or_bonds, dtype=np.int64).reshape(-1, 2)
+    bonds = _index_array(mol_or_bonds, 2, "bonds")
     return bonds, int(bonds.max()) + 1 if bonds.size else 0
 
 
@@ -85,7 +96,7 @@ def bond_lengths(pos: np.ndarray, bonds: np.ndarray) -> np.ndarray:
         ``[M]`` lengths, in the units of ``pos``.
     """
     pos = np.asarray(pos, dtype=np.float64)
-    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    bonds = _index_array(bonds, 2, "bonds")
     return np.linalg.norm(pos[bonds[:, 0]] - pos[bonds[:, 1]], axis=-1)
 
 
@@ -131,7 +142,7 @@ def bond_angles(pos: np.ndarray, triplets: np.ndarray) -> np.ndarray:
         ``[T]`` angles (``atan2(|u x v|, u . v)``: stable near 0 and pi, unlike ``arccos``).
     """
     pos = np.asarray(pos, dtype=np.float64)
-    triplets = np.asarray(triplets, dtype=np.int64).reshape(-1, 3)
+    triplets = _index_array(triplets, 3, "triplets")
     u = pos[triplets[:, 0]] - pos[triplets[:, 1]]
     v = pos[triplets[:, 2]] - pos[triplets[:, 1]]
     cross = np.linalg.norm(np.cross(u, v), axis=-1)
@@ -185,7 +196,7 @@ def dihedral_angles(pos: np.ndarray, quads: np.ndarray) -> np.ndarray:
         ``b1 = j - i``, ``b2 = k - j``, ``b3 = l - k``.
     """
     pos = np.asarray(pos, dtype=np.float64)
-    quads = np.asarray(quads, dtype=np.int64).reshape(-1, 4)
+    quads = _index_array(quads, 4, "quads")
     p0, p1, p2, p3 = (pos[quads[:, c]] for c in range(4))
     b1, b2, b3 = p1 - p0, p2 - p1, p3 - p2
     n2 = np.cross(b2, b3)

@@ -183,6 +183,8 @@ def _smiles_text(value: object, row: int | None) -> str:
     text = value.strip()
     if not text:
         raise InvalidMoleculeError(value, "empty SMILES", row=row)
+    if text.isascii() and text.isprintable() and " " not in text:
+        return text  # the common case, checked in C
     for position, char in enumerate(text):
         if not char.isascii():
             raise InvalidMoleculeError(

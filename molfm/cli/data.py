@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -22,7 +22,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class OnInvalid(str, Enum):
+class OnInvalid(StrEnum):
     error = "error"
     skip = "skip"
 

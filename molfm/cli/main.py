@@ -6,6 +6,7 @@ import typer
 
 from molfm import __version__
 from molfm.cli import data as data_cli
+from molfm.cli import generate as generate_cli
 from molfm.cli import train as train_cli
 
 app = typer.Typer(
@@ -16,6 +17,8 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(train_cli.app, name="train")
+app.command("generate")(generate_cli.generate)
+app.command("decorate")(generate_cli.decorate)
 
 
 def _version(value: bool) -> None:

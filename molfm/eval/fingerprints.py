@@ -103,15 +103,14 @@ FingerprintMatrix = np.ndarray | PackedFingerprints
 
 
 def _tanimoto_block(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Tanimoto between rows of ``x`` (a, d) and rows of ``y`` (b, d): an (a, b) tensor."""
-    inter = x @ y.T
+    """Tanimoto between rows of ``x`` (a, d) and rows of ``y`` (b, d): an (a, b) float64 tensor."""
+    inter = x @ y.T  # exact in float32: integer counts below 2**24
     union = x.sum(1, keepdim=True) + y.sum(1).unsqueeze(0) - inter
-    sim = inter / union
+    sim = inter.double() / union.double()
     return torch.nan_to_num(sim, nan=1.0)  # two empty fingerprints: MOSES counts them as 1
 
 
 def _as_tensor(block: np.ndarray, device: str) -> torch.Tensor:
-    # float32 is exact here: the counts are integers below 2**24.
     return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
 
 
@@ -121,7 +120,7 @@ def tanimoto_matrix(
     """Full Tanimoto similarity matrix between two fingerprint sets, ``(len(a), len(b))``."""
     x = _as_tensor(a[:], device)
     y = _as_tensor(b[:], device)
-    return _tanimoto_block(x, y).cpu().numpy().astype(np.float64)
+    return _tanimoto_block(x, y).cpu().numpy()
 
 
 def average_agg_tanimoto(
@@ -170,7 +169,7 @@ def average_agg_tanimoto(
             block_acc = torch.zeros(y.shape[0], dtype=torch.float64, device=device)
             for j in range(0, n_ref, batch_size):
                 x = _as_tensor(reference[j : j + batch_size], device)
-                sim = _tanimoto_block(x, y).double()
+                sim = _tanimoto_block(x, y)
                 if p != 1:
                     sim = sim**p
                 if agg == "max":

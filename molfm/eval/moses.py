@@ -236,11 +236,13 @@ def fcd_distance(
 ) -> float:
     """Fréchet ChemNet Distance; NaN (with a warning) for fewer than 2 molecules on a side."""
     gen = fcd_statistics(generated, canonize=True, batch_size=batch_size, device=device)
+    if gen is None:
+        return float("nan")
     if isinstance(reference, MosesReference):
         ref = (reference.fcd_mu, reference.fcd_sigma)
     else:
         ref = fcd_statistics(reference, canonize=True, batch_size=batch_size, device=device)
-    if gen is None or ref is None:
+    if ref is None:
         return float("nan")
     return frechet_distance(ref[0], ref[1], gen[0], gen[1])
 

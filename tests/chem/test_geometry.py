@@ -127,6 +127,16 @@ def test_small_index_sets() -> None:
     assert dihedral_quadruplets(parse_smiles("CC")).shape == (0, 4)
 
 
+def test_index_arrays_are_checked() -> None:
+    pos = np.zeros((4, 3))
+    with pytest.raises(ValueError, match=r"edge_index\.T"):
+        bond_lengths(pos, np.array([[0, 1, 2], [1, 2, 3]]))  # a [2, E] edge index
+    with pytest.raises(ValueError, match="triplets"):
+        bond_angles(pos, np.array([0, 1, 2]))
+    assert bond_lengths(pos, np.zeros((0, 2), dtype=int)).shape == (0,)
+    assert dihedral_angles(pos, []).shape == (0,)
+
+
 def test_rotation_translation_invariance_and_reflection() -> None:
     rng = np.random.default_rng(0)
     mol = parse_smiles("CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)O")

@@ -66,9 +66,9 @@ def test_canonize_makes_activations_spelling_invariant() -> None:
 
 def test_frechet_distance_closed_forms() -> None:
     # 1-D: (m1 - m2)^2 + s1 + s2 - 2 sqrt(s1 s2)
-    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[1.0]])) == (
-        pytest.approx(4.0 + 4.0 + 1.0 - 2 * 2.0)
-    )
+    assert frechet_distance(
+        np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[1.0]])
+    ) == (pytest.approx(4.0 + 4.0 + 1.0 - 2 * 2.0))
     # Diagonal covariances: sum over dimensions of the 1-D terms.
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
     v1, v2 = np.array([1.0, 2.0, 9.0]), np.array([4.0, 2.0, 1.0])
