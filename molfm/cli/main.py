@@ -6,6 +6,7 @@ import typer
 
 from molfm import __version__
 from molfm.cli import data as data_cli
+from molfm.cli import evaluate as evaluate_cli
 from molfm.cli import generate as generate_cli
 from molfm.cli import train as train_cli
 
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(train_cli.app, name="train")
+app.add_typer(evaluate_cli.app, name="evaluate")
 app.command("generate")(generate_cli.generate)
 app.command("decorate")(generate_cli.decorate)
 

@@ -209,7 +209,10 @@ class GPMoLFormer(nn.Module):
         return self.lm_head(self.head_transform(self.ln_f(x)))
 
     def forward(
-        self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        prefix_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Parallel form.
 
@@ -222,12 +225,31 @@ class GPMoLFormer(nn.Module):
             ``[B, T]``, true/1 for real tokens, or None (no padding). Padded positions
             contribute nothing to other positions; their own logits are meaningless.
 
+        prefix_embeds
+            Optional ``[B, P, C]`` (or ``[P, C]``, shared) vectors placed before the tokens,
+            e.g. a pair-tuning soft prompt; they occupy positions ``0..P-1`` and shift the
+            tokens to ``P..P+T-1``. The mask and the returned logits cover the tokens only.
+
         Returns
         -------
         torch.Tensor
             Logits ``[B, T, V]``; ``logits[:, t]`` predicts token ``t + 1``.
         """
-        x = self.drop(self.tok_emb(ids))
+        x = self.tok_emb(ids)
+        if prefix_embeds is not None:
+            prefix = prefix_embeds.to(x.dtype)
+            if prefix.dim() == 2:
+                prefix = prefix.unsqueeze(0).expand(x.shape[0], -1, -1)
+            n_prefix = prefix.shape[1]
+            x = torch.cat([prefix, x], dim=1)
+            if attention_mask is not None:
+                ones = attention_mask.new_ones(attention_mask.shape[0], n_prefix)
+                attention_mask = torch.cat([ones, attention_mask], dim=1)
+            x = self.drop(x)
+            for block in self.blocks:
+                x = block(x, attention_mask)
+            return self._logits(x[:, n_prefix:])
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x, attention_mask)
         return self._logits(x)
@@ -264,9 +286,15 @@ class GPMoLFormer(nn.Module):
         new_state
             The state after this token.
         """
+        return self.embed_step(self.tok_emb(token_ids), position, state)
+
+    def embed_step(
+        self, embeds: torch.Tensor, position: int | torch.Tensor, state: State
+    ) -> tuple[torch.Tensor, State]:
+        """:meth:`step` for an input vector ``[B, C]`` instead of a token (soft prompts)."""
         if len(state) != len(self.blocks):
             raise ValueError(f"state has {len(state)} layers, model has {len(self.blocks)}")
-        x = self.drop(self.tok_emb(token_ids))
+        x = self.drop(embeds.to(self.tok_emb.weight.dtype))
         new_state: State = []
         for block, layer_state in zip(self.blocks, state, strict=True):
             x, layer_state = block.step(x, position, layer_state)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import linalg
 
 from molfm.eval.chemnet import (
     CHEMNET_VOCAB,
@@ -76,6 +77,19 @@ def test_frechet_distance_closed_forms() -> None:
     assert frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(expected)
     with pytest.raises(ValueError):
         frechet_distance(mu1, np.diag(v1), mu2[:2], np.diag(v2[:2]))
+
+
+@pytest.mark.parametrize("n_samples", [200, 30])  # full-rank and rank-deficient covariances
+def test_frechet_distance_matches_sqrtm_formula(n_samples: int) -> None:
+    # The formula fcd/fcd_torch evaluate, with scipy's general matrix square root.
+    rng = np.random.default_rng(n_samples)
+    x = rng.normal(size=(n_samples, 64)) @ rng.normal(size=(64, 64))
+    y = rng.normal(0.3, 1.0, size=(n_samples, 64)) @ rng.normal(size=(64, 64))
+    mu1, s1, mu2, s2 = x.mean(0), np.cov(x.T), y.mean(0), np.cov(y.T)
+    root = linalg.sqrtm(s1 @ s2).real
+    expected = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(root)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-6 * np.trace(s1))
 
 
 def test_fcd_statistics_needs_two_molecules() -> None:

@@ -1,0 +1,504 @@
+"""Pair-tuning (GP-MoLFormer, arXiv 2405.04912): a soft prompt trained on ordered pairs.
+
+Pair-tuning is prompt-tuning (Lester et al. 2021) on property-ordered molecule pairs
+(:mod:`molfm.tasks.pairs`): the base :class:`~molfm.models.gp_molformer.GPMoLFormer` is frozen
+and only ``P`` prompt vectors of width ``C`` are learned, so one small file per property
+steers the same base model. A training sequence is::
+
+    [p_0 ... p_{P-1}]  <bos> source <eos>  target <eos>
+     prompt vectors    context (no loss)   loss on every target token and the final <eos>
+
+The prompt occupies positions ``0..P-1`` and the tokens follow, exactly as
+``GPMoLFormer.forward(ids, mask, prefix_embeds=prompt)`` lays them out. The source is framed
+as the base model saw molecules in pretraining (``<bos> ... <eos>``); the prompt learns to
+make the model continue after that ``<eos>`` with an improved, similar molecule. At inference
+(:func:`molfm.tasks.pair_optimize.optimize`) the same layout is run in the recurrent form.
+
+The base model is frozen in both senses: ``requires_grad=False`` on every base parameter
+(AdamW only ever sees the prompt) and eval mode for the whole run (no dropout noise in the
+frozen network; :meth:`PairTuningTask.train` keeps it in eval mode whatever Lightning asks).
+
+Saved prompts are a directory with ``prompt.safetensors`` (one tensor ``"prompt"``
+``[P, C]``) and ``prompt_config.json`` (format, sizes, the base model's path and a sha256 of
+its weights, the tokenizer, the property and the training statistics); no pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from molfm.data.smiles import pad_batch
+from molfm.data.tokenizer import SmilesTokenizer
+from molfm.models.gp_molformer import GPMoLFormer
+
+__all__ = [
+    "SoftPrompt",
+    "PairDataset",
+    "collate_pairs",
+    "pair_loss",
+    "evaluate_pair_loss",
+    "PairTuningTask",
+    "train_prompt",
+    "model_fingerprint",
+    "save_prompt",
+    "load_prompt",
+    "PROMPT_FORMAT",
+]
+
+PROMPT_FORMAT = "molfm-soft-prompt"
+_PROMPT_VERSION = 1
+PROMPT_FILE = "prompt.safetensors"
+PROMPT_CONFIG = "prompt_config.json"
+LAYOUT = "[prompt] <bos> source <eos> target <eos>"
+
+PairBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""``(ids [B, T], attention_mask [B, T], target_mask [B, T])``."""
+
+
+class SoftPrompt(nn.Module):
+    """``P`` learnable input vectors of width ``C`` placed before the tokens.
+
+    Parameters
+    ----------
+    n_prompt
+        Number of prompt vectors ``P``.
+    n_embd
+        Width ``C`` (the base model's ``n_embd``).
+    init_embeddings
+        Optional ``[V', C]`` token-embedding rows to initialize from: each prompt vector is a
+        copy of a row drawn uniformly at random (without replacement while ``P <= V'``). This
+        is the "sampled vocabulary" initialization of Lester et al., which starts the prompt
+        on the scale and manifold the frozen model expects. None: ``N(0, init_std^2)``
+        (``0.02`` matches GP-MoLFormer's embedding initialization).
+    init_std
+        Standard deviation of the normal initialization.
+    seed
+        Seed of the initialization draws.
+    """
+
+    def __init__(
+        self,
+        n_prompt: int,
+        n_embd: int,
+        *,
+        init_embeddings: torch.Tensor | None = None,
+        init_std: float = 0.02,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if n_prompt < 1:
+            raise ValueError(f"n_prompt must be >= 1, got {n_prompt}")
+        generator = torch.Generator().manual_seed(seed)
+        if init_embeddings is not None:
+            rows = init_embeddings.detach().float().cpu()
+            if rows.dim() != 2 or rows.shape[1] != n_embd:
+                raise ValueError(f"init_embeddings must be [V, {n_embd}], got {tuple(rows.shape)}")
+            if n_prompt <= rows.shape[0]:
+                pick = torch.randperm(rows.shape[0], generator=generator)[:n_prompt]
+            else:
+                pick = torch.randint(rows.shape[0], (n_prompt,), generator=generator)
+            weight = rows[pick].clone()
+        else:
+            weight = torch.randn(n_prompt, n_embd, generator=generator) * init_std
+        self.weight = nn.Parameter(weight)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: GPMoLFormer,
+        n_prompt: int,
+        *,
+        init: Literal["vocab", "normal"] = "vocab",
+        seed: int = 0,
+        special_ids: Sequence[int] = (0, 1, 2, 3),
+    ) -> SoftPrompt:
+        """A prompt sized for ``model``; ``init="vocab"`` samples non-special token rows."""
+        if init not in ("vocab", "normal"):
+            raise ValueError(f"init must be 'vocab' or 'normal', got {init!r}")
+        rows = None
+        if init == "vocab":
+            weight = model.tok_emb.weight
+            keep = torch.ones(weight.shape[0], dtype=torch.bool)
+            keep[list(special_ids)] = False
+            rows = weight.detach()[keep.to(weight.device)]
+        return cls(n_prompt, model.config.n_embd, init_embeddings=rows, seed=seed)
+
+    @property
+    def n_prompt(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def n_embd(self) -> int:
+        return self.weight.shape[1]
+
+    def forward(self) -> torch.Tensor:
+        """The prompt vectors ``[P, C]``."""
+        return self.weight
+
+
+class PairDataset(Dataset):
+    """Encoded pairs: item ``i`` is ``(ids, n_context)`` with ``ids`` =
+    ``<bos> source <eos> target <eos>`` (LongTensor ``[L]``) and ``n_context`` the length of
+    ``<bos> source <eos>`` (the first target token sits at index ``n_context``).
+
+    Raises
+    ------
+    ValueError
+        Naming the pair and the SMILES when the tokenizer cannot encode it.
+    """
+
+    def __init__(
+        self, sources: Sequence[str], targets: Sequence[str], tokenizer: SmilesTokenizer
+    ) -> None:
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        if not len(sources):
+            raise ValueError("no pairs to train on")
+        self.items: list[tuple[torch.Tensor, int]] = []
+        for index, (source, target) in enumerate(zip(sources, targets, strict=True)):
+            try:
+                context = tokenizer.encode(source)
+                answer = tokenizer.encode(target, add_special=False) + [tokenizer.eos_id]
+            except ValueError as err:
+                raise ValueError(f"pair {index} ({source!r} -> {target!r}): {err}") from None
+            self.items.append((torch.tensor(context + answer, dtype=torch.long), len(context)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.items[index]
+
+
+def collate_pairs(batch: Sequence[tuple[torch.Tensor, int]], pad_id: int) -> PairBatch:
+    """Right-pad a list of :class:`PairDataset` items.
+
+    Returns
+    -------
+    ids, attention_mask, target_mask
+        ``[B, T]`` each; ``target_mask`` is true on target tokens and the final ``<eos>``.
+    """
+    ids, mask = pad_batch([item[0] for item in batch], pad_id)
+    n_context = torch.tensor([item[1] for item in batch])
+    positions = torch.arange(ids.shape[1]).unsqueeze(0)
+    return ids, mask, mask & (positions >= n_context.unsqueeze(1))
+
+
+def _loss_sum(
+    model: GPMoLFormer, prompt: torch.Tensor, batch: PairBatch
+) -> tuple[torch.Tensor, int]:
+    ids, mask, target_mask = batch
+    logits = model(ids, mask, prefix_embeds=prompt)  # [B, T, V]
+    targets = ids[:, 1:].masked_fill(~target_mask[:, 1:], -100)
+    total = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
+    )
+    return total, int(target_mask[:, 1:].sum())
+
+
+def pair_loss(model: GPMoLFormer, prompt: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+    """Mean cross-entropy over the target tokens of a batch.
+
+    Parameters
+    ----------
+    model
+        The (frozen) base model.
+    prompt
+        ``[P, C]`` prompt vectors.
+    batch
+        ``(ids [B, T], attention_mask [B, T], target_mask [B, T])`` from :func:`collate_pairs`.
+    """
+    total, count = _loss_sum(model, prompt, batch)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate_pair_loss(
+    model: GPMoLFormer,
+    prompt: torch.Tensor,
+    dataset: PairDataset,
+    *,
+    pad_id: int,
+    batch_size: int = 64,
+) -> float:
+    """Mean target-token cross-entropy (nats/token) of ``dataset`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = prompt.device
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = tuple(t.to(device) for t in collate_pairs(items, pad_id))
+            loss_sum, n = _loss_sum(model, prompt, batch)  # type: ignore[arg-type]
+            total += float(loss_sum)
+            count += n
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
+class PairTuningTask(L.LightningModule):
+    """Train only a :class:`SoftPrompt` in front of a frozen :class:`GPMoLFormer`.
+
+    Parameters
+    ----------
+    model
+        The base model; its parameters get ``requires_grad=False`` and it stays in eval mode.
+    prompt
+        The soft prompt (the only trained parameters).
+    lr, weight_decay
+        AdamW settings for the prompt (prompt-tuning wants a larger rate than full tuning).
+    warmup_steps, max_steps
+        Linear warm-up, then cosine decay to ``0.1 lr`` at ``max_steps``.
+    """
+
+    def __init__(
+        self,
+        model: GPMoLFormer,
+        prompt: SoftPrompt,
+        *,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 20,
+        max_steps: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "prompt"])
+        self.model = model
+        self.prompt = prompt
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.model.eval()
+
+    def train(self, mode: bool = True) -> PairTuningTask:
+        """Lightning switches modules to train mode; the frozen base stays in eval mode."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
+        loss = pair_loss(self.model, self.prompt(), batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
+        return loss
+
+    def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
+        loss = pair_loss(self.model, self.prompt(), batch)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch[0].shape[0], sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            self.prompt.parameters(), lr=hp.lr, weight_decay=hp.weight_decay
+        )
+
+        def schedule(step: int) -> float:
+            if step < hp.warmup_steps:
+                return (step + 1) / hp.warmup_steps
+            span = max(1, hp.max_steps - hp.warmup_steps)
+            progress = min(1.0, (step - hp.warmup_steps) / span)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def train_prompt(
+    model: GPMoLFormer,
+    tokenizer: SmilesTokenizer,
+    sources: Sequence[str],
+    targets: Sequence[str],
+    *,
+    n_prompt: int = 20,
+    init: Literal["vocab", "normal"] = "vocab",
+    max_steps: int = 1000,
+    batch_size: int = 32,
+    lr: float = 1e-2,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 20,
+    seed: int = 0,
+    accelerator: str = "auto",
+    devices: Any = 1,
+    precision: str = "32-true",
+    log_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    n_eval: int = 256,
+) -> tuple[SoftPrompt, dict[str, Any]]:
+    """Pair-tune a new soft prompt on ``(sources[i], targets[i])`` pairs with Lightning.
+
+    Returns
+    -------
+    prompt
+        The trained :class:`SoftPrompt` (on the CPU).
+    stats
+        ``n_pairs``, ``steps``, ``loss_before`` / ``loss_after`` (mean target-token
+        cross-entropy of the first ``n_eval`` pairs, eval mode), ``seconds`` and the
+        hyper-parameters.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    dataset = PairDataset(sources, targets, tokenizer)
+    prompt = SoftPrompt.from_model(model, n_prompt, init=init, seed=seed)
+    task = PairTuningTask(
+        model, prompt, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, max_steps=max_steps
+    )
+    probe = PairDataset(
+        list(sources)[:n_eval], list(targets)[:n_eval], tokenizer
+    )  # fixed loss probe
+    device = next(model.parameters()).device
+    before = evaluate_pair_loss(model, prompt().to(device), probe, pad_id=tokenizer.pad_id)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=lambda items: collate_pairs(items, tokenizer.pad_id),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    logger: Any = False
+    if log_dir is not None:
+        logger = L.pytorch.loggers.CSVLogger(log_dir, name="logs", version=0)
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        accelerator=accelerator,
+        devices=devices,
+        precision=precision,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        gradient_clip_val=1.0,
+        limit_val_batches=0,
+    )
+    start = time.perf_counter()
+    trainer.fit(task, train_dataloaders=loader)
+    seconds = time.perf_counter() - start
+    model.to(device)
+    prompt = prompt.cpu()
+    after = evaluate_pair_loss(model, prompt().to(device), probe, pad_id=tokenizer.pad_id)
+    stats = {
+        "n_pairs": len(dataset),
+        "steps": int(trainer.global_step),
+        "loss_before": before,
+        "loss_after": after,
+        "seconds": seconds,
+        "n_prompt": n_prompt,
+        "init": init,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "warmup_steps": warmup_steps,
+        "seed": seed,
+    }
+    return prompt, stats
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """sha256 over the model's parameters and buffers (names, dtypes, shapes, bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{array.dtype}|{tuple(array.shape)}|".encode())
+        digest.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_prompt(
+    directory: str | os.PathLike,
+    prompt: SoftPrompt,
+    *,
+    model: nn.Module | None = None,
+    base_model: str | None = None,
+    property_name: str | None = None,
+    tokenizer: SmilesTokenizer | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``prompt.safetensors`` and ``prompt_config.json`` into ``directory``.
+
+    ``model`` (to record its weight fingerprint), ``base_model`` (its name or path),
+    ``property_name``, ``tokenizer`` and ``training`` statistics are stored for provenance
+    and checked again by :func:`load_prompt`.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "format": PROMPT_FORMAT,
+        "version": _PROMPT_VERSION,
+        "n_prompt": prompt.n_prompt,
+        "n_embd": prompt.n_embd,
+        "layout": LAYOUT,
+        "base_model": None if base_model is None else str(base_model),
+        "base_model_sha256": None if model is None else model_fingerprint(model),
+        "property": property_name,
+        "tokenizer": None if tokenizer is None else tokenizer.to_dict(),
+        "training": training or {},
+    }
+    weights = {"prompt": prompt.weight.detach().cpu().float().contiguous()}
+    tmp = directory / (PROMPT_FILE + ".tmp")
+    save_file(weights, str(tmp), metadata={"format": PROMPT_FORMAT})
+    os.replace(tmp, directory / PROMPT_FILE)
+    tmp_json = directory / (PROMPT_CONFIG + ".tmp")
+    tmp_json.write_text(json.dumps(config, indent=2, default=_json_default), encoding="utf-8")
+    os.replace(tmp_json, directory / PROMPT_CONFIG)
+    return directory
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def load_prompt(
+    directory: str | os.PathLike,
+    model: nn.Module | None = None,
+    tokenizer: SmilesTokenizer | None = None,
+) -> tuple[SoftPrompt, dict[str, Any]]:
+    """Read a prompt written by :func:`save_prompt`.
+
+    When ``model`` / ``tokenizer`` are given they must be the ones the prompt was trained
+    with (same width, same weight fingerprint, same vocabulary), else ``ValueError``.
+    """
+    directory = Path(directory)
+    config_path, weights_path = directory / PROMPT_CONFIG, directory / PROMPT_FILE
+    if not config_path.exists() or not weights_path.exists():
+        raise FileNotFoundError(f"{directory} has no {PROMPT_CONFIG} and {PROMPT_FILE}")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("format") != PROMPT_FORMAT or config.get("version") != _PROMPT_VERSION:
+        raise ValueError(f"{config_path} is not a version-{_PROMPT_VERSION} molfm soft prompt")
+    weight = load_file(str(weights_path))["prompt"]
+    if tuple(weight.shape) != (config["n_prompt"], config["n_embd"]):
+        raise ValueError(f"{weights_path}: shape {tuple(weight.shape)} != config")
+    if model is not None:
+        width = model.config.n_embd
+        if width != config["n_embd"]:
+            raise ValueError(f"prompt width {config['n_embd']} != model n_embd {width}")
+        expected = config.get("base_model_sha256")
+        if expected is not None and model_fingerprint(model) != expected:
+            raise ValueError(
+                f"the prompt in {directory} was trained on another base model "
+                f"({config.get('base_model')}, sha256 {expected[:12]}...); pass that model"
+            )
+    if tokenizer is not None and config.get("tokenizer") is not None:
+        if SmilesTokenizer.from_dict(config["tokenizer"]) != tokenizer:
+            raise ValueError(f"the prompt in {directory} was trained with another vocabulary")
+    prompt = SoftPrompt(config["n_prompt"], config["n_embd"])
+    with torch.no_grad():
+        prompt.weight.copy_(weight)
+    return prompt, config
