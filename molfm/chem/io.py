@@ -17,7 +17,6 @@ from typing import IO, Any
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Chem import rdDetermineBonds
 from rdkit.Geometry import Point3D
 
 from molfm.chem.parse import InvalidMoleculeError, parse_smiles, rdkit_messages
@@ -167,16 +166,83 @@ def write_xyz(
     Path(path).write_text("\n".join([str(len(elements)), comment, *rows]) + "\n")
 
 
-def _plain_graph(symbols: Sequence[int], bonds: Iterable[tuple[int, int]]) -> Chem.Mol:
+# Connectivity from coordinates, as a multiple of the summed covalent radii (RDKit's table,
+# Cordero et al. 2008). A pair closer than BOND_CERTAIN_RATIO is a bond whatever the SMILES says;
+# a pair farther than BOND_MAX_RATIO (RDKit's default ``covFactor``) is never one. In the 130,831
+# qm9pack molecules, SMILES bonds reach 1.22 and non-bonded contacts (bridgeheads of
+# bicyclo[1.1.1]pentanes and similar cages) come down to 1.15.
+BOND_CERTAIN_RATIO = 1.1
+BOND_MAX_RATIO = 1.3
+
+
+def _plain_graph(atomic_nums: Sequence[int], bonds: Iterable[tuple[int, int]]) -> Chem.Mol:
     """A bare molecule (elements + single bonds) for element/connectivity matching only."""
     mol = Chem.RWMol()
-    for z in symbols:
+    for z in atomic_nums:
         mol.AddAtom(Chem.Atom(int(z)))
     for a, b in bonds:
         mol.AddBond(int(a), int(b), Chem.BondType.SINGLE)
     mol.UpdatePropertyCache(strict=False)
-    Chem.FastFindRings(mol)
     return mol.GetMol()
+
+
+def _atomic_numbers(elements: Sequence[str], smiles: str, row: int | None) -> list[int]:
+    table = Chem.GetPeriodicTable()
+    try:
+        return [table.GetAtomicNumber(str(symbol)) for symbol in elements]
+    except RuntimeError as err:  # unknown element symbol
+        raise InvalidMoleculeError(smiles, f"bad xyz element: {err}", row=row) from err
+
+
+def _radius_ratios(atomic_nums: Sequence[int], positions: np.ndarray) -> np.ndarray:
+    """``[N, N]`` interatomic distances divided by the sums of covalent radii."""
+    table = Chem.GetPeriodicTable()
+    radii = np.array([table.GetRcovalent(int(z)) for z in atomic_nums], dtype=np.float64)
+    diff = positions[:, None, :] - positions[None, :, :]
+    return np.sqrt((diff * diff).sum(-1)) / (radii[:, None] + radii[None, :])
+
+
+def _xyz_bonds(
+    ratios: np.ndarray, num_bonds: int, smiles: str, row: int | None
+) -> list[tuple[int, int]]:
+    """The ``num_bonds`` closest atom pairs, if they are unambiguously the bonded ones.
+
+    This is distance-based connectivity at whichever covalent-radius factor yields exactly the
+    SMILES's bond count: it exists when the longest of these contacts is shorter than the
+    shortest remaining one (no tie), within ``BOND_MAX_RATIO``, and no remaining contact is
+    shorter than ``BOND_CERTAIN_RATIO``. A single fixed factor cannot serve every molecule:
+    strained cages put non-bonded atoms closer (1.15x) than 1.3x, RDKit's default.
+    """
+
+    def fail(detail: str) -> InvalidMoleculeError:
+        return InvalidMoleculeError(
+            smiles, f"xyz connectivity does not match the SMILES: {detail}", row=row
+        )
+
+    first, second = np.triu_indices(ratios.shape[0], k=1)
+    pair_ratios = ratios[first, second]
+    order = np.argsort(pair_ratios, kind="stable")
+    chosen, rest = order[:num_bonds], order[num_bonds:]
+    longest = float(pair_ratios[chosen[-1]]) if num_bonds else 0.0
+    nearest = float(pair_ratios[rest[0]]) if rest.size else np.inf
+    certain = int(np.count_nonzero(pair_ratios < BOND_CERTAIN_RATIO))
+    if certain > num_bonds:
+        raise fail(
+            f"{certain} atom pairs are within {BOND_CERTAIN_RATIO}x their covalent radii "
+            f"(bond length), the SMILES has {num_bonds} bonds with hydrogens"
+        )
+    if longest > BOND_MAX_RATIO:
+        possible = int(np.count_nonzero(pair_ratios <= BOND_MAX_RATIO))
+        raise fail(
+            f"only {possible} atom pairs are within {BOND_MAX_RATIO}x their covalent radii, "
+            f"the SMILES has {num_bonds} bonds with hydrogens"
+        )
+    if longest >= nearest:
+        raise fail(
+            f"bonded and non-bonded contacts tie at {longest:.3f}x the covalent radii, "
+            "so the connectivity is ambiguous"
+        )
+    return [(int(first[k]), int(second[k])) for k in chosen]
 
 
 def mol_from_xyz(
@@ -187,6 +253,13 @@ def mol_from_xyz(
     row: int | None = None,
 ) -> Chem.Mol:
     """Build a molecule from xyz atoms, taking bond orders and charges from a SMILES.
+
+    The xyz connectivity is the set of atom pairs closest relative to their covalent radii,
+    as many as the SMILES has bonds (hydrogens included), provided it is unambiguous (see
+    ``BOND_CERTAIN_RATIO`` / ``BOND_MAX_RATIO``): a clean gap between the longest bond and the
+    closest non-bonded pair. The SMILES graph must then map onto it atom for atom, elements
+    included; since the bonded pairs are fixed by the distances, every such mapping yields the
+    same connectivity (mappings differ only by the molecule's own symmetry).
 
     Parameters
     ----------
@@ -208,63 +281,52 @@ def mol_from_xyz(
     Raises
     ------
     InvalidMoleculeError
-        If the SMILES does not parse, or the connectivity perceived from the coordinates is
-        not the SMILES's graph (different bonds or elements): nothing is guessed.
+        If the SMILES does not parse, the elements differ, or the coordinates do not show the
+        SMILES's graph unambiguously (the reason says which test failed): nothing is guessed.
     """
     positions = np.asarray(positions, dtype=np.float64)
     if positions.shape != (len(elements), 3):
         raise ValueError(f"positions {positions.shape} do not match {len(elements)} elements")
     template = Chem.AddHs(parse_smiles(smiles, row=row))
-    try:
-        xyz = Chem.RWMol()
-        for symbol in elements:
-            xyz.AddAtom(Chem.Atom(symbol))
-    except RuntimeError as err:  # unknown element symbol
-        raise InvalidMoleculeError(smiles, f"bad xyz element: {err}", row=row) from err
-    conf = Chem.Conformer(len(elements))
-    for i, (x, y, z) in enumerate(positions):
-        conf.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
-    conf.Set3D(True)
-    xyz.AddConformer(conf, assignId=True)
-    with rdBase.CaptureErrorLog() as log:
-        try:
-            rdDetermineBonds.DetermineConnectivity(xyz)
-        except (RuntimeError, ValueError) as err:
-            reason = rdkit_messages(log.messages) or str(err)
-            raise InvalidMoleculeError(smiles, f"connectivity failed: {reason}", row=row) from err
-
-    xyz_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in xyz.GetBonds()]
-    tpl_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in template.GetBonds()]
-    xyz_z = [a.GetAtomicNum() for a in xyz.GetAtoms()]
+    xyz_z = _atomic_numbers(elements, smiles, row)
     tpl_z = [a.GetAtomicNum() for a in template.GetAtoms()]
     if sorted(xyz_z) != sorted(tpl_z):
         raise InvalidMoleculeError(
             smiles, "xyz elements do not match the SMILES formula (with hydrogens)", row=row
         )
+    tpl_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in template.GetBonds()]
+    xyz_bonds = _xyz_bonds(_radius_ratios(xyz_z, positions), len(tpl_bonds), smiles, row)
     # Same atom and bond counts + a full substructure match = the two graphs are isomorphic.
-    match = ()
-    if len(xyz_bonds) == len(tpl_bonds):
-        match = _plain_graph(xyz_z, xyz_bonds).GetSubstructMatch(_plain_graph(tpl_z, tpl_bonds))
+    match = _plain_graph(xyz_z, xyz_bonds).GetSubstructMatch(_plain_graph(tpl_z, tpl_bonds))
     if not match:
         raise InvalidMoleculeError(
             smiles,
-            f"xyz connectivity does not match the SMILES ({len(xyz_bonds)} bonds perceived from "
-            f"coordinates, {len(tpl_bonds)} in the SMILES with hydrogens)",
+            "xyz connectivity does not match the SMILES: the closest atom pairs form a "
+            "different graph",
             row=row,
         )
 
+    xyz = Chem.RWMol()
+    for z in xyz_z:
+        xyz.AddAtom(Chem.Atom(z))
+    for a, b in sorted(xyz_bonds):  # bonds in xyz atom order, independent of the SMILES
+        xyz.AddBond(a, b, Chem.BondType.SINGLE)
     for t_atom in template.GetAtoms():
         atom = xyz.GetAtomWithIdx(match[t_atom.GetIdx()])
         atom.SetFormalCharge(t_atom.GetFormalCharge())
         atom.SetNumRadicalElectrons(t_atom.GetNumRadicalElectrons())
         atom.SetIsAromatic(t_atom.GetIsAromatic())
         atom.SetNoImplicit(True)  # every hydrogen is an explicit xyz atom
-        atom.SetNumExplicitHs(0)
     for t_bond in template.GetBonds():
         a, b = match[t_bond.GetBeginAtomIdx()], match[t_bond.GetEndAtomIdx()]
         bond = xyz.GetBondBetweenAtoms(a, b)
         bond.SetBondType(t_bond.GetBondType())
         bond.SetIsAromatic(t_bond.GetIsAromatic())
+    conf = Chem.Conformer(len(elements))
+    for i, (x, y, z) in enumerate(positions):
+        conf.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
+    conf.Set3D(True)
+    xyz.AddConformer(conf, assignId=True)
     with rdBase.CaptureErrorLog() as log:
         try:
             Chem.SanitizeMol(xyz)

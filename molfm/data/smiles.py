@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from molfm.data.tokenizer import SmilesTokenizer
 
-__all__ = ["EncodedSmiles", "RejectedRow", "SmilesDataModule", "pad_batch"]
+__all__ = ["EncodedSmiles", "RejectedRow", "SeededSampler", "SmilesDataModule", "pad_batch"]
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,37 @@ def pad_batch(sequences: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Ten
     return ids, mask
 
 
+class SeededSampler(Sampler[int]):
+    """Shuffles with ``seed + epoch`` and can start part-way into an epoch.
+
+    Lightning calls :meth:`set_epoch` before every epoch. A run resumed from a mid-epoch
+    checkpoint sets ``skip`` to the number of samples that epoch already consumed, so the
+    resumed run sees exactly the batches the uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch, self.skip = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = np.random.default_rng(self.seed + self.epoch).permutation(self.n)
+        skip, self.skip = self.skip, 0  # only the first epoch after a resume is partial
+        return iter(order[skip:].tolist())
+
+    def __len__(self) -> int:
+        # the full epoch: Lightning restores its batch counter and stops at this length
+        return self.n
+
+
 class SmilesDataModule(L.LightningDataModule):
-    """Train/val loaders of padded SMILES token batches."""
+    """Train/val loaders of padded SMILES token batches, resumable mid-epoch.
+
+    ``seed`` fixes the shuffling order of every epoch; with ``drop_last`` batches, the
+    position inside an epoch follows from the trainer's global step (no gradient
+    accumulation), which is what makes a resumed run continue exactly.
+    """
 
     def __init__(
         self,
@@ -107,23 +136,33 @@ class SmilesDataModule(L.LightningDataModule):
         *,
         batch_size: int = 128,
         num_workers: int = 0,
+        seed: int = 0,
     ):
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pad_id = train.tokenizer.pad_id
+        self.seed = seed
 
     def _collate(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_batch(batch, self.pad_id)
 
     def train_dataloader(self) -> DataLoader:
+        sampler = SeededSampler(len(self.train), self.seed)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.global_step:
+            per_epoch = len(self.train) // self.batch_size
+            done_in_epoch = trainer.global_step - trainer.current_epoch * per_epoch
+            sampler.set_epoch(trainer.current_epoch)
+            sampler.skip = max(0, done_in_epoch) * self.batch_size
         return DataLoader(
             self.train,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
             collate_fn=self._collate,
+            generator=self._generator(),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -134,4 +173,10 @@ class SmilesDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=self._collate,
+            generator=self._generator(),
         )
+
+    def _generator(self) -> torch.Generator:
+        # Each DataLoader iterator draws a seed from its generator; with the default (the
+        # global RNG) validation and resumption would shift the dropout random stream.
+        return torch.Generator().manual_seed(self.seed)

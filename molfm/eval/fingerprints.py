@@ -13,6 +13,7 @@ unpacked one batch at a time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -35,6 +36,11 @@ MORGAN_RADIUS = 2
 MORGAN_BITS = 1024
 
 
+@functools.cache
+def _morgan_generator(radius: int, n_bits: int) -> rdFingerprintGenerator.FingerprintGenerator64:
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+
+
 def morgan_fingerprint(
     mol: Chem.Mol, *, radius: int = MORGAN_RADIUS, n_bits: int = MORGAN_BITS
 ) -> np.ndarray:
@@ -43,15 +49,14 @@ def morgan_fingerprint(
     Identical bits to RDKit's ``GetMorganFingerprintAsBitVect(mol, radius, nBits=n_bits)``
     (what MOSES calls), computed with the non-deprecated fingerprint generator.
     """
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
-    return generator.GetFingerprintAsNumPy(mol).astype(np.uint8)
+    return _morgan_generator(radius, n_bits).GetFingerprintAsNumPy(mol).astype(np.uint8)
 
 
 def morgan_fingerprints(
     mols: Sequence[Chem.Mol], *, radius: int = MORGAN_RADIUS, n_bits: int = MORGAN_BITS
 ) -> np.ndarray:
     """Stack Morgan fingerprints of ``mols`` into an ``(n, n_bits)`` ``uint8`` array."""
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+    generator = _morgan_generator(radius, n_bits)
     out = np.zeros((len(mols), n_bits), dtype=np.uint8)
     for i, mol in enumerate(mols):
         out[i] = generator.GetFingerprintAsNumPy(mol)

@@ -57,6 +57,14 @@ class CausalLMTask(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("val/ppl", torch.exp(loss), batch_size=size, sync_dist=True)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # dropout draws from the global RNG: store it so a resumed run continues exactly
+        checkpoint["molfm_rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "molfm_rng" in checkpoint:
+            torch.set_rng_state(checkpoint["molfm_rng"]["torch"])
+
     def configure_optimizers(self):
         hp = self.hparams
         decay, no_decay = [], []
@@ -151,8 +159,12 @@ def _split_data(cfg: LMTrainConfig) -> tuple[list[str], list[str]]:
     return train, val
 
 
-def train_causal_lm(cfg: LMTrainConfig) -> Path:
-    """Run (or resume) a GP-MoLFormer pretraining run; return the exported checkpoint dir."""
+def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
+    """Run (or resume) a GP-MoLFormer pretraining run; return the exported checkpoint dir.
+
+    A run directory that already holds ``checkpoints/last.ckpt`` is resumed from it, with
+    the same vocabulary, data order, optimizer, scheduler and RNG state.
+    """
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
@@ -188,7 +200,9 @@ def train_causal_lm(cfg: LMTrainConfig) -> Path:
         warmup_steps=cfg.warmup_steps,
         max_steps=cfg.max_steps,
     )
-    data = SmilesDataModule(train, val, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    data = SmilesDataModule(
+        train, val, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
+    )
     ckpt_dir = out / "checkpoints"
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val_every_n_steps, save_top_k=0
@@ -200,7 +214,7 @@ def train_causal_lm(cfg: LMTrainConfig) -> Path:
         precision=cfg.precision,
         val_check_interval=min(cfg.val_every_n_steps, max(1, len(train) // cfg.batch_size)),
         check_val_every_n_epoch=None,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *(callbacks or [])],
         logger=L.pytorch.loggers.CSVLogger(out, name="logs", version=0),
         enable_progress_bar=cfg.progress,
         gradient_clip_val=1.0,

@@ -10,7 +10,8 @@ recurrent form of GP-MoLFormer, O(1) per token:
    ``<eos>`` or ``max_length`` target tokens (finished rows leave the batch).
 
 Candidates of source ``i`` are drawn from a ``torch.Generator`` seeded with
-``SeedSequence([seed, i])``, so they do not depend on the other sources in the list.
+``SeedSequence([seed, i])``: they depend on the seed, the position ``i`` and the source, not
+on the other sources in the list.
 
 :func:`optimization_report` follows the evaluation of Jin et al. (2019), which GP-MoLFormer
 reports: for each source and similarity threshold ``delta``, the eligible candidates are the
@@ -38,7 +39,7 @@ from molfm.tasks.generation import canonicalize
 from molfm.tasks.pair_tuning import SoftPrompt
 from molfm.tasks.pairs import mol_or_none, property_function, similarity_fingerprints
 
-__all__ = ["optimize", "optimization_report", "CANDIDATE_COLUMNS"]
+__all__ = ["optimize", "score_candidates", "optimization_report", "CANDIDATE_COLUMNS"]
 
 CANDIDATE_COLUMNS = [
     "source_index",
@@ -195,7 +196,8 @@ def optimize(
                 sampling,
             )
             value = None if source_values is None else float(source_values[index])
-            records.extend(_score(source, index, tokens, truncated, tokenizer, prop_fn, value))
+            candidates = [tokenizer.decode(t) for t in tokens]
+            records.extend(_score(source, index, candidates, truncated, prop_fn, value))
             if callback is not None:
                 callback(index + 1)
     finally:
@@ -203,12 +205,47 @@ def optimize(
     return pd.DataFrame.from_records(records, columns=CANDIDATE_COLUMNS)
 
 
+def score_candidates(
+    source: str,
+    candidates: Sequence[str],
+    *,
+    property: str | Callable[[Chem.Mol], float] | None = "qed",
+    source_value: float | None = None,
+    source_index: int = 0,
+    truncated: Sequence[bool] | None = None,
+) -> pd.DataFrame:
+    """Score candidate SMILES for one source: the rows :func:`optimize` returns.
+
+    Parameters
+    ----------
+    source
+        The source SMILES.
+    candidates
+        ``K`` candidate SMILES (invalid strings allowed: ``valid=False``, NaN scores).
+    property
+        As in :func:`optimize`.
+    source_value
+        Known source value; default computed with ``property``.
+    source_index
+        Value of the ``source_index`` column.
+    truncated
+        ``K`` truncation flags (default all false).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``K`` rows, columns :data:`CANDIDATE_COLUMNS`.
+    """
+    flags = [False] * len(candidates) if truncated is None else list(truncated)
+    rows = _score(source, source_index, list(candidates), flags, _property(property), source_value)
+    return pd.DataFrame.from_records(rows, columns=CANDIDATE_COLUMNS)
+
+
 def _score(
     source: str,
     index: int,
-    tokens: list[list[int]],
+    candidates: list[str],
     truncated: list[bool],
-    tokenizer: SmilesTokenizer,
     prop_fn: Callable | None,
     source_value: float | None,
 ) -> list[dict[str, Any]]:
@@ -216,13 +253,12 @@ def _score(
     source_mol = mol_or_none(source)
     if source_value is None:
         source_value = prop_fn(source_mol) if prop_fn and source_mol is not None else np.nan
-    candidates = [tokenizer.decode(t) for t in tokens]
     canonical = [canonicalize(c) for c in candidates]
     mols = [mol_or_none(c) if c is not None else None for c in canonical]
     valid_mols = [m for m in mols if m is not None]
     sims = np.full(len(candidates), np.nan)
     if source_mol is not None and valid_mols:
-        fps = similarity_fingerprints([source_mol, *valid_mols]).astype(np.float32)
+        fps = similarity_fingerprints([source_mol, *valid_mols]).astype(np.float64)
         inter = fps[1:] @ fps[0]
         union = fps[1:].sum(1) + fps[0].sum() - inter
         valid_sims = np.where(union > 0, inter / np.maximum(union, 1), 1.0)

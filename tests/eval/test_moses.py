@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import AllChem, Crippen
 from scipy.stats import wasserstein_distance
@@ -30,8 +33,28 @@ from molfm.eval.moses import (
     scaf_similarity,
     snn,
 )
+from molfm.eval.moses_metrics import canonical_smiles_set
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _blas_limit() -> contextlib.AbstractContextManager[object]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (ogb)
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # ChemNet's LSTMs, the Tanimoto products and the 512x512 eigensolves are small; on shared
+    # CPUs extra intra-op threads only spin (10x slower when oversubscribed). Restored after.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with _blas_limit():
+        yield
+    torch.set_num_threads(before)
 
 
 def read(name: str) -> list[str]:
@@ -243,3 +266,22 @@ def test_suite_on_real_moses_data() -> None:
     assert m["Scaf/Test"] == pytest.approx(scaf_similarity(gen, ref))
     assert m["weight"] == pytest.approx(property_distance(gen, ref, "weight"))
     assert m["IntDiv2"] == pytest.approx(internal_diversity(gen, p=2))
+
+
+def test_worker_processes_give_identical_results() -> None:
+    gen = read("moses_test_200.csv")[:24] + ["xyz"]
+    kwargs = {"train": read("moses_train_500.csv"), "test": None, "test_scaffolds": None}
+    serial = compute_moses_metrics(gen, k=(10,), n_jobs=1, **kwargs)
+    parallel = compute_moses_metrics(gen, k=(10,), n_jobs=2, **kwargs)
+    assert serial == parallel
+    assert serial["valid"] == pytest.approx(24 / 25)
+
+
+def test_package_reexports_and_input_checks() -> None:
+    import molfm.eval
+
+    assert molfm.eval.compute_moses_metrics is compute_moses_metrics
+    assert molfm.eval.MosesReference is MosesReference
+    assert canonical_smiles_set(["OCC", "xyz", "C(C)O"]) == {"CCO"}
+    with pytest.raises(ValueError, match="no generated"):
+        compute_moses_metrics([], train=None, test=None, test_scaffolds=None)

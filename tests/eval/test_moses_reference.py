@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from molfm.eval.fingerprints import morgan_fingerprints
 from molfm.eval.moses_features import PROPERTIES, brics_fragments, get_mol, moses_scaffold
@@ -23,6 +26,25 @@ from molfm.eval.moses_reference import (
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _blas_limit() -> contextlib.AbstractContextManager[object]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (ogb)
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # ChemNet's LSTMs, the Tanimoto products and the 512x512 eigensolves are small; on shared
+    # CPUs extra intra-op threads only spin (10x slower when oversubscribed). Restored after.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with _blas_limit():
+        yield
+    torch.set_num_threads(before)
 
 
 def read(name: str) -> list[str]:

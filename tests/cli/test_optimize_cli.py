@@ -1,0 +1,111 @@
+"""``molfm optimize`` end to end on the MOSES fixture with a tiny random-weight model."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from molfm.cli.optimize import optimize
+from molfm.data.tokenizer import SmilesTokenizer
+from molfm.hub import save_pretrained
+from molfm.models.gp_molformer import GPMoLFormer, GPMoLFormerConfig
+
+DATA = Path(__file__).parents[1] / "data"
+SMILES = pd.read_csv(DATA / "moses_train_500.csv")["SMILES"].tolist()
+runner = CliRunner()
+app = typer.Typer()
+app.command()(optimize)
+
+
+def flat(output: str) -> str:
+    return " ".join(re.sub(r"[│╭╮╰╯─┃━┏┓┗┛]", " ", output).split())
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    tokenizer = SmilesTokenizer.build(SMILES)
+    config = GPMoLFormerConfig(
+        vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=32, ffn_dim=32, max_length=60
+    )
+    path = tmp_path_factory.mktemp("lm") / "model"
+    save_pretrained(GPMoLFormer(config), path, extra={"tokenizer": tokenizer.to_dict()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "mols.csv"
+    pd.DataFrame({"smiles": SMILES[:300], "score": range(300)}).to_csv(path, index=False)
+    return path
+
+
+def _base(model_dir: Path, data: Path, out: Path) -> list[str]:
+    return [
+        "--model", str(model_dir), "--data", str(data), "--n-molecules", "300",
+        "--max-steps", "2", "--batch-size", "8", "--n-prompt", "3", "--n-sources", "3",
+        "--n-candidates", "2", "--output-dir", str(out), "--no-progress",
+    ]  # fmt: skip
+
+
+def test_train_then_reuse_prompt(model_dir, data_csv, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, [*_base(model_dir, data_csv, out), "--property", "qed"])
+    assert result.exit_code == 0, result.output
+    for name in ("pairs.csv", "candidates.csv", "report.json", "run_config.json"):
+        assert (out / name).exists(), name
+    assert (out / "prompt" / "prompt.safetensors").exists()
+    pairs = pd.read_csv(out / "pairs.csv")
+    assert len(pairs) > 0 and (pairs["similarity"] >= 0.4).all()
+    assert (pairs["target_value"] > pairs["source_value"]).all()
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_sources"] == 3 and report["n_candidates"] == 6
+    assert report["property"] == "qed" and report["n_pairs"] == len(pairs)
+    candidates = pd.read_csv(out / "candidates.csv")
+    held_out = set(candidates["source"])
+    assert held_out.isdisjoint(set(pairs["source"]) | set(pairs["target"]))
+
+    # reuse the prompt on an input file holding an unreadable row
+    mols = tmp_path / "input.csv"
+    pd.DataFrame({"smiles": [SMILES[400], "CC[Xe]", SMILES[401]]}).to_csv(mols, index=False)
+    reuse = ["--model", str(model_dir), "--prompt", str(out / "prompt"), "--input", str(mols)]
+    reuse += ["--n-candidates", "2", "--output-dir", str(tmp_path / "reuse")]
+    failed = runner.invoke(app, reuse)
+    assert failed.exit_code == 1
+    assert "input row 1: 'CC[Xe]'" in flat(failed.output) and "[Xe]" in flat(failed.output)
+    skipped = runner.invoke(app, [*reuse, "--on-invalid", "skip"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "rejected 1" in skipped.output
+    invalid = pd.read_csv(tmp_path / "reuse" / "invalid.csv")
+    assert invalid["row"].tolist() == [1] and invalid["smiles"].tolist() == ["CC[Xe]"]
+    again = pd.read_csv(tmp_path / "reuse" / "candidates.csv")
+    assert sorted(set(again["source"])) == sorted([SMILES[400], SMILES[401]])
+
+
+def test_user_column_property(model_dir, data_csv, tmp_path):
+    result = runner.invoke(app, [*_base(model_dir, data_csv, tmp_path), "--property", "score"])
+    assert result.exit_code == 0, result.output
+    pairs = pd.read_csv(tmp_path / "pairs.csv")
+    assert (pairs["target_value"] > pairs["source_value"]).all()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["delta"]["0.4"]["improvement_mean"] is None or report["validity"] == 0
+
+
+def test_bad_inputs_give_clear_errors(model_dir, data_csv, tmp_path):
+    base = _base(model_dir, data_csv, tmp_path)
+    unknown = runner.invoke(app, [*base, "--property", "potency"])
+    assert unknown.exit_code == 1 and "column(s) ['potency'] not found" in flat(unknown.output)
+    column = runner.invoke(app, [*base, "--smiles-column", "SMILES"])
+    assert column.exit_code == 1 and "['SMILES'] not found" in flat(column.output)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("smiles\n")
+    no_rows = runner.invoke(app, [*base, "--input", str(empty)])
+    assert no_rows.exit_code == 1 and "no data rows" in flat(no_rows.output)
+    missing = runner.invoke(app, ["--prompt", str(tmp_path / "nope"), "--input", str(empty)])
+    assert missing.exit_code != 0 and "does not exist" in flat(missing.output)
