@@ -73,6 +73,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
     os.replace(tmp, path)
 
 
@@ -118,6 +119,7 @@ def save_pretrained(
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS_NAME}.")
     os.close(fd)
     save_file(state, tmp, metadata={"model_type": model_type})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, directory / WEIGHTS_NAME)
     _atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
     return directory

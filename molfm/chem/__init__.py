@@ -10,18 +10,7 @@ from molfm.chem.conformers import (
     generate_conformer,
     generate_conformers,
 )
-from molfm.chem.featurize import (
-    OGB_SCHEMA,
-    FeatureSchema,
-    FeatureSpec,
-    GraphArrays,
-    featurize,
-    get_schema,
-    mol_to_data,
-    register_schema,
-    smiles_to_data,
-    to_pyg,
-)
+from molfm.chem.featurize import GraphArrays, featurize, mol_to_data, smiles_to_data, to_pyg
 from molfm.chem.geometry import (
     angle_triplets,
     bond_angles,
@@ -50,6 +39,7 @@ from molfm.chem.properties import (
     sa_score,
 )
 from molfm.chem.scaffolds import murcko_scaffold
+from molfm.chem.schema import OGB_SCHEMA, FeatureSchema, FeatureSpec, get_schema, register_schema
 
 __all__ = [
     # parse

@@ -309,7 +309,9 @@ def mol_from_xyz(
     xyz = Chem.RWMol()
     for z in xyz_z:
         xyz.AddAtom(Chem.Atom(z))
-    for a, b in sorted(xyz_bonds):  # bonds in xyz atom order, independent of the SMILES
+    # Bonds in xyz atom order, independent of the SMILES: (i, j) with j < i, sorted, as RDKit's
+    # DetermineConnectivity adds them (so molecules it handled come out exactly as before).
+    for a, b in sorted((b, a) for a, b in xyz_bonds):
         xyz.AddBond(a, b, Chem.BondType.SINGLE)
     for t_atom in template.GetAtoms():
         atom = xyz.GetAtomWithIdx(match[t_atom.GetIdx()])

@@ -8,6 +8,7 @@ from molfm import __version__
 from molfm.cli import data as data_cli
 from molfm.cli import evaluate as evaluate_cli
 from molfm.cli import generate as generate_cli
+from molfm.cli import optimize as optimize_cli
 from molfm.cli import train as train_cli
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.add_typer(train_cli.app, name="train")
 app.add_typer(evaluate_cli.app, name="evaluate")
 app.command("generate")(generate_cli.generate)
 app.command("decorate")(generate_cli.decorate)
+app.command("optimize")(optimize_cli.optimize)
 
 
 def _version(value: bool) -> None:

@@ -202,7 +202,9 @@ def optimize(
                 callback(index + 1)
     finally:
         model.train(was_training)
-    return pd.DataFrame.from_records(records, columns=CANDIDATE_COLUMNS)
+    frame = pd.DataFrame.from_records(records, columns=CANDIDATE_COLUMNS)
+    frame.attrs["oracle"] = prop_fn is not None
+    return frame
 
 
 def score_candidates(
@@ -334,8 +336,10 @@ def optimization_report(
         "mean_candidate_value": _mean_or_none(valid["candidate_value"]),
         "delta": {},
     }
-    # no oracle (a user column): valid candidates exist but none has a value
-    has_oracle = not (len(valid) and valid["candidate_value"].isna().all())
+    # no oracle (a user column): said by optimize(), else valid candidates without values
+    has_oracle = frame.attrs.get(
+        "oracle", not (len(valid) and valid["candidate_value"].isna().all())
+    )
     sources = frame[key].unique()
     for delta in min_similarity:
         sims = valid["similarity"]

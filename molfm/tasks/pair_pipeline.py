@@ -32,11 +32,19 @@ import numpy as np
 import pandas as pd
 
 from molfm.chem.parse import InvalidMoleculeError, parse_smiles
+from molfm.data.sources import SourceError, get_source
 from molfm.data.tokenizer import SmilesTokenizer
+from molfm.models.gp_molformer import GPMoLFormer
 from molfm.models.registry import DEFAULT_SMILES_MODEL, load_smiles_model
 from molfm.tasks.pair_optimize import optimization_report, optimize
-from molfm.tasks.pair_tuning import load_prompt, save_prompt, train_prompt
-from molfm.tasks.pairs import compute_property, lowest_indices, make_pairs, property_function
+from molfm.tasks.pair_tuning import SoftPrompt, load_prompt, save_prompt, train_prompt
+from molfm.tasks.pairs import (
+    PROPERTY_FUNCTIONS,
+    compute_property,
+    lowest_indices,
+    make_pairs,
+    property_function,
+)
 
 __all__ = ["PairTuningConfig", "InvalidMoleculesError", "check_molecules", "run_pair_tuning"]
 
@@ -127,8 +135,6 @@ def check_molecules(
 
 
 def _load_table(data: str, smiles_column: str, value_column: str | None, subset: str | None):
-    from molfm.data.sources import get_source
-
     if data == "moses":
         if value_column is not None:
             raise ValueError("MOSES has no property columns; use --property qed or plogp")
@@ -140,11 +146,11 @@ def _load_table(data: str, smiles_column: str, value_column: str | None, subset:
     return get_source("csv", path=path, smiles_column=smiles_column, target_columns=targets).load()
 
 
-def _values(frame: pd.DataFrame, cfg: PairTuningConfig, prop: str) -> np.ndarray:
-    column = cfg.property_column
+def _values(frame: pd.DataFrame, cfg: PairTuningConfig, column: str | None) -> np.ndarray:
+    """Property values of ``frame``'s molecules: from ``column`` when given, else RDKit."""
     if column is not None:
         return pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
-    return compute_property(frame["smiles"].tolist(), prop, frame)
+    return compute_property(frame["smiles"].tolist(), cfg.property or "qed")
 
 
 def _checked(
@@ -164,7 +170,7 @@ def _checked(
     return frame.iloc[kept]
 
 
-def _split(cfg: PairTuningConfig, prop_column: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _split(cfg: PairTuningConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(mining molecules, held-out source pool), both sampled with ``data_seed``."""
     rng = np.random.default_rng(cfg.data_seed)
     if cfg.data == "moses":
@@ -173,7 +179,14 @@ def _split(cfg: PairTuningConfig, prop_column: str | None) -> tuple[pd.DataFrame
         test = _load_table("moses", cfg.smiles_column, None, "test")
         pool = test.iloc[np.sort(rng.permutation(len(test))[: cfg.source_pool])]
         return mining, pool
-    table = _load_table(cfg.data, cfg.smiles_column, prop_column, None)
+    try:
+        table = _load_table(cfg.data, cfg.smiles_column, cfg.property_column, None)
+    except SourceError as err:
+        from_property = cfg.property_column == cfg.property
+        if not from_property or f"'{cfg.property}'" not in str(err):
+            raise
+        known = ", ".join(sorted(PROPERTY_FUNCTIONS))
+        raise ValueError(f"property {cfg.property!r} is not one of {known}: {err}") from None
     order = rng.permutation(len(table))
     n_pool = 0 if cfg.input else min(cfg.source_pool, max(1, len(table) // 10))
     pool = table.iloc[np.sort(order[:n_pool])]
@@ -181,103 +194,114 @@ def _split(cfg: PairTuningConfig, prop_column: str | None) -> tuple[pd.DataFrame
     return mining, pool
 
 
+def _resolve(cfg: PairTuningConfig, prompt_config: dict[str, Any] | None) -> PairTuningConfig:
+    """Fill in the property (default qed, or the saved prompt's) and its column."""
+    trained_for = None if prompt_config is None else prompt_config.get("property")
+    if cfg.property and trained_for not in (None, cfg.property):
+        raise ValueError(f"the prompt was trained for {trained_for!r}, not {cfg.property!r}")
+    prop = cfg.property or trained_for or "qed"
+    column = cfg.property_column
+    if column is None and property_function(prop) is None:
+        if cfg.data == "moses" and cfg.prompt is None:
+            known = ", ".join(sorted(PROPERTY_FUNCTIONS))
+            raise ValueError(f"unknown property {prop!r}: MOSES holds SMILES only; use {known}")
+        column = prop  # a user property is a numeric column of the data
+    return dataclasses.replace(cfg, property=prop, property_column=column)
+
+
+def _mine_and_train(
+    cfg: PairTuningConfig,
+    model: GPMoLFormer,
+    tokenizer: SmilesTokenizer,
+    mining: pd.DataFrame,
+    say: Callable[[str], None],
+) -> tuple[SoftPrompt, dict[str, Any], int]:
+    """Pairs from ``mining`` -> ``pairs.csv``; a trained prompt -> ``prompt/``."""
+    out = Path(cfg.output_dir)
+    say(f"mining pairs from {len(mining)} molecules ({cfg.property})")
+    pairs = make_pairs(
+        mining["smiles"].tolist(),
+        _values(mining, cfg, cfg.property_column),
+        min_similarity=cfg.min_similarity,
+        min_improvement=cfg.min_improvement,
+        max_pairs_per_source=cfg.max_pairs_per_source,
+        seed=cfg.data_seed,
+    )
+    pairs.to_csv(out / "pairs.csv", index=False)
+    if pairs.empty:
+        raise ValueError(
+            f"no pairs with similarity >= {cfg.min_similarity} among {len(mining)} "
+            "molecules: raise --n-molecules or lower --min-similarity"
+        )
+    say(f"{len(pairs)} pairs; training a {cfg.n_prompt}-vector prompt for {cfg.max_steps} steps")
+    shuffled = pairs.sample(frac=1.0, random_state=cfg.seed)  # the loss probe: random pairs
+    prompt, training = train_prompt(
+        model,
+        tokenizer,
+        shuffled["source"].tolist(),
+        shuffled["target"].tolist(),
+        n_prompt=cfg.n_prompt,
+        max_steps=cfg.max_steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        **_lightning_device(cfg.device),
+        log_dir=out,
+        progress=cfg.progress,
+    )
+    training.update(pairs=pairs.attrs, n_pairs=len(pairs), data=cfg.data)
+    save_prompt(
+        out / "prompt",
+        prompt,
+        model=model,
+        base_model=cfg.model,
+        property_name=cfg.property,
+        tokenizer=tokenizer,
+        training=training,
+    )
+    say(f"prompt loss {training['loss_before']:.3f} -> {training['loss_after']:.3f}")
+    return prompt, training, len(pairs)
+
+
 def run_pair_tuning(
     cfg: PairTuningConfig, log: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Run pair-tuning end to end (see the module docstring); returns a summary dict with
-    ``output_dir``, ``report``, ``training`` and ``n_pairs`` / ``n_invalid``."""
+    ``output_dir``, ``report``, ``training``, ``n_pairs`` and ``n_invalid``."""
     say = log or (lambda message: None)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if cfg.prompt is not None and cfg.input is None:
+        raise ValueError("--prompt needs --input: the molecules to optimize")
     model, tokenizer = load_smiles_model(cfg.model, device=cfg.device)
     max_length = model.config.max_length
-    rejected: list[dict[str, Any]] = []
-    training: dict[str, Any] = {}
-    n_pairs = None
+    prompt_config = None
     if cfg.prompt is not None:
-        if cfg.input is None:
-            raise ValueError("--prompt needs --input: the molecules to optimize")
         prompt, prompt_config = load_prompt(cfg.prompt, model, tokenizer)
-        prop = cfg.property or prompt_config.get("property") or "qed"
-        if cfg.property and prompt_config.get("property") not in (None, cfg.property):
-            raise ValueError(
-                f"the prompt was trained for {prompt_config['property']!r}, not {cfg.property!r}"
-            )
-        training = prompt_config.get("training", {})
-    else:
-        prop = cfg.property or "qed"
-    prop_column = cfg.property_column
-    if prop_column is None and property_function(prop) is None:
-        prop_column = prop  # a user property is a column of the data
-    cfg = dataclasses.replace(cfg, property=prop, property_column=prop_column)
+    cfg = _resolve(cfg, prompt_config)
+    prop_fn = property_function(cfg.property)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "run_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-
-    if cfg.prompt is None:
-        mining, pool = _split(cfg, prop_column)
-        mining = _checked(mining, tokenizer, max_length, "pairs", cfg, rejected)
-        say(f"mining pairs from {len(mining)} molecules ({prop})")
-        pairs = make_pairs(
-            mining["smiles"].tolist(),
-            _values(mining, cfg, prop),
-            min_similarity=cfg.min_similarity,
-            min_improvement=cfg.min_improvement,
-            max_pairs_per_source=cfg.max_pairs_per_source,
-            seed=cfg.data_seed,
-        )
-        pairs.to_csv(out / "pairs.csv", index=False)
-        n_pairs = len(pairs)
-        if not n_pairs:
-            raise ValueError(
-                f"no pairs with similarity >= {cfg.min_similarity} among {len(mining)} "
-                "molecules: raise --n-molecules or lower --min-similarity"
-            )
-        say(f"{n_pairs} pairs; training a {cfg.n_prompt}-vector prompt for {cfg.max_steps} steps")
-        shuffled = pairs.sample(frac=1.0, random_state=cfg.seed)  # loss probe = random pairs
-        prompt, training = train_prompt(
-            model,
-            tokenizer,
-            shuffled["source"].tolist(),
-            shuffled["target"].tolist(),
-            n_prompt=cfg.n_prompt,
-            max_steps=cfg.max_steps,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            seed=cfg.seed,
-            **_lightning_device(cfg.device),
-            log_dir=out,
-            progress=cfg.progress,
-        )
-        training.update(pairs=pairs.attrs, n_pairs=n_pairs, data=cfg.data)
-        save_prompt(
-            out / "prompt",
-            prompt,
-            model=model,
-            base_model=cfg.model,
-            property_name=prop,
-            tokenizer=tokenizer,
-            training=training,
-        )
-        say(f"prompt loss {training['loss_before']:.3f} -> {training['loss_after']:.3f}")
-
-    if cfg.input is not None:
-        source_column = prop_column if prop_column else None
+    rejected: list[dict[str, Any]] = []
+    sources = None
+    if cfg.input is not None:  # read and check the input before any training
         table = _load_table(cfg.input, cfg.smiles_column, None, None)
-        if source_column is not None and source_column not in table.columns:
-            source_column = None  # values come from the oracle, or stay unknown
         sources = _checked(table, tokenizer, max_length, "input", cfg, rejected)
+    if cfg.prompt is None:
+        mining, pool = _split(cfg)
+        mining = _checked(mining, tokenizer, max_length, "pairs", cfg, rejected)
+        prompt, training, n_pairs = _mine_and_train(cfg, model, tokenizer, mining, say)
     else:
-        sources = _checked(pool, tokenizer, max_length, "sources", cfg, rejected)
-        source_column = prop_column
+        training, n_pairs = prompt_config.get("training", {}), None
+    if sources is None:  # the lowest-property held-out molecules
+        pool = _checked(pool, tokenizer, max_length, "sources", cfg, rejected)
+        values = _values(pool, cfg, cfg.property_column)
+        chosen = lowest_indices(values, cfg.n_sources)
+        sources, values = pool.iloc[chosen], values[chosen]
+    else:  # oracle values, or the input's own column, or unknown
+        column = cfg.property_column if cfg.property_column in sources.columns else None
+        values = _values(sources, cfg, column) if column or prop_fn else None
     if sources.empty:
         raise ValueError("no valid molecules to optimize")
-    values = (
-        _values(sources, dataclasses.replace(cfg, property_column=source_column), prop)
-        if source_column or property_function(prop)
-        else np.full(len(sources), np.nan)
-    )
-    if cfg.input is None:
-        chosen = lowest_indices(values, cfg.n_sources)
-        sources, values = sources.iloc[chosen], values[chosen]
     say(f"optimizing {len(sources)} molecules, {cfg.n_candidates} candidates each")
     frame = optimize(
         model,
@@ -289,12 +313,13 @@ def run_pair_tuning(
         top_k=cfg.top_k,
         top_p=cfg.top_p,
         seed=cfg.seed,
-        property=property_function(prop),
-        source_values=values,
+        property=prop_fn,
+        source_values=None if values is None else values.tolist(),
     )
     frame.to_csv(out / "candidates.csv", index=False)
     report = optimization_report(frame)
-    report.update(property=prop, n_pairs=n_pairs, n_invalid=len(rejected), training=training)
+    report.update(property=cfg.property, n_pairs=n_pairs, n_invalid=len(rejected))
+    report["training"] = training
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     if rejected:
         pd.DataFrame(rejected).to_csv(out / "invalid.csv", index=False)

@@ -24,9 +24,11 @@ here).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -182,7 +184,7 @@ class PairTuningTask(L.LightningModule):
         model: GPMoLFormer,
         prompt: SoftPrompt,
         *,
-        lr: float = 1e-2,
+        lr: float = 3e-2,
         weight_decay: float = 0.0,
         warmup_steps: int = 20,
         max_steps: int = 1000,
@@ -205,10 +207,6 @@ class PairTuningTask(L.LightningModule):
         loss = pair_loss(self.model, self.prompt(), batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
         return loss
-
-    def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
-        loss = pair_loss(self.model, self.prompt(), batch)
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch[0].shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
@@ -240,7 +238,7 @@ def train_prompt(
     init: Literal["vocab", "normal"] = "vocab",
     max_steps: int = 1000,
     batch_size: int = 32,
-    lr: float = 1e-2,
+    lr: float = 3e-2,
     weight_decay: float = 0.0,
     warmup_steps: int = 20,
     seed: int = 0,
@@ -273,16 +271,14 @@ def train_prompt(
         warmup_steps=warmup_steps,
         max_steps=max_steps,
     )
-    probe = PairDataset(
-        list(sources)[:n_eval], list(targets)[:n_eval], tokenizer
-    )  # fixed loss probe
+    probe = PairDataset(list(sources)[:n_eval], list(targets)[:n_eval], tokenizer)
     device = next(model.parameters()).device
     before = evaluate_pair_loss(model, prompt().to(device), probe, pad_id=tokenizer.pad_id)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=True,
-        collate_fn=lambda items: collate_pairs(items, tokenizer.pad_id),
+        collate_fn=functools.partial(collate_pairs, pad_id=tokenizer.pad_id),
         generator=torch.Generator().manual_seed(seed),
     )
     logger: Any = False
@@ -299,9 +295,12 @@ def train_prompt(
         enable_model_summary=False,
         gradient_clip_val=1.0,
         limit_val_batches=0,
+        log_every_n_steps=max(1, min(50, max_steps // 10)),
     )
     start = time.perf_counter()
-    trainer.fit(task, train_dataloaders=loader)
+    with warnings.catch_warnings():  # the frozen base is in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+        trainer.fit(task, train_dataloaders=loader)
     seconds = time.perf_counter() - start
     model.to(device)
     prompt = prompt.cpu()

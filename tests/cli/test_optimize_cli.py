@@ -94,7 +94,13 @@ def test_user_column_property(model_dir, data_csv, tmp_path):
     pairs = pd.read_csv(tmp_path / "pairs.csv")
     assert (pairs["target_value"] > pairs["source_value"]).all()
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["delta"]["0.4"]["improvement_mean"] is None or report["validity"] == 0
+    assert report["property"] == "score"
+    assert report["delta"]["0.4"]["improvement_mean"] is None  # no oracle for a user column
+    candidates = pd.read_csv(tmp_path / "candidates.csv")
+    assert candidates["candidate_value"].isna().all()
+    table = pd.read_csv(data_csv)
+    lookup = dict(zip(table["smiles"], table["score"], strict=True))
+    assert (candidates["source_value"] == candidates["source"].map(lookup)).all()
 
 
 def test_bad_inputs_give_clear_errors(model_dir, data_csv, tmp_path):

@@ -261,7 +261,9 @@ def test_optimize_is_seeded_per_source(lm, tuned):
     other = optimize(model, tok, tuned, TEST_SMILES[:2], n_candidates=5, seed=8, max_length=40)
     assert other["candidate"].tolist() != both["candidate"].tolist()
     # candidates of source i depend on (seed, i, source), not on the other sources
-    replaced = optimize(model, tok, tuned, [TEST_SMILES[5], TEST_SMILES[1]], n_candidates=5, seed=7, max_length=40)
+    replaced = optimize(
+        model, tok, tuned, [TEST_SMILES[5], TEST_SMILES[1]], n_candidates=5, seed=7, max_length=40
+    )
     assert replaced["candidate"][5:].tolist() == both["candidate"][5:].tolist()
     assert replaced["candidate"][:5].tolist() != both["candidate"][:5].tolist()
 
