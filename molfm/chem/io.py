@@ -296,6 +296,11 @@ def mol_from_xyz(
         )
     tpl_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in template.GetBonds()]
     xyz_bonds = _xyz_bonds(_radius_ratios(xyz_z, positions), len(tpl_bonds), smiles, row)
+    # Bonds in xyz atom order, independent of the SMILES: (i, j) with j < i, i ascending, j
+    # descending, as RDKit's DetermineConnectivity adds them. Molecules it handled keep their
+    # bond order (hence edge order) and, in symmetric resonance forms such as carboxylates,
+    # the same choice of which oxygen carries the charge.
+    xyz_bonds = sorted(((b, a) for a, b in xyz_bonds), key=lambda pair: (pair[0], -pair[1]))
     # Same atom and bond counts + a full substructure match = the two graphs are isomorphic.
     match = _plain_graph(xyz_z, xyz_bonds).GetSubstructMatch(_plain_graph(tpl_z, tpl_bonds))
     if not match:
@@ -309,9 +314,7 @@ def mol_from_xyz(
     xyz = Chem.RWMol()
     for z in xyz_z:
         xyz.AddAtom(Chem.Atom(z))
-    # Bonds in xyz atom order, independent of the SMILES: (i, j) with j < i, sorted, as RDKit's
-    # DetermineConnectivity adds them (so molecules it handled come out exactly as before).
-    for a, b in sorted((b, a) for a, b in xyz_bonds):
+    for a, b in xyz_bonds:
         xyz.AddBond(a, b, Chem.BondType.SINGLE)
     for t_atom in template.GetAtoms():
         atom = xyz.GetAtomWithIdx(match[t_atom.GetIdx()])

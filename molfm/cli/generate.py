@@ -10,16 +10,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from molfm.chem.parse import InvalidMoleculeError
-from molfm.data.tokenizer import UnknownTokenError
-from molfm.models.registry import DEFAULT_SMILES_MODEL, load_smiles_model
-from molfm.tasks.generation import decorate_frame, generate_frame, summarize
+from molfm.models import DEFAULT_SMILES_MODEL
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def _load(model: str, device: str):
+    from molfm.models.registry import load_smiles_model  # torch: imported when needed
+
     try:
         return load_smiles_model(model, device=device)
     except (FileNotFoundError, ValueError, KeyError) as err:
@@ -51,6 +50,8 @@ def generate(
     train_data: str | None = typer.Option(None, help="Novelty against this (moses or a CSV)."),
 ) -> None:
     """De novo generation to CSV, with live validity/uniqueness."""
+    from molfm.tasks.generation import generate_frame, summarize
+
     lm, tokenizer = _load(model, device)
     columns = [TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, TextColumn("{task.fields[stats]}"), console=console) as bar:
@@ -91,6 +92,10 @@ def decorate(
     train_data: str | None = typer.Option(None, help="Novelty against this (moses or a CSV)."),
 ) -> None:
     """Scaffold-constrained decoration: fill every [*] of each scaffold, no extra training."""
+    from molfm.chem.parse import InvalidMoleculeError
+    from molfm.data.tokenizer import UnknownTokenError
+    from molfm.tasks.generation import decorate_frame, summarize
+
     scaffolds = list(scaffold or [])
     if scaffolds_file is not None:
         if not scaffolds_file.exists():

@@ -12,8 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from molfm.models.registry import DEFAULT_SMILES_MODEL
-from molfm.tasks.pair_pipeline import PairTuningConfig, run_pair_tuning
+from molfm.models import DEFAULT_SMILES_MODEL
 
 console = Console()
 err_console = Console(stderr=True)
@@ -59,6 +58,8 @@ def optimize(
 
     Writes pairs.csv, prompt/, candidates.csv, report.json (and invalid.csv) to --output-dir.
     """
+    from molfm.tasks.pair_pipeline import PairTuningConfig, run_pair_tuning  # heavy: lazy
+
     if on_invalid not in ("error", "skip"):
         raise typer.BadParameter("must be 'error' or 'skip'", param_hint="--on-invalid")
     for path, hint in ((input, "--input"), (prompt, "--prompt")):

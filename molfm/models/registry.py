@@ -8,12 +8,18 @@ import torch
 
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.hub import from_pretrained, load_config
+from molfm.models import DEFAULT_SMILES_MODEL
 
-__all__ = ["ASSETS", "SHIPPED_MODELS", "resolve_checkpoint", "load_smiles_model"]
+__all__ = [
+    "ASSETS",
+    "DEFAULT_SMILES_MODEL",
+    "SHIPPED_MODELS",
+    "resolve_checkpoint",
+    "load_smiles_model",
+]
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SHIPPED_MODELS = {"gp-molformer-small-moses": ASSETS / "gp-molformer-small-moses"}
-DEFAULT_SMILES_MODEL = "gp-molformer-small-moses"
+SHIPPED_MODELS = {DEFAULT_SMILES_MODEL: ASSETS / DEFAULT_SMILES_MODEL}
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:

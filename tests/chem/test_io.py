@@ -64,17 +64,76 @@ def test_xyz_stereo_comes_from_geometry(qm9_rows: list) -> None:
 def test_connectivity_mismatch_is_rejected(qm9_rows: list) -> None:
     smiles, elements, positions = qm9_rows[0]
     assert smiles == "O1C=CC=C1"  # furan, C4H4O
+    # Also C4H4O, with one bond fewer: the geometry has a bond the SMILES lacks.
     with pytest.raises(InvalidMoleculeError, match="connectivity does not match") as info:
-        mol_from_xyz(elements, positions, "CC(=O)C#C", row=5)  # also C4H4O
+        mol_from_xyz(elements, positions, "CC(=O)C#C", row=5)
     assert info.value.row == 5
+    assert "9 atom pairs are within 1.1x their covalent radii" in info.value.reason
+    assert "the SMILES has 8 bonds" in info.value.reason
     with pytest.raises(InvalidMoleculeError, match="elements do not match"):
         mol_from_xyz(elements, positions, "OCCCO")
     stretched = positions.copy()
     stretched[0] += np.array([0.0, 2.5, 0.0])  # pull the ring oxygen away: ring opens
-    with pytest.raises(InvalidMoleculeError, match="connectivity does not match"):
+    with pytest.raises(InvalidMoleculeError, match="only 7 atom pairs are within 1.3x"):
         mol_from_xyz(elements, stretched, smiles)
     with pytest.raises(InvalidMoleculeError, match="unclosed ring"):
         mol_from_xyz(elements, positions, "C1CC")
+
+
+def test_tied_contacts_are_ambiguous() -> None:
+    # Ozone needs 2 bonds, but an equilateral triangle offers 3 equally good ones.
+    side = 1.55  # 1.17x the O-O covalent radii: neither certainly bonded nor too far
+    triangle = np.array([[0.0, 0.0, 0.0], [side, 0.0, 0.0], [side / 2, side * 3**0.5 / 2, 0.0]])
+    with pytest.raises(InvalidMoleculeError, match="tie at 1.174x .* ambiguous"):
+        mol_from_xyz(["O", "O", "O"], triangle, "[O-][O+]=O")
+    bent = np.array([[-1.09, 0.0, 0.0], [0.0, 0.67, 0.0], [1.09, 0.0, 0.0]])  # real ozone
+    mol = mol_from_xyz(["O", "O", "O"], bent, "[O-][O+]=O")
+    assert [a.GetFormalCharge() for a in mol.GetAtoms()][1] == 1  # the central atom
+    assert mol.GetBondBetweenAtoms(0, 2) is None
+
+
+QM9_STRAINED = [
+    "C1C2CC1C2",  # bicyclo[1.1.1]pentane
+    "C1C2CC1O2",
+    "OC12CC(C1)C2",
+    "OC12CN(C1)C2",
+    "C1C2C3C1C1N=C3OC21",
+    "O=CC12OC3C1C(=O)C23",
+    "CC12C3N1C1CC2C=C31",  # the narrowest gap in QM9: bonds up to 1.07x, non-bonded from 1.15x
+]
+
+
+@pytest.mark.parametrize("smiles", QM9_STRAINED)
+def test_strained_qm9_cages_match(qm9_hard_rows: dict, smiles: str) -> None:
+    _, elements, positions = qm9_hard_rows[smiles]
+    mol = mol_from_xyz(elements, positions, smiles)
+    heavy = [i for i, el in enumerate(elements) if el != "H"]
+    assert [a.GetSymbol() for a in mol.GetAtoms()] == [elements[i] for i in heavy]
+    np.testing.assert_allclose(mol.GetConformer().GetPositions(), positions[heavy])
+    template = parse_smiles(smiles)
+    assert canonical_smiles(mol, isomeric=False) == canonical_smiles(template, isomeric=False)
+    assert mol.GetNumBonds() == template.GetNumBonds()
+
+
+def test_bicyclopentane_bridgeheads_are_not_bonded(qm9_hard_rows: dict) -> None:
+    # Why one fixed covalent-radius factor fails: the non-bonded bridgeheads (1.87 A) are
+    # closer than 1.3x (RDKit's default covFactor) the C-C radii sum of 1.52 A.
+    _, elements, positions = qm9_hard_rows["C1C2CC1C2"]
+    mol = mol_from_xyz(elements, positions, "C1C2CC1C2")
+    bridgeheads = [a.GetIdx() for a in mol.GetAtoms() if a.GetDegree() == 3]
+    assert len(bridgeheads) == 2
+    assert mol.GetBondBetweenAtoms(*bridgeheads) is None
+    distance = np.linalg.norm(np.subtract(*positions[bridgeheads]))
+    assert 1.8 < distance < 1.3 * 2 * 0.76
+
+
+@pytest.mark.parametrize("smiles", ["CC1C2C3C4=CCC13C24", "CN1C2C3C4=CCC13C24"])
+def test_rearranged_qm9_geometry_rejected(qm9_hard_rows: dict, smiles: str) -> None:
+    # QM9 gdb 133857 / 133859: in the relaxed geometry the quaternary carbon is bonded to a
+    # different CH than in the SMILES (2.1 A away), a different skeleton with the same formula.
+    _, elements, positions = qm9_hard_rows[smiles]
+    with pytest.raises(InvalidMoleculeError, match="closest atom pairs form a different graph"):
+        mol_from_xyz(elements, positions, smiles, row=7)
 
 
 def test_read_qm9_style_xyz(tmp_path: Path) -> None:
