@@ -223,6 +223,19 @@ def _counts(mols: Sequence[Chem.Mol], kind: Literal["fragments", "scaffolds"]) -
     return counts
 
 
+def _count_similarity(
+    generated: Sequence[MolLike],
+    reference: Reference,
+    kind: Literal["fragments", "scaffolds"],
+    what: str,
+) -> float:
+    """:func:`cos_similarity` of the ``kind`` counts of ``reference`` and ``generated``."""
+    gen = _counts(_valid_mols(generated, what), kind)
+    if isinstance(reference, MosesReference):
+        return cos_similarity(getattr(reference, kind), gen)
+    return cos_similarity(_counts(_valid_mols(reference, "reference"), kind), gen)
+
+
 def frag_similarity(generated: Sequence[MolLike], reference: Reference) -> float:
     """Cosine similarity of BRICS fragment count vectors (``Frag``).
 
@@ -238,10 +251,7 @@ def frag_similarity(generated: Sequence[MolLike], reference: Reference) -> float
     float
         Similarity in [0, 1]; NaN if either side has no fragment.
     """
-    gen = _counts(_valid_mols(generated, "frag_similarity"), "fragments")
-    if isinstance(reference, MosesReference):
-        return cos_similarity(reference.fragments, gen)
-    return cos_similarity(_counts(_valid_mols(reference, "reference"), "fragments"), gen)
+    return _count_similarity(generated, reference, "fragments", "frag_similarity")
 
 
 def scaf_similarity(generated: Sequence[MolLike], reference: Reference) -> float:
@@ -261,10 +271,7 @@ def scaf_similarity(generated: Sequence[MolLike], reference: Reference) -> float
     float
         Similarity in [0, 1]; NaN if either side has no such scaffold.
     """
-    gen = _counts(_valid_mols(generated, "scaf_similarity"), "scaffolds")
-    if isinstance(reference, MosesReference):
-        return cos_similarity(reference.scaffolds, gen)
-    return cos_similarity(_counts(_valid_mols(reference, "reference"), "scaffolds"), gen)
+    return _count_similarity(generated, reference, "scaffolds", "scaf_similarity")
 
 
 def fcd_distance(

@@ -9,9 +9,10 @@ two MOSES reference sets with :meth:`MosesReference.load`:
 ``source="molsets"`` (default)
     The statistics MOSES published in the molsets 0.3.1 wheel
     (``moses/dataset/data/{subset}_stats.npz``), i.e. the numbers behind the MOSES paper. That
-    file is a pickled dict; it is read with an unpickler that accepts only numpy arrays,
-    dtypes and ``collections.Counter`` (nothing else can be constructed), converted once, and
-    cached as a plain ``.npz`` under ``molfm.data.fetch.cache_dir() / "moses"``.
+    file is a pickled dict; it is read by :func:`molfm.data.sources.moses.raw_reference_stats`
+    with an unpickler that accepts only numpy arrays and dtypes, ``codecs.encode`` and
+    ``collections.Counter`` (nothing else can be constructed), converted once, and cached as a
+    plain ``.npz`` under ``molfm.data.fetch.cache_dir() / "moses"``.
 ``source="smiles"``
     Recomputed from the set's SMILES in the same wheel with the installed RDKit and ChemNet,
     then cached. Slow: ChemNet alone needs ~9 ms per molecule on one CPU core (about half an
@@ -26,11 +27,7 @@ for a handful (<= 8 of 176k) of fused heteroaromatics whose aromaticity percepti
 
 from __future__ import annotations
 
-import gzip
-import io
-import pickle
 import warnings
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +37,8 @@ from typing import Literal
 import numpy as np
 import rdkit
 
-from molfm.data.fetch import cache_dir, open_member
+from molfm.data.fetch import cache_dir
+from molfm.data.sources.moses import MosesSource, raw_reference_stats
 from molfm.eval.chemnet import fcd_statistics
 from molfm.eval.fingerprints import MORGAN_BITS, PackedFingerprints
 from molfm.eval.moses_features import PROPERTIES, get_mol, set_features
@@ -235,52 +233,12 @@ def compute_reference(
 
 
 def _molsets_smiles(subset: str) -> list[str]:
-    with open_member("molsets", f"moses/dataset/data/{subset}.csv.gz") as fh:
-        text = gzip.decompress(fh.read()).decode("utf-8")
-    lines = text.splitlines()
-    if lines[0].strip() != "SMILES":
-        raise ValueError(f"unexpected header in {subset}.csv.gz: {lines[0]!r}")
-    return [line.strip() for line in lines[1:] if line.strip()]
-
-
-class _StatsUnpickler(pickle.Unpickler):
-    """Unpickler that can build only numpy arrays/dtypes and ``collections.Counter``."""
-
-    def find_class(self, module: str, name: str) -> object:
-        allowed = {
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype,
-            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-            ("collections", "Counter"): Counter,
-            ("_codecs", "encode"): _codecs_encode(),
-        }
-        try:
-            return allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
-
-
-def _numpy_reconstruct() -> object:
-    core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
-    return core.multiarray._reconstruct
-
-
-def _codecs_encode() -> object:
-    import codecs
-
-    return codecs.encode
+    return MosesSource().load(subset)["smiles"].tolist()
 
 
 def read_molsets_stats(subset: str) -> MosesReference:
     """Convert MOSES's published ``{subset}_stats.npz`` (a pickled dict) without trusting it."""
-    with open_member("molsets", f"moses/dataset/data/{subset}_stats.npz") as fh:
-        with zipfile.ZipFile(io.BytesIO(fh.read())) as npz, npz.open("stats.npy") as member:
-            version = np.lib.format.read_magic(member)
-            if version != (1, 0):
-                raise ValueError(f"unexpected .npy version {version} in {subset}_stats.npz")
-            np.lib.format.read_array_header_1_0(member)
-            stats = _StatsUnpickler(member, encoding="latin1").load()[()]
+    stats = raw_reference_stats(subset)
     fps = np.asarray(stats["SNN"]["fps"], dtype=np.uint8)
     if fps.shape[1] != MORGAN_BITS:
         raise ValueError(f"unexpected fingerprint width {fps.shape[1]}")

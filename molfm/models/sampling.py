@@ -228,8 +228,12 @@ def sample_ids(
     device: torch.device | str = "cpu",
     prefix_ids: list[int] | None = None,
     banned_ids: Iterable[int] | None = None,
+    callback: Callable[[list[list[int]], int], None] | None = None,
 ) -> tuple[list[list[int]], list[bool]]:
     """Sample ``n`` token sequences; see :func:`sample` for the arguments.
+
+    ``banned_ids`` are never sampled (default ``<pad>`` and ``<bos>``); ``callback`` is called
+    after each batch with ``(batch_ids, n_done)``.
 
     Returns
     -------
@@ -260,6 +264,8 @@ def sample_ids(
         ):
             all_ids.extend(ids)
             all_truncated.extend(truncated)
+            if callback is not None:
+                callback(ids, len(all_ids))
     finally:
         model.train(was_training)
     return all_ids, all_truncated
@@ -328,29 +334,26 @@ def sample(
         config.pad_id,
     ):
         raise ValueError("tokenizer and model disagree on the special token ids")
-    banned = [config.pad_id, config.bos_id, tokenizer.unk_id]
-    was_training = _prepare(model, device)
     smiles: list[str] = []
-    truncated_flags: list[bool] = []
-    try:
-        for ids, truncated in _iter_batches(
-            model,
-            n,
-            batch_size=batch_size,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            max_length=max_length,
-            seed=seed,
-            device=device,
-            prefix_ids=prefix_ids,
-            banned_ids=banned,
-        ):
-            batch = [tokenizer.decode(row) for row in ids]
-            smiles.extend(batch)
-            truncated_flags.extend(truncated)
-            if callback is not None:
-                callback(batch, len(smiles))
-    finally:
-        model.train(was_training)
-    return SampledSmiles(smiles, truncated_flags)
+
+    def decode(ids: list[list[int]], n_done: int) -> None:
+        batch = [tokenizer.decode(row) for row in ids]
+        smiles.extend(batch)
+        if callback is not None:
+            callback(batch, n_done)
+
+    _, truncated = sample_ids(
+        model,
+        n,
+        batch_size=batch_size,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        max_length=max_length,
+        seed=seed,
+        device=device,
+        prefix_ids=prefix_ids,
+        banned_ids=[config.pad_id, config.bos_id, tokenizer.unk_id],
+        callback=decode,
+    )
+    return SampledSmiles(smiles, truncated)

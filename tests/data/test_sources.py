@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -35,6 +36,7 @@ from molfm.data.sources import (
     reference_stats,
 )
 from molfm.data.sources.b3db import normalize_cids
+from molfm.data.sources.moses import _StatsUnpickler
 
 DATA = Path(__file__).parent
 QM9_FILES = {"parts": [DATA / "qm9_100.csv"], "polarizability": DATA / "qm9_polarizability_100.csv"}
@@ -127,6 +129,17 @@ def test_reference_stats_refuses_unexpected_pickled_globals(tmp_path: Path) -> N
     np.savez(path, stats=np.array({"FCD": {"mu": _Exploit()}}, dtype=object))
     with pytest.raises(pickle.UnpicklingError, match="refusing to load global posix.getcwd"):
         reference_stats("test", path=path)
+
+
+def test_stats_unpickler_only_builds_arrays_and_counters() -> None:
+    stats = {"Frag": {"frag": Counter({"[1*]C": 3})}, "FCD": {"mu": np.arange(3.0)}}
+    payload = pickle.dumps(np.array(stats, dtype=object), protocol=2)
+    loaded = _StatsUnpickler(io.BytesIO(payload), encoding="latin1").load()[()]
+    assert loaded["Frag"]["frag"] == Counter({"[1*]C": 3})
+    np.testing.assert_array_equal(loaded["FCD"]["mu"], np.arange(3.0))
+    evil = pickle.dumps(os.getcwd, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        _StatsUnpickler(io.BytesIO(evil)).load()
 
 
 # ----------------------------------------------------------------------------- QM9

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 from scipy import linalg
 
 from molfm.eval.chemnet import (
@@ -23,31 +19,10 @@ from molfm.eval.chemnet import (
 fcd = pytest.importorskip("fcd")
 from fcd.utils import get_one_hot  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def _blas_limit() -> contextlib.AbstractContextManager[object]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (ogb)
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # ChemNet's LSTMs, the Tanimoto products and the 512x512 eigensolves are small; on shared
-    # CPUs extra intra-op threads only spin (10x slower when oversubscribed). Restored after.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with _blas_limit():
-        yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
-def smiles() -> list[str]:
-    return pd.read_csv(DATA / "moses_test_200.csv")["SMILES"].tolist()
+def smiles(read: Callable[[str], list[str]]) -> list[str]:
+    return read("moses_test_200.csv")
 
 
 def test_one_hot_matches_fcd_package(smiles: list[str]) -> None:

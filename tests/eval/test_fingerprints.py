@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import AllChem
 
@@ -22,31 +18,10 @@ from molfm.eval.fingerprints import (
     tanimoto_matrix,
 )
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def _blas_limit() -> contextlib.AbstractContextManager[object]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (ogb)
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # ChemNet's LSTMs, the Tanimoto products and the 512x512 eigensolves are small; on shared
-    # CPUs extra intra-op threads only spin (10x slower when oversubscribed). Restored after.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with _blas_limit():
-        yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
-def mols() -> list[Chem.Mol]:
-    smiles = pd.read_csv(DATA / "moses_test_200.csv")["SMILES"].tolist()[:40]
+def mols(read: Callable[[str], list[str]]) -> list[Chem.Mol]:
+    smiles = read("moses_test_200.csv")[:40]
     return [Chem.MolFromSmiles(s) for s in smiles]
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import AllChem, Crippen
 from scipy.stats import wasserstein_distance
@@ -34,31 +30,6 @@ from molfm.eval.moses import (
     snn,
 )
 from molfm.eval.moses_metrics import canonical_smiles_set
-
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def _blas_limit() -> contextlib.AbstractContextManager[object]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (ogb)
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # ChemNet's LSTMs, the Tanimoto products and the 512x512 eigensolves are small; on shared
-    # CPUs extra intra-op threads only spin (10x slower when oversubscribed). Restored after.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with _blas_limit():
-        yield
-    torch.set_num_threads(before)
-
-
-def read(name: str) -> list[str]:
-    return pd.read_csv(DATA / name)["SMILES"].tolist()
 
 
 def rdkit_tanimoto(a: str, b: str) -> float:
@@ -125,7 +96,7 @@ def test_internal_diversity_of_a_pair() -> None:
     assert internal_diversity([A, B], p=2) == pytest.approx(1 - math.sqrt((1 + t**2) / 2), abs=1e-9)
 
 
-def test_snn() -> None:
+def test_snn(read: Callable[[str], list[str]]) -> None:
     gen = read("moses_test_200.csv")[:30]
     assert snn(gen, gen) == pytest.approx(1.0)
     assert snn([A], [B, "CCCC"]) == pytest.approx(rdkit_tanimoto(A, B), abs=1e-9)
@@ -143,7 +114,7 @@ def test_cos_similarity() -> None:
     assert math.isnan(cos_similarity({}, {"a": 1}))
 
 
-def test_frag_similarity() -> None:
+def test_frag_similarity(read: Callable[[str], list[str]]) -> None:
     gen = read("moses_test_200.csv")[:30]
     assert frag_similarity(gen, gen) == pytest.approx(1.0)
     assert frag_similarity(gen, list(reversed(gen))) == pytest.approx(1.0)  # counts, not order
@@ -152,7 +123,7 @@ def test_frag_similarity() -> None:
     assert 0 < frag_similarity([A], [B]) < 1
 
 
-def test_scaf_similarity_uses_two_ring_scaffolds_only() -> None:
+def test_scaf_similarity_uses_two_ring_scaffolds_only(read: Callable[[str], list[str]]) -> None:
     gen = read("moses_test_200.csv")[:30]
     assert scaf_similarity(gen, gen) == pytest.approx(1.0)
     # naphthalene core in both; a single benzene ring is not a MOSES scaffold (min_rings=2).
@@ -163,7 +134,7 @@ def test_scaf_similarity_uses_two_ring_scaffolds_only() -> None:
 # --- FCD, filters, properties ------------------------------------------------------------
 
 
-def test_fcd_orders_sets_by_closeness() -> None:
+def test_fcd_orders_sets_by_closeness(read: Callable[[str], list[str]]) -> None:
     test = read("moses_test_200.csv")[:60]
     scaffolds = read("moses_test_scaffolds_200.csv")[:60]
     alkanes = ["C" * n for n in range(1, 12)] + ["CC(C)" + "C" * n for n in range(1, 10)]
@@ -216,7 +187,7 @@ def test_suite_on_a_small_hand_set() -> None:
     assert math.isnan(m["Scaf/Test"])  # no two-ring scaffolds anywhere
 
 
-def test_suite_against_its_own_reference_is_perfect() -> None:
+def test_suite_against_its_own_reference_is_perfect(read: Callable[[str], list[str]]) -> None:
     gen = read("moses_test_200.csv")[:40]
     ref = MosesReference.from_smiles(gen)
     m = compute_moses_metrics(gen, train=None, test=None, test_scaffolds=ref, k=(40,))
@@ -238,7 +209,7 @@ def test_suite_without_valid_molecules_is_nan() -> None:
     assert all(math.isnan(v) for k, v in m.items() if k != "valid")
 
 
-def test_suite_on_real_moses_data() -> None:
+def test_suite_on_real_moses_data(read: Callable[[str], list[str]]) -> None:
     gen = read("moses_test_200.csv")
     train = read("moses_train_500.csv")
     ref = MosesReference.from_smiles(read("moses_test_scaffolds_200.csv"))
@@ -268,7 +239,7 @@ def test_suite_on_real_moses_data() -> None:
     assert m["IntDiv2"] == pytest.approx(internal_diversity(gen, p=2))
 
 
-def test_worker_processes_give_identical_results() -> None:
+def test_worker_processes_give_identical_results(read: Callable[[str], list[str]]) -> None:
     gen = read("moses_test_200.csv")[:24] + ["xyz"]
     kwargs = {"train": read("moses_train_500.csv"), "test": None, "test_scaffolds": None}
     serial = compute_moses_metrics(gen, k=(10,), n_jobs=1, **kwargs)
@@ -285,3 +256,11 @@ def test_package_reexports_and_input_checks() -> None:
     assert canonical_smiles_set(["OCC", "xyz", "C(C)O"]) == {"CCO"}
     with pytest.raises(ValueError, match="no generated"):
         compute_moses_metrics([], train=None, test=None, test_scaffolds=None)
+
+
+def test_package_reexports_every_moses_name() -> None:
+    # molfm.eval lists the names itself to stay lazy; the two lists must not drift apart.
+    import molfm.eval
+    import molfm.eval.moses
+
+    assert molfm.eval.__all__ == molfm.eval.moses.__all__

@@ -2,61 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import pickle
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 
 from molfm.eval.fingerprints import morgan_fingerprints
 from molfm.eval.moses_features import PROPERTIES, brics_fragments, get_mol, moses_scaffold
 from molfm.eval.moses_reference import (
     MosesReference,
     _molsets_smiles,
-    _StatsUnpickler,
     compute_reference,
     read_molsets_stats,
 )
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def _blas_limit() -> contextlib.AbstractContextManager[object]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (ogb)
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # ChemNet's LSTMs, the Tanimoto products and the 512x512 eigensolves are small; on shared
-    # CPUs extra intra-op threads only spin (10x slower when oversubscribed). Restored after.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with _blas_limit():
-        yield
-    torch.set_num_threads(before)
-
-
-def read(name: str) -> list[str]:
-    return pd.read_csv(DATA / name)["SMILES"].tolist()
-
 
 @pytest.fixture(scope="module")
-def small_ref() -> MosesReference:
+def small_ref(read: Callable[[str], list[str]]) -> MosesReference:
     return compute_reference(read("moses_test_scaffolds_200.csv")[:30])
 
 
-def test_compute_reference_contents(small_ref: MosesReference) -> None:
+def test_compute_reference_contents(
+    small_ref: MosesReference, read: Callable[[str], list[str]]
+) -> None:
     smiles = read("moses_test_scaffolds_200.csv")[:30]
     mols = [get_mol(s) for s in smiles]
     assert len(small_ref) == 30
@@ -101,18 +71,7 @@ def test_load_validates_arguments(tmp_path: Path) -> None:
         MosesReference.load("test", source="web", cache=tmp_path)  # type: ignore[arg-type]
 
 
-def test_stats_unpickler_only_builds_arrays_and_counters() -> None:
-    stats = {"Frag": {"frag": Counter({"[1*]C": 3})}, "FCD": {"mu": np.arange(3.0)}}
-    payload = pickle.dumps(np.array(stats, dtype=object), protocol=2)
-    loaded = _StatsUnpickler(io.BytesIO(payload), encoding="latin1").load()[()]
-    assert loaded["Frag"]["frag"] == Counter({"[1*]C": 3})
-    np.testing.assert_array_equal(loaded["FCD"]["mu"], np.arange(3.0))
-    evil = pickle.dumps(os.getcwd, protocol=2)
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        _StatsUnpickler(io.BytesIO(evil)).load()
-
-
-def test_published_moses_statistics_match_recomputation() -> None:
+def test_published_moses_statistics_match_recomputation(read: Callable[[str], list[str]]) -> None:
     ref = read_molsets_stats("test")
     all_smiles = _molsets_smiles("test")
     assert len(ref) == len(all_smiles) == 176074

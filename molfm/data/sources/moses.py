@@ -5,8 +5,11 @@ The files come from the PyPI wheel ``molsets==0.3.1``, which cannot be installed
 
 The reference statistics (``*_stats.npz``) are one pickled object array holding a dict of dicts
 with numpy arrays, Python lists and :class:`collections.Counter` objects, so ``np.load`` needs
-``allow_pickle=True``, which can execute arbitrary code. :func:`reference_stats` instead reads
-the ``.npy`` header itself and unpickles with an allow-list of the five globals the file uses.
+``allow_pickle=True``, which can execute arbitrary code. :func:`raw_reference_stats` instead
+reads the ``.npy`` header itself and unpickles with an allow-list of the globals the file uses
+(numpy arrays and dtypes, ``codecs.encode`` and ``collections.Counter``); :func:`reference_stats`
+flattens the result into plain arrays, and :class:`molfm.eval.moses_reference.MosesReference`
+is built from it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import pandas as pd
 from molfm.data.fetch import open_member
 from molfm.data.sources.base import SourceError, SourceInfo, WheelSource, register_source
 
-__all__ = ["MosesSource", "reference_stats", "STATS_MEMBERS"]
+__all__ = ["MosesSource", "raw_reference_stats", "reference_stats", "STATS_MEMBERS"]
 
 _DATA = "moses/dataset/data"
 
@@ -137,6 +140,41 @@ def _flatten(stats: dict[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+def raw_reference_stats(
+    subset: str = "test", *, path: str | PathLike[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """MOSES reference statistics of ``test`` or ``test_scaffolds`` as MOSES stored them.
+
+    The pickle is read with an unpickler that can build only numpy arrays and dtypes,
+    ``codecs.encode`` and :class:`collections.Counter`; any other global raises
+    :class:`pickle.UnpicklingError`. ``subset`` and ``path`` are as in :func:`reference_stats`.
+
+    Returns
+    -------
+    dict
+        ``{metric: {field: value}}``, e.g. ``stats["FCD"]["mu"]`` (an array),
+        ``stats["logP"]["values"]`` (an array or list), ``stats["Frag"]["frag"]`` (a Counter);
+        see :func:`reference_stats` for the fields.
+    """
+    if subset not in STATS_MEMBERS:
+        raise ValueError(f"no MOSES reference stats for {subset!r}; choose {list(STATS_MEMBERS)}")
+    if path is not None:
+        with open(path, "rb") as fh:
+            blob = fh.read()
+    else:
+        with open_member(MosesSource.PACKAGE, STATS_MEMBERS[subset]) as fh:
+            blob = fh.read()
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        if "stats.npy" not in archive.namelist():
+            raise SourceError(f"stats file has no 'stats' array: {archive.namelist()}")
+        stats = _read_pickled_npy(archive.read("stats.npy"))
+    if isinstance(stats, np.ndarray) and stats.shape == ():
+        stats = stats.item()
+    if not isinstance(stats, dict):
+        raise SourceError(f"expected a dict of statistics, got {type(stats).__name__}")
+    return stats
+
+
 def reference_stats(
     subset: str = "test", *, path: str | PathLike[str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -159,20 +197,4 @@ def reference_stats(
         become ``Frag/frag/keys`` / ``Scaf/scaf/keys`` (object arrays of SMILES, sorted) with
         ``.../counts`` (int64).
     """
-    if subset not in STATS_MEMBERS:
-        raise ValueError(f"no MOSES reference stats for {subset!r}; choose {list(STATS_MEMBERS)}")
-    if path is not None:
-        with open(path, "rb") as fh:
-            blob = fh.read()
-    else:
-        with open_member(MosesSource.PACKAGE, STATS_MEMBERS[subset]) as fh:
-            blob = fh.read()
-    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
-        if "stats.npy" not in archive.namelist():
-            raise SourceError(f"stats file has no 'stats' array: {archive.namelist()}")
-        stats = _read_pickled_npy(archive.read("stats.npy"))
-    if isinstance(stats, np.ndarray) and stats.shape == ():
-        stats = stats.item()
-    if not isinstance(stats, dict):
-        raise SourceError(f"expected a dict of statistics, got {type(stats).__name__}")
-    return _flatten(stats)
+    return _flatten(raw_reference_stats(subset, path=path))
