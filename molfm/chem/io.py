@@ -2,13 +2,15 @@
 
 :func:`mol_from_xyz` is how DFT geometries (QM9) become molecules: connectivity comes from the
 coordinates, bond orders and charges from the SMILES, and the two graphs must be identical
-(same elements, same bonds) or the molecule is rejected. QM9 has a few thousand molecules whose
-relaxed geometry no longer matches their SMILES; guessing bond orders for those would silently
-mislabel them.
+(same elements, same bonds) or the molecule is rejected. Guessing bond orders for a geometry
+that relaxed into another molecule would silently mislabel it. In qm9pack (QM9 without the
+3,054 molecules that failed the authors' consistency check) 2 of 130,831 molecules are
+rejected this way, both with a rearranged ring skeleton (gdb 133857 and 133859).
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -17,7 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Geometry import Point3D
+from rdkit.Chem import rdqueries
 
 from molfm.chem.parse import InvalidMoleculeError, parse_smiles, rdkit_messages
 
@@ -169,35 +171,39 @@ def write_xyz(
 # Connectivity from coordinates, as a multiple of the summed covalent radii (RDKit's table,
 # Cordero et al. 2008). A pair closer than BOND_CERTAIN_RATIO is a bond whatever the SMILES says;
 # a pair farther than BOND_MAX_RATIO (RDKit's default ``covFactor``) is never one. In the 130,831
-# qm9pack molecules, SMILES bonds reach 1.22 and non-bonded contacts (bridgeheads of
-# bicyclo[1.1.1]pentanes and similar cages) come down to 1.15.
+# qm9pack molecules, SMILES bonds reach 1.29 (long N-O bonds in 1,2,3-oxadiazinones) and
+# non-bonded contacts (bridgeheads of bicyclo[1.1.1]pentanes and similar cages) come down to
+# 1.15; the narrowest gap between the two is 1.07 to 1.15.
 BOND_CERTAIN_RATIO = 1.1
 BOND_MAX_RATIO = 1.3
 
+_COVALENT_RADII = np.array([Chem.GetPeriodicTable().GetRcovalent(z) for z in range(119)])
+_Atom = Chem.rdchem.Atom
+_CHARGED = rdqueries.FormalChargeEqualsQueryAtom(0, True)
+_RADICAL = rdqueries.NumRadicalElectronsEqualsQueryAtom(0, True)
+_AROMATIC = rdqueries.IsAromaticQueryAtom()
 
-def _plain_graph(atomic_nums: Sequence[int], bonds: Iterable[tuple[int, int]]) -> Chem.Mol:
-    """A bare molecule (elements + single bonds) for element/connectivity matching only."""
-    mol = Chem.RWMol()
-    for z in atomic_nums:
-        mol.AddAtom(Chem.Atom(int(z)))
-    for a, b in bonds:
-        mol.AddBond(int(a), int(b), Chem.BondType.SINGLE)
-    mol.UpdatePropertyCache(strict=False)
-    return mol.GetMol()
+
+@functools.cache
+def _atomic_number(symbol: str) -> int | None:
+    with rdBase.CaptureErrorLog():  # RDKit logs a stack trace for unknown symbols
+        try:
+            return Chem.GetPeriodicTable().GetAtomicNumber(symbol)
+        except RuntimeError:
+            return None
 
 
 def _atomic_numbers(elements: Sequence[str], smiles: str, row: int | None) -> list[int]:
-    table = Chem.GetPeriodicTable()
-    try:
-        return [table.GetAtomicNumber(str(symbol)) for symbol in elements]
-    except RuntimeError as err:  # unknown element symbol
-        raise InvalidMoleculeError(smiles, f"bad xyz element: {err}", row=row) from err
+    numbers = [_atomic_number(str(symbol)) for symbol in elements]
+    if None in numbers:
+        symbol = elements[numbers.index(None)]
+        raise InvalidMoleculeError(smiles, f"bad xyz element {symbol!r}", row=row)
+    return numbers  # type: ignore[return-value]
 
 
 def _radius_ratios(atomic_nums: Sequence[int], positions: np.ndarray) -> np.ndarray:
     """``[N, N]`` interatomic distances divided by the sums of covalent radii."""
-    table = Chem.GetPeriodicTable()
-    radii = np.array([table.GetRcovalent(int(z)) for z in atomic_nums], dtype=np.float64)
+    radii = _COVALENT_RADII[np.asarray(atomic_nums, dtype=np.int64)]
     diff = positions[:, None, :] - positions[None, :, :]
     return np.sqrt((diff * diff).sum(-1)) / (radii[:, None] + radii[None, :])
 
@@ -211,7 +217,7 @@ def _xyz_bonds(
     SMILES's bond count: it exists when the longest of these contacts is shorter than the
     shortest remaining one (no tie), within ``BOND_MAX_RATIO``, and no remaining contact is
     shorter than ``BOND_CERTAIN_RATIO``. A single fixed factor cannot serve every molecule:
-    strained cages put non-bonded atoms closer (1.15x) than 1.3x, RDKit's default.
+    strained cages put non-bonded atoms closer (1.15x) than some long bonds (1.29x).
     """
 
     def fail(detail: str) -> InvalidMoleculeError:
@@ -288,21 +294,38 @@ def mol_from_xyz(
     if positions.shape != (len(elements), 3):
         raise ValueError(f"positions {positions.shape} do not match {len(elements)} elements")
     template = Chem.AddHs(parse_smiles(smiles, row=row))
+    tpl_atoms = list(map(template.GetAtomWithIdx, range(template.GetNumAtoms())))
+    tpl_bonds = list(map(template.GetBondWithIdx, range(template.GetNumBonds())))
     xyz_z = _atomic_numbers(elements, smiles, row)
-    tpl_z = [a.GetAtomicNum() for a in template.GetAtoms()]
-    if sorted(xyz_z) != sorted(tpl_z):
+    if sorted(xyz_z) != sorted(map(_Atom.GetAtomicNum, tpl_atoms)):
         raise InvalidMoleculeError(
             smiles, "xyz elements do not match the SMILES formula (with hydrogens)", row=row
         )
-    tpl_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in template.GetBonds()]
     xyz_bonds = _xyz_bonds(_radius_ratios(xyz_z, positions), len(tpl_bonds), smiles, row)
     # Bonds in xyz atom order, independent of the SMILES: (i, j) with j < i, i ascending, j
-    # descending, as RDKit's DetermineConnectivity adds them. Molecules it handled keep their
-    # bond order (hence edge order) and, in symmetric resonance forms such as carboxylates,
-    # the same choice of which oxygen carries the charge.
+    # descending. This is the order RDKit's proximity bonding (DetermineConnectivity, used here
+    # before) gave all but 483 of the 124,019 QM9 molecules it could handle, so their graphs
+    # keep their edge order and, in symmetric resonance forms such as carboxylates, the same
+    # choice of which oxygen carries the charge; the 483 differ in bond order only.
     xyz_bonds = sorted(((b, a) for a, b in xyz_bonds), key=lambda pair: (pair[0], -pair[1]))
+    xyz = Chem.RWMol()
+    for z in xyz_z:
+        atom = Chem.Atom(z)
+        atom.SetNoImplicit(True)  # every hydrogen is an explicit xyz atom
+        xyz.AddAtom(atom)
+    for a, b in xyz_bonds:
+        # UNSPECIFIED bonds match any bond type in the substructure search below.
+        xyz.AddBond(a, b, Chem.BondType.UNSPECIFIED)
+
     # Same atom and bond counts + a full substructure match = the two graphs are isomorphic.
-    match = _plain_graph(xyz_z, xyz_bonds).GetSubstructMatch(_plain_graph(tpl_z, tpl_bonds))
+    # Atoms match on element (a charged query atom would also demand that charge).
+    charged = [atom.GetIdx() for atom in template.GetAtomsMatchingQuery(_CHARGED)]
+    query = template
+    if charged:
+        query = Chem.RWMol(template)
+        for index in charged:
+            query.GetAtomWithIdx(index).SetFormalCharge(0)
+    match = xyz.GetSubstructMatch(query)
     if not match:
         raise InvalidMoleculeError(
             smiles,
@@ -311,25 +334,21 @@ def mol_from_xyz(
             row=row,
         )
 
-    xyz = Chem.RWMol()
-    for z in xyz_z:
-        xyz.AddAtom(Chem.Atom(z))
-    for a, b in xyz_bonds:
-        xyz.AddBond(a, b, Chem.BondType.SINGLE)
-    for t_atom in template.GetAtoms():
+    for index in charged:
+        xyz.GetAtomWithIdx(match[index]).SetFormalCharge(tpl_atoms[index].GetFormalCharge())
+    for t_atom in template.GetAtomsMatchingQuery(_RADICAL):
         atom = xyz.GetAtomWithIdx(match[t_atom.GetIdx()])
-        atom.SetFormalCharge(t_atom.GetFormalCharge())
         atom.SetNumRadicalElectrons(t_atom.GetNumRadicalElectrons())
-        atom.SetIsAromatic(t_atom.GetIsAromatic())
-        atom.SetNoImplicit(True)  # every hydrogen is an explicit xyz atom
-    for t_bond in template.GetBonds():
-        a, b = match[t_bond.GetBeginAtomIdx()], match[t_bond.GetEndAtomIdx()]
-        bond = xyz.GetBondBetweenAtoms(a, b)
+    for t_atom in template.GetAtomsMatchingQuery(_AROMATIC):
+        xyz.GetAtomWithIdx(match[t_atom.GetIdx()]).SetIsAromatic(True)
+    for t_bond in tpl_bonds:
+        bond = xyz.GetBondBetweenAtoms(
+            match[t_bond.GetBeginAtomIdx()], match[t_bond.GetEndAtomIdx()]
+        )
         bond.SetBondType(t_bond.GetBondType())
         bond.SetIsAromatic(t_bond.GetIsAromatic())
     conf = Chem.Conformer(len(elements))
-    for i, (x, y, z) in enumerate(positions):
-        conf.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
+    conf.SetPositions(positions)
     conf.Set3D(True)
     xyz.AddConformer(conf, assignId=True)
     with rdBase.CaptureErrorLog() as log:

@@ -32,12 +32,10 @@ def _read_samples(path: Path, smiles_column: str) -> list[str]:
     return frame[smiles_column].tolist()
 
 
-def _train_canonical(train_data: str) -> set[str]:
-    from molfm.tasks.causal_lm import load_smiles
-    from molfm.tasks.generation import canonicalize
+def _train_canonical(train_data: str) -> frozenset[str]:
+    from molfm.eval.training_set import training_set
 
-    smiles = load_smiles(train_data, subset="train" if train_data == "moses" else None)
-    return {c for c in map(canonicalize, smiles) if c is not None}
+    return training_set(train_data)
 
 
 @app.command("generation")

@@ -25,15 +25,13 @@ def _load(model: str, device: str):
         raise typer.BadParameter(str(err), param_hint="--model") from None
 
 
-def _train_set(path: str | None) -> set[str] | None:
-    if path is None:
+def _train_set(data: str | None) -> frozenset[str] | None:
+    """Canonical training SMILES for novelty (cached after the first use)."""
+    if data is None:
         return None
-    from molfm.tasks.causal_lm import load_smiles
-    from molfm.tasks.generation import canonicalize
+    from molfm.eval.training_set import training_set
 
-    train = load_smiles(path, subset="train" if path == "moses" else None)
-    # MOSES train SMILES are stored canonical; canonicalize others to compare like with like
-    return set(train) if path == "moses" else {c for c in map(canonicalize, train) if c}
+    return training_set(data)
 
 
 def generate(

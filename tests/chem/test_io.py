@@ -78,6 +78,8 @@ def test_connectivity_mismatch_is_rejected(qm9_rows: list) -> None:
         mol_from_xyz(elements, stretched, smiles)
     with pytest.raises(InvalidMoleculeError, match="unclosed ring"):
         mol_from_xyz(elements, positions, "C1CC")
+    with pytest.raises(InvalidMoleculeError, match="bad xyz element 'Xx'"):
+        mol_from_xyz(["Xx", *elements[1:]], positions, smiles)
 
 
 def test_tied_contacts_are_ambiguous() -> None:

@@ -1,0 +1,23 @@
+"""The cached canonical training set."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from molfm.eval.training_set import training_set
+
+
+def test_csv_training_set_is_canonical_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLFM_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"smiles": ["OCC", "C(C)O", "c1ccccc1", "not smiles", ""]}).to_csv(
+        path, index=False
+    )
+    first = training_set(str(path), n_jobs=1)
+    assert first == {"CCO", "c1ccccc1"}
+    cached = list((tmp_path / "cache" / "canonical").glob("*.txt.gz"))
+    assert len(cached) == 1
+    assert training_set(str(path), n_jobs=1) == first  # read back from the cache
+    path.write_text("smiles\nCCN\n")  # new content -> new key, never a stale answer
+    assert training_set(str(path), n_jobs=1) == {"CCN"}
+    assert isinstance(Path(cached[0]), Path)
