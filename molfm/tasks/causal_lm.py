@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,7 +222,10 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
         deterministic=False,
     )
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(task, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    with warnings.catch_warnings():
+        # SmilesDataModule resumes mid-epoch itself (SeededSampler); Lightning cannot see that
+        warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+        trainer.fit(task, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     model_dir = out / "model"
     save_pretrained(
         task.model,
