@@ -24,7 +24,13 @@ from molfm.data.tokenizer import SmilesTokenizer
 from molfm.hub import save_pretrained
 from molfm.models.gp_molformer import GPMoLFormer, GPMoLFormerConfig
 
-__all__ = ["CausalLMTask", "LMTrainConfig", "train_causal_lm", "load_smiles"]
+__all__ = [
+    "CausalLMTask",
+    "LMTrainConfig",
+    "train_causal_lm",
+    "load_smiles",
+    "export_checkpoint",
+]
 
 
 class CausalLMTask(L.LightningModule):
@@ -242,3 +248,19 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
         },
     )
     return model_dir
+
+
+def export_checkpoint(
+    ckpt_path: str | Path, output_dir: str | Path, *, dtype: torch.dtype | None = None
+) -> Path:
+    """Write a molfm checkpoint directory from a Lightning ``.ckpt`` of a pretraining run.
+
+    The vocabulary is read from the run directory (``<run>/tokenizer.json``, next to
+    ``checkpoints/``). ``dtype=torch.float16`` halves the size of a shipped checkpoint.
+    """
+    ckpt_path = Path(ckpt_path)
+    tokenizer = SmilesTokenizer.load(ckpt_path.parent.parent / "tokenizer.json")
+    task = CausalLMTask.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]
+    extra = {"tokenizer": tokenizer.to_dict(), "training": {"steps": int(step)}}
+    return save_pretrained(task.model, output_dir, extra=extra, dtype=dtype)

@@ -81,3 +81,16 @@ def test_training_reduces_validation_loss(tmp_path, smiles_csv):
     val = metrics["val/loss"].dropna().tolist()
     assert len(val) >= 2 and val[-1] < 0.8 * val[0]
     assert (model_dir / "config.json").exists() and (tmp_path / "d" / "tokenizer.json").exists()
+
+
+def test_export_lightning_checkpoint_matches_final_model(tmp_path, smiles_csv):
+    from molfm.hub import from_pretrained
+    from molfm.tasks.causal_lm import export_checkpoint
+
+    torch.set_num_threads(1)
+    cfg = _config(tmp_path / "e", smiles_csv, max_steps=12, val_every_n_steps=12)
+    final = from_pretrained(train_causal_lm(cfg))
+    last = tmp_path / "e" / "checkpoints" / "last.ckpt"
+    exported = from_pretrained(export_checkpoint(last, tmp_path / "exported"))
+    ids = torch.tensor([[1, 5, 6, 7, 2]])
+    torch.testing.assert_close(exported(ids), final(ids), rtol=0, atol=0)
