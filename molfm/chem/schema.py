@@ -165,24 +165,26 @@ def get_schema(name: str) -> FeatureSchema:
 class LookupTable:
     """Raw values of several features -> vocabulary indices in one lookup.
 
-    Column ``c`` of a raw ``[K, R]`` matrix is looked up at ``flat[clip(raw + shift[c])]``,
-    clipped to the feature's block ``[lower[c], upper[c]]``. The first and last slot of every
-    block hold the feature's misc index, so values outside the vocabulary's range land there.
+    Row ``f`` of a feature-major raw ``[R, K]`` matrix is looked up at
+    ``flat[clip(raw + shift[f])]``, clipped to the feature's block ``[lower[f], upper[f]]``.
+    The first and last slot of every block hold the feature's misc index, so values outside
+    the vocabulary's range land there.
     """
 
-    columns: np.ndarray | None  # extractor columns the schema uses; None = all, in order
-    shift: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
+    rows: np.ndarray | None  # extractor rows the schema uses; None = all, in order
+    shift: np.ndarray  # [F, 1]
+    lower: np.ndarray  # [F, 1]
+    upper: np.ndarray  # [F, 1]
     flat: np.ndarray
 
     def lookup(self, raw: np.ndarray) -> np.ndarray:
-        """Map raw ``[K, R]`` values to ``[K, F]`` vocabulary indices."""
-        if self.columns is not None:
-            raw = raw[:, self.columns]
+        """Map raw ``[R, K]`` values (one row per extractor feature) to ``[K, F]`` indices."""
+        if self.rows is not None:
+            raw = raw[self.rows]
         local = raw + self.shift
-        np.clip(local, self.lower, self.upper, out=local)
-        return self.flat.take(local)
+        np.maximum(local, self.lower, out=local)  # two ufuncs: np.clip's wrapper costs more
+        np.minimum(local, self.upper, out=local)
+        return self.flat.take(local.T)
 
 
 def _raw_key(feature: str, value: Any) -> int | None:
@@ -213,13 +215,13 @@ def _build_table(specs: tuple[FeatureSpec, ...], known: tuple[str, ...]) -> Look
         shifts.append(start - low + 1)
         lowers.append(start)
         start += len(block)
-    columns = np.array([known.index(spec.name) for spec in specs], dtype=np.int64)
-    lower = np.array(lowers, dtype=np.int64)
+    rows = np.array([known.index(spec.name) for spec in specs], dtype=np.int64)
+    lower = np.array(lowers, dtype=np.int64)[:, None]
     return LookupTable(
-        columns=None if columns.tolist() == list(range(len(known))) else columns,
-        shift=np.array(shifts, dtype=np.int64),
+        rows=None if rows.tolist() == list(range(len(known))) else rows,
+        shift=np.array(shifts, dtype=np.int64)[:, None],
         lower=lower,
-        upper=lower + np.array([len(b) - 1 for b in blocks], dtype=np.int64),
+        upper=lower + np.array([len(b) - 1 for b in blocks], dtype=np.int64)[:, None],
         flat=np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64),
     )
 

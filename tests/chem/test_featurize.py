@@ -258,3 +258,17 @@ def test_graph_arrays_dtypes() -> None:
     assert isinstance(graph, GraphArrays)
     for arr in (graph.x, graph.edge_index, graph.edge_attr):
         assert arr.dtype == np.int64 and arr.flags.c_contiguous
+
+
+def test_schema_module_is_reexported() -> None:
+    import importlib
+
+    import molfm.chem as chem
+    from molfm.chem import schema
+
+    # molfm.chem.featurize the attribute is the function; the module is in sys.modules.
+    featurize_module = importlib.import_module("molfm.chem.featurize")
+
+    for name in ("OGB_SCHEMA", "FeatureSchema", "FeatureSpec", "get_schema", "register_schema"):
+        assert getattr(featurize_module, name) is getattr(schema, name)
+        assert getattr(chem, name) is getattr(schema, name)
