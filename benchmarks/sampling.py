@@ -101,23 +101,27 @@ def main() -> None:
         lm_head="linear",
     )
     molfm_model = GPMoLFormer(cfg).to(device).eval()
-    gpt2 = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=args.vocab_size,
-            n_positions=max(args.lengths) + 1,
-            n_embd=args.n_embd,
-            n_layer=args.n_layer,
-            n_head=args.n_head,
-            n_inner=args.ffn_dim,
-            bos_token_id=cfg.bos_id,
-            eos_token_id=cfg.eos_id,
-            pad_token_id=cfg.pad_id,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            tie_word_embeddings=False,
+    gpt2 = (
+        GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=args.vocab_size,
+                n_positions=max(args.lengths) + 1,
+                n_embd=args.n_embd,
+                n_layer=args.n_layer,
+                n_head=args.n_head,
+                n_inner=args.ffn_dim,
+                bos_token_id=cfg.bos_id,
+                eos_token_id=cfg.eos_id,
+                pad_token_id=cfg.pad_id,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+                tie_word_embeddings=False,
+            )
         )
-    ).to(device).eval()
+        .to(device)
+        .eval()
+    )
     params = {
         "molfm": sum(p.numel() for p in molfm_model.parameters()),
         "gpt2": sum(p.numel() for p in gpt2.parameters()),
@@ -127,7 +131,7 @@ def main() -> None:
     rows = []
     for length in args.lengths:
 
-        def run_molfm():
+        def run_molfm(length=length):
             ids, truncated = sample_ids(
                 molfm_model,
                 b,
@@ -139,7 +143,7 @@ def main() -> None:
             )
             assert all(truncated) and all(len(x) == length for x in ids)
 
-        def run_gpt2_generate():
+        def run_gpt2_generate(length=length):
             bos = torch.full((b, 1), cfg.bos_id, dtype=torch.long, device=device)
             out = gpt2.generate(
                 input_ids=bos,
@@ -153,7 +157,7 @@ def main() -> None:
             )
             assert out.shape == (b, length)
 
-        def run_gpt2_manual():
+        def run_gpt2_manual(length=length):
             gpt2_manual(gpt2, b, length, cfg.bos_id, cfg.eos_id, seed=0)
 
         run_molfm(), run_gpt2_manual()  # warm-up
