@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from molfm.chem.featurize import get_schema
@@ -113,7 +114,7 @@ def prepare_command(
             root=p["cache_dir"],
         )
     except InvalidMoleculeError as err:
-        err_console.print(f"[red]invalid input[/red]: {err}")
+        err_console.print(f"[red]invalid input[/red]: {escape(str(err))}")
         err_console.print("Use --on-invalid skip to continue and collect rejected rows.")
         raise typer.Exit(1) from None
     manifest = result.dataset.manifest
@@ -166,5 +167,5 @@ def info_command(
             bad = pd.read_csv(dataset.invalid_csv, nrows=show_invalid, keep_default_na=False)
             table = Table("row", "smiles", "reason", title=f"rejected rows ({dataset.invalid_csv})")
             for r in bad.itertuples():
-                table.add_row(str(r.row), str(r.smiles)[:60], str(r.reason)[:80])
+                table.add_row(str(r.row), escape(str(r.smiles)[:60]), escape(str(r.reason)[:80]))
             console.print(table)

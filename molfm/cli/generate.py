@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from molfm.models import DEFAULT_SMILES_MODEL
@@ -72,7 +73,7 @@ def generate(
     summary = summarize(frame, _train_set(train_data))
     summary["molecules_per_s"] = n / frame.attrs["seconds"]
     console.print(f"wrote {len(frame)} rows to {output}")
-    console.print(json.dumps(summary, indent=2))
+    console.print(json.dumps(summary, indent=2), markup=False, highlight=False)
 
 
 def decorate(
@@ -122,7 +123,7 @@ def decorate(
                 device=device,
             )
         except (InvalidMoleculeError, UnknownTokenError) as err:
-            err_console.print(f"[red]scaffold {index}[/red] {err}")
+            err_console.print(f"[red]scaffold {index}[/red] {escape(str(err))}")
             raise typer.Exit(1) from None
         frames.append(frame)
         reports.append({"scaffold": text} | summarize(frame, train))
@@ -130,4 +131,4 @@ def decorate(
     output.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(output, index=False)
     console.print(f"wrote {len(result)} rows to {output}")
-    console.print(json.dumps(reports, indent=2))
+    console.print(json.dumps(reports, indent=2), markup=False, highlight=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from molfm.models import DEFAULT_SMILES_MODEL
 
@@ -95,12 +96,12 @@ def optimize(
         progress=progress,
     )
     try:
-        result = run_pair_tuning(cfg, log=console.print)
+        result = run_pair_tuning(cfg, log=lambda text: console.print(escape(str(text))))
     except (ValueError, FileNotFoundError, KeyError) as err:
-        err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         raise typer.Exit(1) from None
     if result["n_invalid"]:
         console.print(f"rejected {result['n_invalid']} molecules, listed in invalid.csv")
     report = {k: v for k, v in result["report"].items() if k != "training"}
-    console.print(json.dumps(report, indent=2))
+    console.print(json.dumps(report, indent=2), markup=False, highlight=False)
     console.print(f"outputs in {output_dir}")

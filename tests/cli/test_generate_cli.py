@@ -35,6 +35,9 @@ def test_decorate_reports_scaffold_retention(tmp_path):
     frame = pd.read_csv(out, keep_default_na=False)
     assert len(frame) == 20 and frame["keeps_scaffold"].sum() <= frame["valid"].sum()
     assert "keeps_scaffold" in result.output
+    args = ["decorate", "--model", TINY, "--scaffold", "c1cc[nH]c1*", "-n", "4"]
+    nh = runner.invoke(app, args + ["-o", str(tmp_path / "nh.csv")])
+    assert nh.exit_code == 0 and '"scaffold": "c1cc[nH]c1*"' in nh.output  # no markup eaten
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
