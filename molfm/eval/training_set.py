@@ -11,22 +11,14 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
-from pathlib import Path
 
 import rdkit
 
 from molfm.data.fetch import cache_dir
-from molfm.data.sources import get_source
+from molfm.data.sources import resolve_source
 from molfm.eval.moses_features import canonical_smiles, parallel_map
 
 __all__ = ["training_set"]
-
-
-def _source_for(data: str, smiles_column: str):
-    path = Path(data)
-    if path.suffix.lower() in (".csv", ".tsv", ".txt", ".smi") or path.exists():
-        return get_source("csv", path=path, smiles_column=smiles_column), None
-    return get_source(data), "train" if data.lower() in ("moses", "molsets") else None
 
 
 def training_set(
@@ -41,7 +33,8 @@ def training_set(
     n_jobs
         Worker processes for the first (uncached) computation; default: all cores.
     """
-    source, subset = _source_for(data, smiles_column)
+    source = resolve_source(data, smiles_column=smiles_column)
+    subset = "train" if "train" in source.info.subsets else None
     key = source.fingerprint(subset)[:20]
     path = cache_dir() / "canonical" / f"{source.info.name}-{key}-rdkit{rdkit.__version__}.txt.gz"
     if path.exists():

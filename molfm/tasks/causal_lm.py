@@ -131,14 +131,9 @@ class LMTrainConfig:
 
 def load_smiles(data: str, smiles_column: str = "smiles", subset: str | None = None) -> list[str]:
     """SMILES of a registered source (``moses``) or of a CSV file's column."""
-    from molfm.data.sources import get_source
+    from molfm.data.sources import resolve_source
 
-    path = Path(data)
-    if path.suffix.lower() in (".csv", ".tsv", ".txt", ".smi") or path.exists():
-        source = get_source("csv", path=path, smiles_column=smiles_column)
-    else:
-        source = get_source(data)
-    frame = source.load(subset)
+    frame = resolve_source(data, smiles_column=smiles_column).load(subset)
     if frame.empty:
         raise ValueError(f"{data} ({subset or 'default subset'}) holds no rows")
     return frame["smiles"].tolist()

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from molfm.chem.parse import InvalidMoleculeError, parse_smiles
-from molfm.data.sources import SourceError, get_source
+from molfm.data.sources import SourceError, get_source, resolve_source
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.models.gp_molformer import GPMoLFormer
 from molfm.models.registry import DEFAULT_SMILES_MODEL, load_smiles_model
@@ -139,11 +139,8 @@ def _load_table(data: str, smiles_column: str, value_column: str | None, subset:
         if value_column is not None:
             raise ValueError("MOSES has no property columns; use --property qed or plogp")
         return get_source("moses").load(subset)
-    path = Path(data)
-    if not path.is_file():
-        raise FileNotFoundError(f"--data {data!r} is neither 'moses' nor an existing CSV file")
     targets = [value_column] if value_column else None
-    return get_source("csv", path=path, smiles_column=smiles_column, target_columns=targets).load()
+    return resolve_source(data, smiles_column=smiles_column, target_columns=targets).load()
 
 
 def _values(frame: pd.DataFrame, cfg: PairTuningConfig, column: str | None) -> np.ndarray:

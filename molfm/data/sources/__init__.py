@@ -18,6 +18,7 @@ from molfm.data.sources.base import (
     get_source,
     list_sources,
     register_source,
+    resolve_source,
 )
 from molfm.data.sources.moses import MosesSource, reference_stats
 from molfm.data.sources.pubchem_names import PubChemNamesSource
@@ -33,6 +34,7 @@ __all__ = [
     "get_source",
     "list_sources",
     "register_source",
+    "resolve_source",
     "B3DBSource",
     "MosesSource",
     "reference_stats",

@@ -347,6 +347,30 @@ def get_source(name: str, **kwargs: Any) -> Source:
     return cls(**kwargs)
 
 
+def resolve_source(
+    data: str | PathLike[str],
+    *,
+    smiles_column: str = "smiles",
+    target_columns: Sequence[str] | None = None,
+) -> Source:
+    """A registered data set by name (``"moses"``), or a user CSV/TSV file by path.
+
+    A name wins over a file only when no such file exists, so ``moses`` is the data set unless
+    a file called ``moses`` sits in the working directory.
+    """
+    path = Path(data)
+    if path.is_file():
+        return get_source(
+            "csv", path=path, smiles_column=smiles_column, target_columns=target_columns
+        )
+    key = _normalize(str(data))
+    if _ALIASES.get(key, key) in _REGISTRY and key not in ("csv", "tsv", "sdf"):
+        return get_source(str(data))
+    raise FileNotFoundError(
+        f"{str(data)!r} is neither a data set ({sorted(_REGISTRY)}) nor an existing file"
+    )
+
+
 def list_sources() -> list[SourceInfo]:
     """The :class:`SourceInfo` of every registered source, sorted by name."""
     return [_REGISTRY[key].info for key in sorted(_REGISTRY)]
