@@ -217,7 +217,8 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
         val_check_interval=min(cfg.val_every_n_steps, max(1, len(train) // cfg.batch_size)),
         check_val_every_n_epoch=None,
         callbacks=[checkpoint, *(callbacks or [])],
-        logger=L.pytorch.loggers.CSVLogger(out, name="logs", version=0),
+        # a new version directory per (re)start: a resumed run must not overwrite earlier logs
+        logger=L.pytorch.loggers.CSVLogger(out, name="logs"),
         enable_progress_bar=cfg.progress,
         gradient_clip_val=1.0,
         deterministic=False,

@@ -63,6 +63,8 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, smiles_csv):
         train_causal_lm(_config(tmp_path / "b", smiles_csv), callbacks=[StopAt(7)])
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").exists()
     resumed = train_causal_lm(_config(tmp_path / "b", smiles_csv))
+    logs = sorted(p.name for p in (tmp_path / "b" / "logs").iterdir())
+    assert logs == ["version_0", "version_1"]  # the resumed run kept the first run's log
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys()
