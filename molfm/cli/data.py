@@ -141,8 +141,8 @@ def info_command(
             info = get_source(name).info
         except KeyError:
             raise typer.BadParameter(f"no data set or prepared data named {name!r}") from None
-        console.print(f"[bold]{info.name}[/bold]: {info.description}")
-        console.print(f"  provenance: {info.provenance}\n  license: {info.license}")
+        console.print(f"[bold]{info.name}[/bold]: {escape(info.description)}")
+        console.print(f"  provenance: {escape(info.provenance)}\n  license: {escape(info.license)}")
         console.print(f"  not prepared yet: run `molfm data prepare {info.name}`")
         raise typer.Exit(0)
     import pandas as pd
@@ -150,9 +150,9 @@ def info_command(
     for dataset in prepared:
         m = dataset.manifest
         console.print(f"[bold]{m['name']}[/bold] ({m['subset']})  {dataset.path}")
-        console.print(f"  {m['source']['description']}")
+        console.print(f"  {escape(m['source']['description'])}")
         console.print(
-            f"  provenance: {m['source']['provenance']}  license: {m['source']['license']}"
+            f"  provenance: {escape(m['source']['provenance'])}  license: {escape(m['source']['license'])}"
         )
         console.print(
             f"  rows {m['n_rows']}, molecules {m['n_valid']}, rejected {m['n_invalid']}"
@@ -161,8 +161,8 @@ def info_command(
         )
         units = m.get("units", {})
         targets = ", ".join(f"{t} [{units.get(t, '-')}]" for t in m["targets"])
-        console.print(f"  targets: {targets or '-'}")
-        console.print(f"  columns: {', '.join(m['columns'])}")
+        console.print(f"  targets: {escape(targets) or '-'}")
+        console.print(f"  columns: {escape(', '.join(m['columns']))}")
         if m["n_invalid"] and show_invalid:
             bad = pd.read_csv(dataset.invalid_csv, nrows=show_invalid, keep_default_na=False)
             table = Table("row", "smiles", "reason", title=f"rejected rows ({dataset.invalid_csv})")
