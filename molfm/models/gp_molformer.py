@@ -145,9 +145,14 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``x`` ``[B, T, C]``, ``attention_mask`` ``[B, T]`` or None -> ``[B, T, C]``."""
-        x = x + self.drop(self.attn(self.ln_1(x), attention_mask))
+        x = x + self.drop(self.attn(self.ln_1(x), attention_mask, positions))
         return x + self.drop(self.ffn(self.ln_2(x)))
 
     def step(
@@ -213,6 +218,7 @@ class GPMoLFormer(nn.Module):
         ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         prefix_embeds: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Parallel form.
 
@@ -229,6 +235,11 @@ class GPMoLFormer(nn.Module):
             Optional ``[B, P, C]`` (or ``[P, C]``, shared) vectors placed before the tokens,
             e.g. a pair-tuning soft prompt; they occupy positions ``0..P-1`` and shift the
             tokens to ``P..P+T-1``. The mask and the returned logits cover the tokens only.
+        positions
+            Optional LongTensor ``[B, T]``: the rotary position of each token (the prefix keeps
+            ``0..P-1``). Default: consecutive positions after the prefix. Linear attention only
+            sums over earlier tokens, so positions may repeat (pair-tuning restarts the target's
+            numbering so it sits where molecules sat in pretraining).
 
         Returns
         -------
@@ -245,13 +256,16 @@ class GPMoLFormer(nn.Module):
             if attention_mask is not None:
                 ones = attention_mask.new_ones(attention_mask.shape[0], n_prefix)
                 attention_mask = torch.cat([ones, attention_mask], dim=1)
+            if positions is not None:
+                prefix_pos = torch.arange(n_prefix, device=positions.device)
+                positions = torch.cat([prefix_pos.expand(x.shape[0], -1), positions], dim=1)
             x = self.drop(x)
             for block in self.blocks:
-                x = block(x, attention_mask)
+                x = block(x, attention_mask, positions)
             return self._logits(x[:, n_prefix:])
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, attention_mask)
+            x = block(x, attention_mask, positions)
         return self._logits(x)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:

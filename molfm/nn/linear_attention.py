@@ -261,7 +261,12 @@ class CausalLinearSelfAttention(nn.Module):
         shape = (*x.shape[:-1], self.n_head, self.head_dim)
         return q.view(shape), k.view(shape), v.view(shape)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Parallel form.
 
         Parameters
@@ -279,7 +284,11 @@ class CausalLinearSelfAttention(nn.Module):
         b, t, _ = x.shape
         q, k, v = (u.transpose(1, 2) for u in self._split(x))  # [B, H, T, D]
         dtype = _compute_dtype(q.dtype)
-        cos, sin = self.rotary.cos_sin(torch.arange(t, device=x.device), dtype=dtype)
+        if positions is None:  # token t at position t
+            cos, sin = self.rotary.cos_sin(torch.arange(t, device=x.device), dtype=dtype)
+        else:  # explicit [B, T] positions (e.g. a segment restarting its numbering)
+            cos, sin = self.rotary.cos_sin(positions.to(x.device), dtype=dtype)
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, T, D]
         with torch.autocast(device_type=x.device.type, enabled=False):
             q = apply_rotary(q.to(dtype), cos, sin)
             k = apply_rotary(k.to(dtype), cos, sin)

@@ -188,7 +188,7 @@ def optimize(
                 model,
                 state,
                 logits,
-                n_prompt + len(ids),
+                1,  # the target restarts at position 1 (see pair_tuning.pair_positions)
                 n_candidates,
                 max_length,
                 banned,

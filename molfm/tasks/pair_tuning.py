@@ -8,8 +8,10 @@ steers the same base model. A training sequence is::
     [p_0 ... p_{P-1}]  <bos> source <eos>  target <eos>
      prompt vectors    context (no loss)   loss on every target token and the final <eos>
 
-The prompt occupies positions ``0..P-1`` and the tokens follow, exactly as
-``GPMoLFormer.forward(ids, mask, prefix_embeds=prompt)`` lays them out. The source is framed
+The prompt occupies positions ``0..P-1`` and the context tokens follow (``P, P+1, ...``);
+the target restarts its rotary numbering at 1 (:func:`pair_positions`), the position the first
+atom of every pretraining molecule had, so targets stay inside the positions the base model
+knows (a target after a 20-vector prompt and a 40-token source would otherwise sit at ~60-120). The source is framed
 as the base model saw molecules in pretraining (``<bos> ... <eos>``); the prompt learns to
 make the model continue after that ``<eos>`` with an improved, similar molecule. At inference
 (:func:`molfm.tasks.pair_optimize.optimize`) the same layout is run in the recurrent form.
@@ -46,6 +48,7 @@ __all__ = [
     "SoftPrompt",
     "PairDataset",
     "collate_pairs",
+    "pair_positions",
     "pair_loss",
     "evaluate_pair_loss",
     "PairTuningTask",
@@ -107,11 +110,24 @@ def collate_pairs(batch: Sequence[tuple[torch.Tensor, int]], pad_id: int) -> Pai
     return ids, mask, mask & (positions >= n_context.unsqueeze(1))
 
 
+def pair_positions(mask: torch.Tensor, target_mask: torch.Tensor, *, n_prompt: int) -> torch.Tensor:
+    """Rotary positions ``[B, T]`` of a pair sequence.
+
+    The context ``<bos> source <eos>`` follows the prompt (positions ``P, P+1, ...``); the
+    target restarts at 1, where the first atom of a molecule sat in pretraining, so the
+    generated molecule never runs past the positions the base model was trained on.
+    """
+    index = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    n_context = (mask.bool() & ~target_mask.bool()).sum(1, keepdim=True)
+    return torch.where(index < n_context, n_prompt + index, index - n_context + 1)
+
+
 def _loss_sum(
     model: GPMoLFormer, prompt: torch.Tensor, batch: PairBatch
 ) -> tuple[torch.Tensor, int]:
     ids, mask, target_mask = batch
-    logits = model(ids, mask, prefix_embeds=prompt)  # [B, T, V]
+    positions = pair_positions(mask, target_mask, n_prompt=prompt.shape[-2])
+    logits = model(ids, mask, prefix_embeds=prompt, positions=positions)  # [B, T, V]
     targets = ids[:, 1:].masked_fill(~target_mask[:, 1:], -100)
     total = F.cross_entropy(
         logits[:, :-1].float().reshape(-1, logits.shape[-1]),

@@ -43,7 +43,7 @@ PROMPT_FORMAT = "molfm-soft-prompt"
 _PROMPT_VERSION = 1
 PROMPT_FILE = "prompt.safetensors"
 PROMPT_CONFIG = "prompt_config.json"
-LAYOUT = "[prompt] <bos> source <eos> target <eos>"
+LAYOUT = "[prompt] <bos> source <eos> target <eos>; target positions restart at 1"
 """Token layout of a pair-tuning sequence (stored with every prompt)."""
 
 

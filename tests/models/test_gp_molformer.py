@@ -331,3 +331,21 @@ def test_overfit_eight_smiles(moses: list[str], tok: SmilesTokenizer) -> None:
     assert len({tuple(p) for p in prompts}) == len(train)
     for s, p in zip(train, prompts, strict=True):
         assert sample(model, tok, 1, temperature=0.0, prefix_ids=p, max_length=64)[0] == s
+
+
+def test_explicit_positions_match_recurrent_steps():
+    """forward(positions=...) (repeated positions allowed) equals stepping at those positions."""
+    torch.manual_seed(0)
+    model = GPMoLFormer(GPMoLFormerConfig.small(30, n_layer=2, n_embd=64, n_head=4)).double().eval()
+    ids = torch.randint(3, 30, (2, 7))
+    prompt = torch.randn(4, 64, dtype=torch.float64)
+    positions = torch.tensor([[4, 5, 6, 1, 2, 3, 4]] * 2)  # a segment restarting at 1
+    parallel = model(ids, prefix_embeds=prompt, positions=positions)
+    state = model.init_state(2)
+    for p in range(4):
+        _, state = model.embed_step(prompt[p].expand(2, -1), p, state)
+    for t in range(7):
+        logits, state = model.step(ids[:, t], int(positions[0, t]), state)
+        torch.testing.assert_close(logits, parallel[:, t], rtol=1e-9, atol=1e-9)
+    default = model(ids)
+    torch.testing.assert_close(model(ids, positions=torch.arange(7).expand(2, -1)), default)

@@ -112,7 +112,9 @@ def test_recurrent_form_scores_what_training_scores(lm, pairs):
             _, state = model.embed_step(prompt[p : p + 1], p, state)
         nll = []
         for t in range(len(ids) - 1):
-            logits, state = model.step(ids[t : t + 1], 5 + t, state)
+            # context after the 5 prompt vectors; the target restarts at position 1
+            position = 5 + t if t < n_context else t - n_context + 1
+            logits, state = model.step(ids[t : t + 1], position, state)
             if t + 1 >= n_context:
                 nll.append(-torch.log_softmax(logits[0].double(), -1)[ids[t + 1]])
         assert float(parallel) == pytest.approx(float(torch.stack(nll).mean()), abs=1e-5)
@@ -209,7 +211,12 @@ def _greedy_parallel(model, tok, prompt, source, max_length):
     ids, generated = tok.encode(source), []
     banned = [tok.pad_id, tok.bos_id, tok.unk_id]
     for _ in range(max_length):
-        logits = model(torch.tensor([ids + generated]), prefix_embeds=prompt)[0, -1]
+        positions = [len(prompt) + i for i in range(len(ids))] + list(range(1, len(generated) + 1))
+        logits = model(
+            torch.tensor([ids + generated]),
+            prefix_embeds=prompt,
+            positions=torch.tensor([positions]),
+        )[0, -1]
         logits[banned] = float("-inf")
         token = int(logits.argmax())
         if token == tok.eos_id:
