@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
-from rdkit import Chem, rdBase
+from rdkit import Chem
 
 from molfm.data.tokenizer import SmilesTokenizer
+from molfm.eval.moses_features import get_mol
 from molfm.models.decoration import decorate, keeps_scaffold, scaffold_template
 from molfm.models.sampling import sample
 
@@ -22,11 +23,8 @@ __all__ = ["canonicalize", "generate_frame", "decorate_frame", "summarize", "Run
 
 
 def canonicalize(smiles: str | None) -> str | None:
-    """RDKit canonical SMILES, or None when RDKit cannot parse it (logs suppressed per call)."""
-    if not smiles:
-        return None
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
+    """RDKit canonical SMILES, or None when RDKit cannot parse it (MOSES's parsing rules)."""
+    mol = get_mol(smiles) if smiles else None
     return Chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() else None
 
 
@@ -36,11 +34,9 @@ class RunningStats:
 
     n: int = 0
     n_valid: int = 0
-    unique: set[str] | None = None
+    unique: set[str] = field(default_factory=set)
 
     def update(self, smiles: list[str | None]) -> list[str | None]:
-        if self.unique is None:
-            self.unique = set()
         canonical = [canonicalize(s) for s in smiles]
         self.n += len(smiles)
         valid = [c for c in canonical if c is not None]
@@ -51,7 +47,7 @@ class RunningStats:
     def describe(self) -> str:
         if not self.n:
             return ""
-        uniq = len(self.unique or ()) / max(1, self.n_valid)
+        uniq = len(self.unique) / max(1, self.n_valid)
         return f"valid {self.n_valid / self.n:.3f}  unique {uniq:.3f}"
 
 
