@@ -47,6 +47,9 @@ def generate(
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     train_data: str | None = typer.Option(None, help="Novelty against this (moses or a CSV)."),
+    syntax_mask: bool = typer.Option(
+        False, help="Ban tokens that break SMILES syntax (rings, branches, endings)."
+    ),
 ) -> None:
     """De novo generation to CSV, with live validity/uniqueness."""
     from molfm.tasks.generation import generate_frame, summarize
@@ -66,6 +69,7 @@ def generate(
             max_length=max_length,
             seed=seed,
             device=device,
+            syntax_mask=syntax_mask,
             on_batch=lambda k, stats: bar.update(task, advance=k, stats=stats.describe()),
         )
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ token at a time through :meth:`GPMoLFormer.step` until it emits ``<eos>`` or rea
   as far as it got and flagged in :attr:`SampledSmiles.truncated` (its SMILES is usually
   incomplete; callers validate with RDKit anyway).
 * ``<pad>``, ``<bos>`` and ``<unk>`` are never sampled (their logits are set to ``-inf``).
+* ``syntax_mask=True`` also bans tokens that would break SMILES syntax (unclosed ring bonds or
+  branches, an ending after a bond, ...; :mod:`molfm.models.smiles_syntax`).
 * ``temperature=0`` means greedy decoding (argmax, no randomness).
 """
 
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from molfm.data.tokenizer import SmilesTokenizer
+from molfm.models.smiles_syntax import SmilesSyntax
 
 __all__ = [
     "SampledSmiles",
@@ -149,6 +152,7 @@ def _iter_batches(
     device: torch.device | str,
     prefix_ids: list[int] | None,
     banned_ids: Iterable[int],
+    syntax: SmilesSyntax | None = None,
 ) -> Iterator[tuple[list[list[int]], list[bool]]]:
     """Yield ``(ids, truncated)`` per batch; ids run from ``<bos>`` to ``<eos>`` inclusive."""
     config = model.config
@@ -177,6 +181,7 @@ def _iter_batches(
         logits, state = model.step(torch.tensor([token], device=device), position, state)
     start = len(prompt)
     prompt_t = torch.tensor(prompt, dtype=torch.long, device=device)
+    prompt_syntax = syntax.feed(prompt) if syntax is not None else None
 
     for first in range(0, n, batch_size):
         b = min(batch_size, n - first)
@@ -185,17 +190,24 @@ def _iter_batches(
         out = torch.full((b, max_length), pad, dtype=torch.long, device=device)
         out[:, :start] = prompt_t
         active = torch.arange(b, device=device)  # rows of `out` still generating
+        rows_syntax = prompt_syntax.expand(b) if prompt_syntax is not None else None
         for position in range(start, max_length):
             step_logits = step_logits.float().index_fill(-1, banned, float("-inf"))
+            if rows_syntax is not None:
+                step_logits = step_logits.masked_fill(syntax.banned(rows_syntax), float("-inf"))
             token = sample_next_token(
                 step_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
             )
             out[active, position] = token
+            if rows_syntax is not None:
+                rows_syntax = syntax.update(rows_syntax, token)
             done = token == eos
             if bool(done.any()):
                 keep = ~done
                 active, token = active[keep], token[keep]
                 layer_states = [(s[keep], z[keep]) for s, z in layer_states]
+                if rows_syntax is not None:
+                    rows_syntax = rows_syntax.select(keep)
             if active.numel() == 0 or position == max_length - 1:
                 break
             step_logits, layer_states = model.step(token, position, layer_states)
@@ -229,11 +241,13 @@ def sample_ids(
     prefix_ids: list[int] | None = None,
     banned_ids: Iterable[int] | None = None,
     callback: Callable[[list[list[int]], int], None] | None = None,
+    syntax: SmilesSyntax | None = None,
 ) -> tuple[list[list[int]], list[bool]]:
     """Sample ``n`` token sequences; see :func:`sample` for the arguments.
 
     ``banned_ids`` are never sampled (default ``<pad>`` and ``<bos>``); ``callback`` is called
-    after each batch with ``(batch_ids, n_done)``.
+    after each batch with ``(batch_ids, n_done)``; ``syntax`` (a :class:`SmilesSyntax`)
+    additionally bans tokens that would break SMILES syntax.
 
     Returns
     -------
@@ -261,6 +275,7 @@ def sample_ids(
             device=device,
             prefix_ids=prefix_ids,
             banned_ids=banned,
+            syntax=syntax,
         ):
             all_ids.extend(ids)
             all_truncated.extend(truncated)
@@ -286,6 +301,7 @@ def sample(
     device: torch.device | str = "cpu",
     prefix_ids: list[int] | None = None,
     callback: Callable[[list[str], int], None] | None = None,
+    syntax_mask: bool = False,
 ) -> SampledSmiles:
     """Sample ``n`` SMILES strings from a GP-MoLFormer model.
 
@@ -317,6 +333,10 @@ def sample(
         the prompt.
     callback
         Called after each batch with ``(batch_smiles, n_done)`` (progress bars, streaming).
+    syntax_mask
+        Ban tokens that would break SMILES syntax (unclosed rings or branches, a string ending
+        after a bond, ...; :mod:`molfm.models.smiles_syntax`). Changes the distribution:
+        report such samples separately from plain ones.
 
     Returns
     -------
@@ -355,5 +375,6 @@ def sample(
         prefix_ids=prefix_ids,
         banned_ids=[config.pad_id, config.bos_id, tokenizer.unk_id],
         callback=decode,
+        syntax=SmilesSyntax(tokenizer, device) if syntax_mask else None,
     )
     return SampledSmiles(smiles, truncated)

@@ -27,6 +27,16 @@ def test_generate_writes_every_sample(tmp_path):
     assert summary["n"] == 40 and abs(summary["validity"] - frame["valid"].mean()) < 1e-9
 
 
+def test_generate_syntax_mask_flag(tmp_path):
+    out = tmp_path / "gen.csv"
+    args = ["generate", "--model", TINY, "-n", "30", "--syntax-mask", "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out, keep_default_na=False)
+    finished = frame.loc[~frame["truncated"], "smiles"]
+    assert all(s.count("(") == s.count(")") for s in finished)
+
+
 def test_decorate_reports_scaffold_retention(tmp_path):
     out = tmp_path / "dec.csv"
     args = ["decorate", "--model", TINY, "--scaffold", "c1ccc(*)cc1", "-n", "20", "-o", str(out)]
