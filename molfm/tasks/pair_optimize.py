@@ -35,6 +35,7 @@ from rdkit import Chem
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.models.gp_molformer import GPMoLFormer, State
 from molfm.models.sampling import sample_next_token
+from molfm.models.smiles_syntax import SmilesSyntax
 from molfm.tasks.generation import canonicalize
 from molfm.tasks.pair_tuning import SoftPrompt
 from molfm.tasks.pairs import mol_or_none, property_function, similarity_fingerprints
@@ -69,6 +70,7 @@ def _sample_targets(
     banned: torch.Tensor,
     generator: torch.Generator,
     sampling: dict[str, Any],
+    syntax: SmilesSyntax | None = None,
 ) -> tuple[list[list[int]], list[bool]]:
     """Sample ``n`` continuations from one state (``logits`` ``[1, V]``, next position
     ``start``); returns token lists (without ``<eos>``) and truncation flags."""
@@ -78,16 +80,23 @@ def _sample_targets(
     out = torch.full((n, max_length), eos, dtype=torch.long, device=logits.device)
     active = torch.arange(n, device=logits.device)
     lengths = torch.full((n,), max_length, dtype=torch.long)
+    rows_syntax = syntax.init_state(n) if syntax is not None else None  # the target's syntax
     for k in range(max_length):
         masked = step_logits.float().index_fill(-1, banned, float("-inf"))
+        if rows_syntax is not None:
+            masked = masked.masked_fill(syntax.banned(rows_syntax), float("-inf"))
         token = sample_next_token(masked, generator=generator, **sampling)
         out[active, k] = token
+        if rows_syntax is not None:
+            rows_syntax = syntax.update(rows_syntax, token)
         done = token == eos
         if bool(done.any()):
             lengths[active[done].cpu()] = k
             keep = ~done
             active, token = active[keep], token[keep]
             states = [(s[keep], z[keep]) for s, z in states]
+            if rows_syntax is not None:
+                rows_syntax = rows_syntax.select(keep)
         if active.numel() == 0 or k == max_length - 1:
             break
         step_logits, states = model.step(token, start + k, states)
@@ -121,6 +130,7 @@ def optimize(
     property: str | Callable[[Chem.Mol], float] | None = "qed",
     source_values: Sequence[float] | None = None,
     callback: Callable[[int], None] | None = None,
+    syntax_mask: bool = False,
 ) -> pd.DataFrame:
     """Generate ``n_candidates`` improved candidates per source with a pair-tuned prompt.
 
@@ -146,6 +156,9 @@ def optimize(
         Known source values (e.g. a user column); default computed with ``property``.
     callback
         Called with the number of finished sources after each source.
+    syntax_mask
+        Sample candidates under :class:`~molfm.models.smiles_syntax.SmilesSyntax` (no
+        unclosed rings or branches); changes the distribution, report it with the results.
 
     Returns
     -------
@@ -168,6 +181,7 @@ def optimize(
     vectors = vectors.detach().to(device)
     banned = torch.tensor([config.pad_id, config.bos_id, tokenizer.unk_id], device=device)
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    syntax = SmilesSyntax(tokenizer, device) if syntax_mask else None
     was_training = model.training
     model.eval()
     records: list[dict[str, Any]] = []
@@ -194,6 +208,7 @@ def optimize(
                 banned,
                 generator,
                 sampling,
+                syntax,
             )
             value = None if source_values is None else float(source_values[index])
             candidates = [tokenizer.decode(t) for t in tokens]

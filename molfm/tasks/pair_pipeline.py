@@ -77,6 +77,7 @@ class PairTuningConfig:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
+    syntax_mask: bool = False
     seed: int = 0
     data_seed: int = 0
     device: str = "cpu"
@@ -311,6 +312,7 @@ def run_pair_tuning(
         top_p=cfg.top_p,
         seed=cfg.seed,
         property=prop_fn,
+        syntax_mask=cfg.syntax_mask,
         source_values=None if values is None else values.tolist(),
     )
     frame.to_csv(out / "candidates.csv", index=False)

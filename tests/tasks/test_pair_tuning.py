@@ -260,6 +260,19 @@ def test_optimize_sampling_shapes(lm, tuned):
     ).all()
 
 
+def test_optimize_syntax_mask_gives_complete_syntax(lm, tuned):
+    """With the mask every finished candidate has closed branches and rings of its own."""
+    model, tok = lm
+    frame = optimize(
+        model, tok, tuned, TEST_SMILES[:2], n_candidates=10, seed=0, max_length=60, syntax_mask=True
+    )
+    for text in frame.loc[~frame["truncated"], "candidate"]:
+        tokens = tok.tokenize(text)
+        labels = [t for t in tokens if t.isdigit()]
+        assert tokens.count("(") == tokens.count(")")
+        assert all(labels.count(label) % 2 == 0 for label in set(labels)), text
+
+
 def test_optimize_is_seeded_per_source(lm, tuned):
     model, tok = lm
     both = optimize(model, tok, tuned, TEST_SMILES[:2], n_candidates=5, seed=7, max_length=40)

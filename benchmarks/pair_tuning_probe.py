@@ -1,0 +1,222 @@
+"""Pair-tuning probe: why does the soft prompt not work with the small base model?
+
+An experiment script (not library code) behind the ablations in benchmarks/RESULTS.md §9. It
+re-implements the pair-tuning layout in plain PyTorch so that variants the library does not
+offer can be tried on the same pairs and the same held-out sources:
+
+* ``--n-bridge B``: ``B`` extra learned vectors between ``<eos>`` of the source and the target
+  (``[prompt] <bos> source <eos> [bridge] target <eos>``), in addition to the ``--n-prompt``
+  vectors before the source;
+* ``--two-molecule-steps N``: first fine-tune a copy of the base model (all weights, AdamW
+  3e-4, batch 32) for ``N`` steps on rows of two random MOSES training molecules
+  (``<bos> A <eos> <bos> B <eos>``, rotary positions restarting at each molecule), i.e. teach
+  the linear-attention state to start a new molecule after a finished one; the pair-tuning
+  itself then freezes that copy as usual;
+* ``--syntax-mask``: sample the candidates with :class:`molfm.models.smiles_syntax.SmilesSyntax`.
+
+Reported: target-token loss before/after, and for the held-out low-QED sources and for 50
+training-pair sources: fraction of valid non-empty candidates, mean Tanimoto to the source,
+mean QED improvement, success rate (similarity >= 0.4 and improvement > 0).
+
+    python benchmarks/pair_tuning_probe.py --pairs benchmarks/results/optimize_qed/pairs.csv \
+        --sources benchmarks/results/optimize_qed/candidates.csv --two-molecule-steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from rdkit.Chem import QED
+
+from molfm.models.registry import load_smiles_model
+from molfm.models.sampling import sample_next_token
+from molfm.models.smiles_syntax import SmilesSyntax
+from molfm.tasks.causal_lm import load_smiles
+from molfm.tasks.pairs import mol_or_none, tanimoto
+
+
+def two_molecule_finetune(model, tok, steps: int, seed: int = 1) -> None:
+    """Train ``model`` in place on rows of two random MOSES molecules."""
+    smiles = load_smiles("moses")
+    rng = np.random.default_rng(seed)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+    for step in range(steps):
+        rows, positions = [], []
+        for _ in range(32):
+            a, b = (tok.encode(smiles[i]) for i in rng.integers(len(smiles), size=2))
+            rows.append(torch.tensor(a + b))
+            positions.append(torch.tensor(list(range(len(a))) + list(range(len(b)))))
+        width = max(len(r) for r in rows)
+        ids = torch.full((32, width), tok.pad_id)
+        pos = torch.zeros(32, width, dtype=torch.long)
+        mask = torch.zeros(32, width, dtype=torch.bool)
+        for i, (r, p) in enumerate(zip(rows, positions, strict=True)):
+            ids[i, : len(r)], pos[i, : len(r)], mask[i, : len(r)] = r, p, True
+        logits = model(ids, mask, positions=pos)
+        labels = ids[:, 1:].masked_fill(~mask[:, 1:], -100)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0:
+            print(f"two-molecule step {step}: loss {loss.item():.3f}", flush=True)
+    model.eval()
+
+
+class Layout:
+    """Embeds pair sequences ``[prompt] <bos> source <eos> [bridge] target <eos>``."""
+
+    def __init__(self, model, tok, n_prompt: int, n_bridge: int, seed: int = 0) -> None:
+        self.model, self.tok = model, tok
+        rows = model.tok_emb.weight.detach()[4:]  # non-special token rows (Lester et al. init)
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randint(len(rows), (n_prompt + n_bridge,), generator=g)
+        self.prompt = torch.nn.Parameter(rows[pick[:n_prompt]].clone())
+        self.bridge = torch.nn.Parameter(rows[pick[n_prompt:]].clone())
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [self.prompt] + ([self.bridge] if len(self.bridge) else [])
+
+    def batch(self, sources: list[str], targets: list[str]):
+        emb, p, b = self.model.tok_emb, len(self.prompt), len(self.bridge)
+        seqs, positions, labels = [], [], []
+        for source, target in zip(sources, targets, strict=True):
+            context = torch.tensor(self.tok.encode(source))
+            answer = torch.tensor(self.tok.encode(target, add_special=False) + [self.tok.eos_id])
+            x = torch.cat([self.prompt, emb(context), self.bridge, emb(answer)])
+            n_before = p + len(context) + b
+            # the target restarts its rotary positions at 1, as in molfm.tasks.pair_tuning
+            pos = list(range(n_before)) + list(range(1, 1 + len(answer)))
+            label = torch.full((len(x),), -100, dtype=torch.long)
+            label[n_before - 1 : n_before - 1 + len(answer)] = answer
+            seqs.append(x)
+            positions.append(torch.tensor(pos))
+            labels.append(label)
+        width = max(len(x) for x in seqs)
+        n = len(seqs)
+        x_all = torch.zeros(n, width, seqs[0].shape[1])
+        pos_all = torch.zeros(n, width, dtype=torch.long)
+        mask = torch.zeros(n, width, dtype=torch.bool)
+        label_all = torch.full((n, width), -100, dtype=torch.long)
+        for i, (x, pos, label) in enumerate(zip(seqs, positions, labels, strict=True)):
+            x_all[i, : len(x)], pos_all[i, : len(x)], mask[i, : len(x)] = x, pos, True
+            label_all[i, : len(x)] = label
+        return x_all, mask, pos_all, label_all
+
+    def loss(self, sources: list[str], targets: list[str]) -> torch.Tensor:
+        x, mask, pos, labels = self.batch(sources, targets)
+        for block in self.model.blocks:
+            x = block(x, mask, pos)
+        logits = self.model._logits(x)
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+
+@torch.no_grad()
+def evaluate(layout: Layout, sources: list[str], n: int, syntax: SmilesSyntax | None, seed: int):
+    model, tok = layout.model, layout.tok
+    banned = torch.tensor([tok.pad_id, tok.bos_id, tok.unk_id])
+    gen = torch.Generator().manual_seed(seed)
+    n_valid, sims, gains, successes = 0, [], [], 0
+    for source in sources:
+        state, pos = model.init_state(1), 0
+        for vector in layout.prompt:
+            logits, state = model.embed_step(vector[None], pos, state)
+            pos += 1
+        for token in tok.encode(source):
+            logits, state = model.step(torch.tensor([token]), pos, state)
+            pos += 1
+        for vector in layout.bridge:
+            logits, state = model.embed_step(vector[None], pos, state)
+            pos += 1
+        states = [(s.expand(n, *s.shape[1:]), z.expand(n, *z.shape[1:])) for s, z in state]
+        logits, outs, alive = logits.expand(n, -1), [[] for _ in range(n)], list(range(n))
+        rows_syntax = syntax.init_state(n) if syntax is not None else None
+        for k in range(100):
+            masked = logits.float().index_fill(-1, banned, float("-inf"))
+            if rows_syntax is not None:
+                masked = masked.masked_fill(syntax.banned(rows_syntax), float("-inf"))
+            token = sample_next_token(masked, generator=gen)
+            if rows_syntax is not None:
+                rows_syntax = syntax.update(rows_syntax, token)
+            keep = [j for j in range(len(alive)) if int(token[j]) != tok.eos_id]
+            for j in keep:
+                outs[alive[j]].append(int(token[j]))
+            if not keep:
+                break
+            alive, kept = [alive[j] for j in keep], torch.tensor(keep)
+            states = [(s[kept], z[kept]) for s, z in states]
+            rows_syntax = rows_syntax.select(kept) if rows_syntax is not None else None
+            logits, states = model.step(token[kept], 1 + k, states)
+        q0, success = QED.qed(mol_or_none(source)), False
+        for out in outs:
+            mol = mol_or_none(tok.decode(out))
+            if mol is None:
+                continue
+            n_valid += 1
+            sims.append(tanimoto(source, mol))
+            gains.append(QED.qed(mol) - q0)
+            success |= sims[-1] >= 0.4 and gains[-1] > 0
+        successes += success
+    return {
+        "valid": n_valid / (n * len(sources)),
+        "similarity": float(np.mean(sims)) if sims else float("nan"),
+        "improvement": float(np.mean(gains)) if gains else float("nan"),
+        "success@0.4": successes / len(sources),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="gp-molformer-small-moses")
+    parser.add_argument("--pairs", required=True, help="pairs.csv from molfm optimize")
+    parser.add_argument("--sources", required=True, help="candidates.csv (its sources)")
+    parser.add_argument("--n-prompt", type=int, default=20)
+    parser.add_argument("--n-bridge", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--two-molecule-steps", type=int, default=0)
+    parser.add_argument("--syntax-mask", action="store_true")
+    parser.add_argument("--n-candidates", type=int, default=20)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, tok = load_smiles_model(args.model)
+    if args.two_molecule_steps:
+        two_molecule_finetune(model, tok, args.two_molecule_steps)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    pairs = pd.read_csv(args.pairs).sample(frac=1, random_state=0)
+    sources, targets = pairs["source"].tolist(), pairs["target"].tolist()
+    layout = Layout(model, tok, args.n_prompt, args.n_bridge)
+    opt = torch.optim.AdamW(layout.parameters(), lr=3e-2, weight_decay=0.0)
+    with torch.no_grad():
+        print(f"target loss before: {layout.loss(sources[:128], targets[:128]).item():.3f}")
+    for step in range(args.steps):  # warm-up 20 steps, cosine to 0.1, as train_prompt
+        scale = min(1.0, (step + 1) / 20) * (
+            0.1 + 0.45 * (1 + math.cos(math.pi * step / args.steps))
+        )
+        for group in opt.param_groups:
+            group["lr"] = 3e-2 * scale
+        start = (step * 32) % (len(sources) - 32)
+        loss = layout.loss(sources[start : start + 32], targets[start : start + 32])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(layout.parameters(), 1.0)
+        opt.step()
+    with torch.no_grad():
+        print(f"target loss after: {layout.loss(sources[:128], targets[:128]).item():.3f}")
+    syntax = SmilesSyntax(tok) if args.syntax_mask else None
+    held_out = pd.read_csv(args.sources).drop_duplicates("source_index")["source"].tolist()
+    train_sources = list(dict.fromkeys(sources[-400:]))[:50]
+    for name, group in (("held-out low-QED", held_out), ("training-pair sources", train_sources)):
+        print(name, evaluate(layout, group, args.n_candidates, syntax, seed=0))
+
+
+if __name__ == "__main__":
+    main()
