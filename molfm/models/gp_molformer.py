@@ -156,10 +156,14 @@ class Block(nn.Module):
         return x + self.drop(self.ffn(self.ln_2(x)))
 
     def step(
-        self, x: torch.Tensor, position: int | torch.Tensor, state: LinearAttentionState
+        self,
+        x: torch.Tensor,
+        position: int | torch.Tensor,
+        state: LinearAttentionState,
+        inplace: bool = False,
     ) -> tuple[torch.Tensor, LinearAttentionState]:
         """``x`` ``[B, C]`` at ``position`` -> ``([B, C], new state)``."""
-        y, state = self.attn.step(self.ln_1(x), position, state)
+        y, state = self.attn.step(self.ln_1(x), position, state, inplace=inplace)
         x = x + self.drop(y)
         return x + self.drop(self.ffn(self.ln_2(x))), state
 
@@ -280,7 +284,11 @@ class GPMoLFormer(nn.Module):
         return [blk.attn.init_state(batch_size, device=device, dtype=dtype) for blk in self.blocks]
 
     def step(
-        self, token_ids: torch.Tensor, position: int | torch.Tensor, state: State
+        self,
+        token_ids: torch.Tensor,
+        position: int | torch.Tensor,
+        state: State,
+        inplace: bool = False,
     ) -> tuple[torch.Tensor, State]:
         """Recurrent form: feed one token per sequence, O(1) in the sequence length.
 
@@ -291,7 +299,11 @@ class GPMoLFormer(nn.Module):
         position
             Position of these tokens (``<bos>`` is at 0): an int, or a LongTensor ``[B]``.
         state
-            From :meth:`init_state` or the previous step (not modified in place).
+            From :meth:`init_state` or the previous step (not modified in place unless
+            ``inplace``).
+        inplace
+            Update the state tensors in place: faster sampling, for a state the caller owns
+            (not one shared through ``expand`` by several sequences).
 
         Returns
         -------
@@ -300,10 +312,14 @@ class GPMoLFormer(nn.Module):
         new_state
             The state after this token.
         """
-        return self.embed_step(self.tok_emb(token_ids), position, state)
+        return self.embed_step(self.tok_emb(token_ids), position, state, inplace=inplace)
 
     def embed_step(
-        self, embeds: torch.Tensor, position: int | torch.Tensor, state: State
+        self,
+        embeds: torch.Tensor,
+        position: int | torch.Tensor,
+        state: State,
+        inplace: bool = False,
     ) -> tuple[torch.Tensor, State]:
         """:meth:`step` for an input vector ``[B, C]`` instead of a token (soft prompts)."""
         if len(state) != len(self.blocks):
@@ -311,7 +327,7 @@ class GPMoLFormer(nn.Module):
         x = self.drop(embeds.to(self.tok_emb.weight.dtype))
         new_state: State = []
         for block, layer_state in zip(self.blocks, state, strict=True):
-            x, layer_state = block.step(x, position, layer_state)
+            x, layer_state = block.step(x, position, layer_state, inplace=inplace)
             new_state.append(layer_state)
         return self._logits(x), new_state
 

@@ -185,7 +185,8 @@ def _iter_batches(
 
     for first in range(0, n, batch_size):
         b = min(batch_size, n - first)
-        layer_states = [(s.expand(b, *s.shape[1:]), z.expand(b, *z.shape[1:])) for s, z in state]
+        # Own copies per batch: the steps below update the state in place.
+        layer_states = [(s.repeat(b, 1, 1, 1), z.repeat(b, 1, 1)) for s, z in state]
         step_logits = logits.expand(b, -1)
         out = torch.full((b, max_length), pad, dtype=torch.long, device=device)
         out[:, :start] = prompt_t
@@ -210,7 +211,7 @@ def _iter_batches(
                     rows_syntax = rows_syntax.select(keep)
             if active.numel() == 0 or position == max_length - 1:
                 break
-            step_logits, layer_states = model.step(token, position, layer_states)
+            step_logits, layer_states = model.step(token, position, layer_states, inplace=True)
         truncated = torch.zeros(b, dtype=torch.bool, device=device)
         truncated[active] = True
         ids: list[list[int]] = []

@@ -177,6 +177,7 @@ def linear_attention_step(
     state: LinearAttentionState,
     *,
     eps: float = DEFAULT_EPS,
+    inplace: bool = False,
 ) -> tuple[torch.Tensor, LinearAttentionState]:
     """Recurrent (sampling) form: one token per sequence, O(1) in the sequence length.
 
@@ -189,7 +190,12 @@ def linear_attention_step(
         Value, ``[B, H, Dv]``.
     state
         ``(S [B, H, D, Dv], z [B, H, D])`` summed over the earlier tokens (zeros at the start).
-        Its dtype (float32 or float64) is the compute dtype. Not modified in place.
+        Its dtype (float32 or float64) is the compute dtype. Not modified in place unless
+        ``inplace``.
+    inplace
+        Update ``S`` and ``z`` in place (and return them): no new ``[B, H, D, Dv]`` tensor per
+        token, which makes the memory-bound update 2-3x cheaper on CPU. Only for a state the
+        caller owns (not an ``expand``-ed view shared by several sequences).
 
     Returns
     -------
@@ -206,8 +212,12 @@ def linear_attention_step(
         phi_k = elu_feature_map(k_t.to(dtype))
         v_t = v_t.to(dtype)
         # One fused pass over S (no separate outer-product tensor): the update is memory bound.
-        s = torch.addcmul(s.to(dtype), phi_k.unsqueeze(-1), v_t.unsqueeze(-2))  # [B, H, D, Dv]
-        z = z.to(dtype) + phi_k  # [B, H, D]
+        if inplace and s.dtype == dtype and z.dtype == dtype:
+            s = s.addcmul_(phi_k.unsqueeze(-1), v_t.unsqueeze(-2))  # [B, H, D, Dv]
+            z = z.add_(phi_k)  # [B, H, D]
+        else:
+            s = torch.addcmul(s.to(dtype), phi_k.unsqueeze(-1), v_t.unsqueeze(-2))
+            z = z.to(dtype) + phi_k
         numerator = (phi_q.unsqueeze(-2) @ s).squeeze(-2)  # [B, H, Dv]
         denominator = (phi_q * z).sum(-1, keepdim=True)  # [B, H, 1]
         out = numerator / (denominator + eps)
@@ -303,6 +313,7 @@ class CausalLinearSelfAttention(nn.Module):
         x_t: torch.Tensor,
         position: int | torch.Tensor,
         state: LinearAttentionState,
+        inplace: bool = False,
     ) -> tuple[torch.Tensor, LinearAttentionState]:
         """Recurrent form for one token per sequence.
 
@@ -314,6 +325,8 @@ class CausalLinearSelfAttention(nn.Module):
             Absolute position of the token: an int shared by the batch or a LongTensor ``[B]``.
         state
             ``(S [B, H, D, D], z [B, H, D])`` from :meth:`init_state` or the previous step.
+        inplace
+            Update the state in place (see :func:`linear_attention_step`).
 
         Returns
         -------
@@ -331,7 +344,7 @@ class CausalLinearSelfAttention(nn.Module):
         with torch.autocast(device_type=x_t.device.type, enabled=False):
             q = apply_rotary(q.to(dtype), cos, sin)
             k = apply_rotary(k.to(dtype), cos, sin)
-        y, state = linear_attention_step(q, k, v, state, eps=self.eps)
+        y, state = linear_attention_step(q, k, v, state, eps=self.eps, inplace=inplace)
         return self.proj(y.reshape(x_t.shape[0], self.n_embd)), state
 
     def init_state(

@@ -106,6 +106,24 @@ def test_step_with_per_sequence_positions(tok: SmilesTokenizer) -> None:
     assert not torch.allclose(shifted[1], per_row[1])
 
 
+def test_inplace_step_matches_functional_step(tok: SmilesTokenizer) -> None:
+    """``inplace=True`` gives the same logits and state; the default leaves the input alone."""
+    model = random_model(tok.vocab_size)
+    seqs = torch.tensor([[1, 5, 6, 7, 8, 9], [1, 9, 5, 5, 6, 7]])
+    functional, owned = model.init_state(2), model.init_state(2)
+    for t in range(seqs.shape[1]):
+        before = [(s.clone(), z.clone()) for s, z in functional]
+        expected, functional_next = model.step(seqs[:, t], t, functional)
+        for (s0, z0), (s1, z1) in zip(before, functional, strict=True):
+            assert torch.equal(s0, s1) and torch.equal(z0, z1)  # not modified
+        functional = functional_next
+        got, owned = model.step(seqs[:, t], t, owned, inplace=True)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for (s0, z0), (s1, z1) in zip(functional, owned, strict=True):
+        torch.testing.assert_close(s1, s0, rtol=0, atol=0)
+        torch.testing.assert_close(z1, z0, rtol=0, atol=0)
+
+
 def test_right_padding_matches_unpadded(moses: list[str], tok: SmilesTokenizer) -> None:
     model = random_model(tok.vocab_size).double()
     ids, lengths = tok.encode_batch(moses[:4])
