@@ -9,8 +9,9 @@ the template with the recurrent form of the model:
 * at a ``*`` the model **samples freely**: for a branch slot until it writes the ``)`` that
   closes the branch, for a final slot until ``<eos>``.
 
-While sampling inside a slot, tokens that would break the scaffold are masked: the ring-bond
-labels still open in the template (they would close a scaffold ring onto the substituent),
+While sampling inside a slot, tokens that would break the scaffold are masked: anything but
+an atom or a single bond as the slot's first token, the ring-bond labels still open in the
+template (they would close a scaffold ring onto the substituent),
 ``)`` or ``<eos>`` before the substituent has an atom or while its own rings/branches are
 open, and ``<eos>`` inside a branch slot. The model's conditional distribution does the
 rest; the resulting molecules are then checked with RDKit (validity, and whether the
@@ -32,6 +33,7 @@ __all__ = ["ScaffoldTemplate", "scaffold_template", "decorate", "keeps_scaffold"
 
 _RING_BOND = set("0123456789")
 _BOND_TOKENS = {"-", "=", "#", "$", ":", "/", "\\"}
+_SINGLE_BONDS = {"-", "/", "\\"}  # may open a slot: they keep the scaffold's bond to '*'
 FORCED, BRANCH_SLOT, TAIL_SLOT = 0, 1, 2
 
 
@@ -127,6 +129,13 @@ def _slot_mask(
         index = tokenizer.token_to_id(label)
         if index is not None:
             mask[index] = True
+    if cur.slot_tokens == 0:
+        # The substituent starts with an atom (or a single bond): '=' or a ring label here would
+        # change the scaffold's bond to '*' or ring-bond the scaffold atom to the substituent.
+        for index in range(tokenizer.vocab_size):
+            token = tokenizer.id_to_token(index)
+            if _is_ring_label(token) or token in _BOND_TOKENS - _SINGLE_BONDS or token == "(":
+                mask[index] = True
     closing_ok = cur.has_atom and cur.depth == 0 and not cur.rings
     close_paren = tokenizer.token_to_id(")")
     if kind == BRANCH_SLOT:

@@ -10,6 +10,8 @@ from molfm.data.tokenizer import UnknownTokenError
 from molfm.models.decoration import (
     BRANCH_SLOT,
     TAIL_SLOT,
+    _Cursor,
+    _slot_mask,
     decorate,
     keeps_scaffold,
     scaffold_template,
@@ -72,6 +74,22 @@ def test_decorations_keep_the_scaffold_when_valid(tiny):
     assert all(keeps_scaffold(s, template) for s in valid)
     again = decorate(model, tokenizer, template, 40, seed=0, temperature=0.8)
     assert again == out
+
+
+def test_slot_starts_with_an_atom(tiny):
+    """A substituent may not open with '=' (a double bond to the scaffold), a ring label or '('."""
+    _, tokenizer = tiny
+    for scaffold, kind in (("*C1CCN(*)CC1", BRANCH_SLOT), ("c1ccccc1*", TAIL_SLOT)):
+        template = scaffold_template(scaffold)
+        kinds = [k for k, _ in template.items]
+        cursor = _Cursor(item=kinds.index(kind) + 1)
+        mask = _slot_mask(tokenizer, template, cursor, kind)
+        for token in ("=", "#", "1", "("):
+            if tokenizer.token_to_id(token) is not None:
+                assert mask[tokenizer.token_to_id(token)], (kind, token)
+        assert not mask[tokenizer.token_to_id("C")]
+        cursor.slot_tokens, cursor.has_atom = 1, True  # after the first atom '=' is fine
+        assert not _slot_mask(tokenizer, template, cursor, kind)[tokenizer.token_to_id("=")]
 
 
 def test_keeps_scaffold_checks_the_attachment():
