@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from rdkit.Chem import QED
 
 from molfm.models.registry import load_smiles_model
-from molfm.models.sampling import sample_next_token
 from molfm.models.smiles_syntax import SmilesSyntax
 from molfm.tasks.causal_lm import load_smiles
+from molfm.tasks.pair_optimize import _sample_targets
 from molfm.tasks.pairs import mol_or_none, tanimoto
 
 
@@ -135,25 +135,8 @@ def evaluate(layout: Layout, sources: list[str], n: int, syntax: SmilesSyntax | 
         for vector in layout.bridge:
             logits, state = model.embed_step(vector[None], pos, state)
             pos += 1
-        states = [(s.expand(n, *s.shape[1:]), z.expand(n, *z.shape[1:])) for s, z in state]
-        logits, outs, alive = logits.expand(n, -1), [[] for _ in range(n)], list(range(n))
-        rows_syntax = syntax.init_state(n) if syntax is not None else None
-        for k in range(100):
-            masked = logits.float().index_fill(-1, banned, float("-inf"))
-            if rows_syntax is not None:
-                masked = masked.masked_fill(syntax.banned(rows_syntax), float("-inf"))
-            token = sample_next_token(masked, generator=gen)
-            if rows_syntax is not None:
-                rows_syntax = syntax.update(rows_syntax, token)
-            keep = [j for j in range(len(alive)) if int(token[j]) != tok.eos_id]
-            for j in keep:
-                outs[alive[j]].append(int(token[j]))
-            if not keep:
-                break
-            alive, kept = [alive[j] for j in keep], torch.tensor(keep)
-            states = [(s[kept], z[kept]) for s, z in states]
-            rows_syntax = rows_syntax.select(kept) if rows_syntax is not None else None
-            logits, states = model.step(token[kept], 1 + k, states)
+        # the library's target sampler (molfm optimize): the target restarts at position 1
+        outs, _ = _sample_targets(model, state, logits, 1, n, 100, banned, gen, {}, syntax)
         q0, success = QED.qed(mol_or_none(source)), False
         for out in outs:
             mol = mol_or_none(tok.decode(out))

@@ -28,17 +28,12 @@ from rdkit import Chem, rdBase
 from molfm.chem.parse import InvalidMoleculeError, parse_smiles
 from molfm.data.tokenizer import SmilesTokenizer, UnknownTokenError, tokenize_smiles
 from molfm.models.sampling import sample_next_token
+from molfm.models.smiles_syntax import ATOM, BOND, OPEN, RING, token_kind
 
 __all__ = ["ScaffoldTemplate", "scaffold_template", "decorate", "keeps_scaffold"]
 
-_RING_BOND = set("0123456789")
-_BOND_TOKENS = {"-", "=", "#", "$", ":", "/", "\\"}
 _SINGLE_BONDS = {"-", "/", "\\"}  # may open a slot: they keep the scaffold's bond to '*'
 FORCED, BRANCH_SLOT, TAIL_SLOT = 0, 1, 2
-
-
-def _is_ring_label(token: str) -> bool:
-    return token in _RING_BOND or (token.startswith("%") and len(token) == 3)
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ def scaffold_template(scaffold: str) -> ScaffoldTemplate:
                 raise InvalidMoleculeError(scaffold, f"unsupported attachment context {smiles!r}")
         else:
             items.append((FORCED, token))
-            if _is_ring_label(token):
+            if token_kind(token) == RING:
                 ring_state ^= {token}
         open_rings.append(frozenset(ring_state))
         i += 1
@@ -134,7 +129,8 @@ def _slot_mask(
         # change the scaffold's bond to '*' or ring-bond the scaffold atom to the substituent.
         for index in range(tokenizer.vocab_size):
             token = tokenizer.id_to_token(index)
-            if _is_ring_label(token) or token in _BOND_TOKENS - _SINGLE_BONDS or token == "(":
+            kind_of = token_kind(token)
+            if kind_of in (RING, OPEN) or (kind_of == BOND and token not in _SINGLE_BONDS):
                 mask[index] = True
     closing_ok = cur.has_atom and cur.depth == 0 and not cur.rings
     close_paren = tokenizer.token_to_id(")")
@@ -159,9 +155,9 @@ def _advance_slot(cur: _Cursor, token: str, kind: int) -> bool:
         if cur.depth == 0:
             return True  # the template's own ')' after the branch slot
         cur.depth -= 1
-    elif _is_ring_label(token):
+    elif token_kind(token) == RING:
         cur.rings ^= {token}
-    elif token not in _BOND_TOKENS and token != ".":
+    elif token_kind(token) == ATOM:
         cur.has_atom = True
     return False
 
