@@ -12,6 +12,8 @@ offer can be tried on the same pairs and the same held-out sources:
   (``<bos> A <eos> <bos> B <eos>``, rotary positions restarting at each molecule), i.e. teach
   the linear-attention state to start a new molecule after a finished one; the pair-tuning
   itself then freezes that copy as usual;
+* ``--analog-steps N``: the same, but on *analog* rows ``<bos> A <eos> B <eos>`` of two
+  similar molecules (Tanimoto >= 0.4) laid out exactly like a pair without the prompt;
 * ``--syntax-mask``: sample the candidates with :class:`molfm.models.smiles_syntax.SmilesSyntax`.
 
 Reported: target-token loss before/after, and for the held-out low-QED sources and for 50
@@ -37,7 +39,42 @@ from molfm.models.registry import load_smiles_model
 from molfm.models.smiles_syntax import SmilesSyntax
 from molfm.tasks.causal_lm import load_smiles
 from molfm.tasks.pair_optimize import _sample_targets
-from molfm.tasks.pairs import mol_or_none, tanimoto
+from molfm.tasks.pair_tuning import PairDataset, collate_pairs, pair_positions
+from molfm.tasks.pairs import make_pairs, mol_or_none, tanimoto
+
+
+def analog_finetune(model, tok, steps: int, n_molecules: int, seed: int = 1) -> None:
+    """Train ``model`` in place on analog rows ``<bos> A <eos> B <eos>``: A and B similar
+    MOSES training molecules (Morgan Tanimoto >= 0.4, mined with molfm's ``make_pairs`` from
+    ``n_molecules`` random ones; random values, so each similar pair appears once, in a random
+    direction), B's positions restarting at 1 -- exactly the pair-tuning layout without the
+    prompt. Loss on every token after ``<bos>`` (A too, so single-molecule modelling stays)."""
+    smiles = load_smiles("moses")
+    rng = np.random.default_rng(seed)
+    subset = [smiles[i] for i in rng.choice(len(smiles), n_molecules, replace=False)]
+    pairs = make_pairs(subset, rng.random(len(subset)), max_pairs_per_source=2, seed=seed)
+    print(
+        f"analog rows: {len(pairs)} pairs from {n_molecules} molecules, "
+        f"mean similarity {pairs['similarity'].mean():.3f}",
+        flush=True,
+    )
+    data = PairDataset(pairs["source"].tolist(), pairs["target"].tolist(), tok)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+    order = rng.permutation(len(data))
+    for step in range(steps):
+        pick = order[(np.arange(32) + 32 * step) % len(order)]
+        ids, mask, target_mask = collate_pairs([data[int(i)] for i in pick], tok.pad_id)
+        logits = model(ids, mask, positions=pair_positions(mask, target_mask, n_prompt=0))
+        labels = ids[:, 1:].masked_fill(~mask[:, 1:], -100)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0:
+            print(f"analog step {step}: loss {loss.item():.3f}", flush=True)
+    model.eval()
 
 
 def two_molecule_finetune(model, tok, steps: int, seed: int = 1) -> None:
@@ -164,6 +201,8 @@ def main() -> None:
     parser.add_argument("--n-bridge", type=int, default=0)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--two-molecule-steps", type=int, default=0)
+    parser.add_argument("--analog-steps", type=int, default=0)
+    parser.add_argument("--analog-molecules", type=int, default=20000)
     parser.add_argument("--syntax-mask", action="store_true")
     parser.add_argument("--n-candidates", type=int, default=20)
     args = parser.parse_args()
@@ -171,6 +210,8 @@ def main() -> None:
     model, tok = load_smiles_model(args.model)
     if args.two_molecule_steps:
         two_molecule_finetune(model, tok, args.two_molecule_steps)
+    if args.analog_steps:
+        analog_finetune(model, tok, args.analog_steps, args.analog_molecules)
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)

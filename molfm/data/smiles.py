@@ -9,8 +9,10 @@ their row number and reason, and ``on_invalid="error"`` raises on the first one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -124,6 +126,10 @@ class SeededSampler(Sampler[int]):
 class SmilesDataModule(L.LightningDataModule):
     """Train/val loaders of padded SMILES token batches, resumable mid-epoch.
 
+    The datasets are :class:`EncodedSmiles` by default (batches ``(ids, attention_mask)``);
+    any other dataset comes with its own ``collate_fn`` (e.g. analog pairs,
+    :mod:`molfm.tasks.analog_lm`).
+
     ``seed`` fixes the shuffling order of every epoch; with ``drop_last`` batches, the
     position inside an epoch follows from the trainer's global step (no gradient
     accumulation), which is what makes a resumed run continue exactly.
@@ -131,21 +137,21 @@ class SmilesDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train: EncodedSmiles,
-        val: EncodedSmiles | None,
+        train: Dataset,
+        val: Dataset | None,
         *,
         batch_size: int = 128,
         num_workers: int = 0,
         seed: int = 0,
+        collate_fn: Callable[[list[Any]], tuple[torch.Tensor, ...]] | None = None,
     ):
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.pad_id = train.tokenizer.pad_id
         self.seed = seed
-
-    def _collate(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return pad_batch(batch, self.pad_id)
+        if collate_fn is None:  # EncodedSmiles items: pad to (ids, attention_mask)
+            collate_fn = functools.partial(pad_batch, pad_id=train.tokenizer.pad_id)
+        self._collate = collate_fn
 
     def train_dataloader(self) -> DataLoader:
         sampler = SeededSampler(len(self.train), self.seed)

@@ -23,6 +23,7 @@ from molfm.data.smiles import EncodedSmiles, SmilesDataModule
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.hub import save_pretrained
 from molfm.models.gp_molformer import GPMoLFormer, GPMoLFormerConfig
+from molfm.tasks.pair_tuning import pair_positions
 
 __all__ = [
     "CausalLMTask",
@@ -30,6 +31,7 @@ __all__ = [
     "train_causal_lm",
     "load_smiles",
     "export_checkpoint",
+    "fit_resumable",
 ]
 
 
@@ -49,9 +51,15 @@ class CausalLMTask(L.LightningModule):
         self.save_hyperparameters()
         self.model = GPMoLFormer(GPMoLFormerConfig(**model_config))
 
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        ids, mask = batch
-        return self.model.lm_loss(self.model(ids, mask), ids, mask)
+    def _loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``(ids, mask)``: one molecule per row. ``(ids, mask, target_mask)``: an analog
+        row ``<bos> A <eos> B <eos>`` whose second molecule restarts its positions at 1
+        (:func:`molfm.tasks.pair_tuning.pair_positions`); the loss covers every token."""
+        ids, mask = batch[0], batch[1]
+        positions = None
+        if len(batch) == 3:
+            positions = pair_positions(mask, batch[2], n_prompt=0)
+        return self.model.lm_loss(self.model(ids, mask, positions=positions), ids, mask)
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
@@ -161,6 +169,51 @@ def _split_data(cfg: LMTrainConfig) -> tuple[list[str], list[str]]:
     return train, val
 
 
+def fit_resumable(
+    task: L.LightningModule,
+    data: SmilesDataModule,
+    out: Path,
+    *,
+    max_steps: int,
+    val_every_n_steps: int,
+    batches_per_epoch: int,
+    accelerator: str = "auto",
+    devices: Any = 1,
+    precision: str = "32-true",
+    progress: bool = True,
+    callbacks: list | None = None,
+) -> L.Trainer:
+    """Fit ``task`` with checkpoints in ``out/checkpoints`` and CSV logs in ``out/logs``,
+    resuming exactly from ``out/checkpoints/last.ckpt`` when it exists.
+
+    Checkpoints every ``val_every_n_steps``; validates as often, or once per epoch when an
+    epoch has fewer batches (Lightning's ``val_check_interval`` cannot exceed an epoch)."""
+    ckpt_dir = out / "checkpoints"
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=ckpt_dir, save_last=True, every_n_train_steps=val_every_n_steps, save_top_k=0
+    )
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        accelerator=accelerator,
+        devices=devices,
+        precision=precision,
+        val_check_interval=min(val_every_n_steps, max(1, batches_per_epoch)),
+        check_val_every_n_epoch=None,
+        callbacks=[checkpoint, *(callbacks or [])],
+        # a new version directory per (re)start: a resumed run must not overwrite earlier logs
+        logger=L.pytorch.loggers.CSVLogger(out, name="logs"),
+        enable_progress_bar=progress,
+        gradient_clip_val=1.0,
+        deterministic=False,
+    )
+    last = ckpt_dir / "last.ckpt"
+    with warnings.catch_warnings():
+        # SmilesDataModule resumes mid-epoch itself (SeededSampler); Lightning cannot see that
+        warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+        trainer.fit(task, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    return trainer
+
+
 def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
     """Run (or resume) a GP-MoLFormer pretraining run; return the exported checkpoint dir.
 
@@ -205,29 +258,19 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
     data = SmilesDataModule(
         train, val, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
     )
-    ckpt_dir = out / "checkpoints"
-    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val_every_n_steps, save_top_k=0
-    )
-    trainer = L.Trainer(
+    trainer = fit_resumable(
+        task,
+        data,
+        out,
         max_steps=cfg.max_steps,
+        val_every_n_steps=cfg.val_every_n_steps,
+        batches_per_epoch=len(train) // cfg.batch_size,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         precision=cfg.precision,
-        val_check_interval=min(cfg.val_every_n_steps, max(1, len(train) // cfg.batch_size)),
-        check_val_every_n_epoch=None,
-        callbacks=[checkpoint, *(callbacks or [])],
-        # a new version directory per (re)start: a resumed run must not overwrite earlier logs
-        logger=L.pytorch.loggers.CSVLogger(out, name="logs"),
-        enable_progress_bar=cfg.progress,
-        gradient_clip_val=1.0,
-        deterministic=False,
+        progress=cfg.progress,
+        callbacks=callbacks,
     )
-    last = ckpt_dir / "last.ckpt"
-    with warnings.catch_warnings():
-        # SmilesDataModule resumes mid-epoch itself (SeededSampler); Lightning cannot see that
-        warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
-        trainer.fit(task, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     model_dir = out / "model"
     save_pretrained(
         task.model,

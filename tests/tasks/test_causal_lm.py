@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import lightning as L
 import pandas as pd
 import pytest
 import torch
@@ -40,27 +39,13 @@ def _config(out: Path, data: Path, **kw) -> LMTrainConfig:
     return LMTrainConfig(**(base | kw))
 
 
-class SimulatedKill(RuntimeError):
-    pass
-
-
-class StopAt(L.Callback):
-    """Interrupt training (as a kill would) before the given step starts."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise SimulatedKill(f"stopped before step {self.step}")
-
-
-def test_resumed_run_matches_uninterrupted_run(tmp_path, smiles_csv):
+def test_resumed_run_matches_uninterrupted_run(tmp_path, smiles_csv, kill_before_step):
+    stop_at, killed = kill_before_step
     torch.set_num_threads(1)
     straight = train_causal_lm(_config(tmp_path / "a", smiles_csv))
     # 72 training SMILES / batch 8 = 9 steps per epoch: the step-6 checkpoint is mid-epoch
-    with pytest.raises(SimulatedKill):
-        train_causal_lm(_config(tmp_path / "b", smiles_csv), callbacks=[StopAt(7)])
+    with pytest.raises(killed):
+        train_causal_lm(_config(tmp_path / "b", smiles_csv), callbacks=[stop_at(7)])
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").exists()
     resumed = train_causal_lm(_config(tmp_path / "b", smiles_csv))
     logs = sorted(p.name for p in (tmp_path / "b" / "logs").iterdir())
