@@ -15,6 +15,10 @@ Usage::
 
     python benchmarks/sampling.py --batch-size 128 --lengths 64 128 --threads 2 \\
         --out benchmarks/results/sampling.json
+
+``--profile`` adds, per length, the share of each model's operator time spent in the weight
+projections (``addmm``/``mm``; the same GEMMs in both models) and the speed-up molfm could
+reach over ``generate()`` if it spent time on nothing else (an Amdahl bound).
 """
 
 from __future__ import annotations
@@ -63,6 +67,19 @@ def gpt2_manual(model: GPT2LMHeadModel, batch: int, length: int, bos: int, eos: 
     return past
 
 
+def projection_share(fn) -> float:
+    """Fraction of ``fn``'s operator time spent in weight GEMMs (``addmm``/``mm``: the QKV,
+    output, FFN and LM-head projections), from one run under ``torch.profiler``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::addmm", "aten::mm"))
+    return gemm / total
+
+
 def timed(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -83,6 +100,11 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also report the share of time in the weight projections (Amdahl bound)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sampling.json"))
     args = parser.parse_args()
@@ -181,6 +203,16 @@ def main() -> None:
             "molfm_state_bytes_per_seq": state_bytes / b,
             "gpt2_kv_cache_bytes_per_seq": kv_bytes / b,
         }
+        if args.profile:
+            # Both models run the same projections; if molfm spent time on nothing else, the
+            # speed-up over generate() could be at most t_generate / (share * t_molfm).
+            share_molfm = projection_share(run_molfm)
+            share_gpt2 = projection_share(run_gpt2_manual)
+            row |= {
+                "molfm_projection_share": share_molfm,
+                "gpt2_manual_projection_share": share_gpt2,
+                "speedup_bound_vs_generate": t_generate / (share_molfm * t_molfm),
+            }
         rows.append(row)
         print(json.dumps(row, indent=2))
     result = {
