@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from molfm.models import DEFAULT_SMILES_MODEL
+from molfm.models import DEFAULT_PAIR_TUNING_MODEL
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,7 +22,10 @@ __all__ = ["optimize"]
 
 
 def optimize(
-    model: str = typer.Option(DEFAULT_SMILES_MODEL, help="Shipped model name or checkpoint dir."),
+    model: str = typer.Option(
+        DEFAULT_PAIR_TUNING_MODEL,
+        help="Base model (shipped name or checkpoint dir); default: the analog-pretrained one.",
+    ),
     property: str | None = typer.Option(
         None, "--property", help="qed, plogp, or a numeric column of --data (default qed)."
     ),

@@ -8,18 +8,19 @@ import torch
 
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.hub import from_pretrained, load_config
-from molfm.models import DEFAULT_SMILES_MODEL
+from molfm.models import DEFAULT_PAIR_TUNING_MODEL, DEFAULT_SMILES_MODEL
 
 __all__ = [
     "ASSETS",
     "DEFAULT_SMILES_MODEL",
+    "DEFAULT_PAIR_TUNING_MODEL",
     "SHIPPED_MODELS",
     "resolve_checkpoint",
     "load_smiles_model",
 ]
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SHIPPED_MODELS = {DEFAULT_SMILES_MODEL: ASSETS / DEFAULT_SMILES_MODEL}
+SHIPPED_MODELS = {name: ASSETS / name for name in (DEFAULT_SMILES_MODEL, DEFAULT_PAIR_TUNING_MODEL)}
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:

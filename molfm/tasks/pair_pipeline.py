@@ -35,7 +35,7 @@ from molfm.chem.parse import InvalidMoleculeError, parse_smiles
 from molfm.data.sources import SourceError, get_source, resolve_source
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.models.gp_molformer import GPMoLFormer
-from molfm.models.registry import DEFAULT_SMILES_MODEL, load_smiles_model
+from molfm.models.registry import DEFAULT_PAIR_TUNING_MODEL, load_smiles_model
 from molfm.tasks.pair_optimize import optimization_report, optimize
 from molfm.tasks.pair_tuning import SoftPrompt, load_prompt, save_prompt, train_prompt
 from molfm.tasks.pairs import (
@@ -58,7 +58,7 @@ class PairTuningConfig:
     """Everything one pair-tuning run depends on (saved as ``run_config.json``)."""
 
     output_dir: str
-    model: str = DEFAULT_SMILES_MODEL
+    model: str = DEFAULT_PAIR_TUNING_MODEL
     property: str | None = None  # qed | plogp | a numeric column of data; default qed
     property_column: str | None = None  # precomputed values of `property` in data / input
     data: str = "moses"  # "moses" or a CSV path
