@@ -1,9 +1,9 @@
 """How similar is what a base model writes after ``<bos> A <eos>``, with no prompt at all?
 
 Separates the base from the soft prompt in pair-tuning (benchmarks/RESULTS.md §9a): for each
-source, 20 molecules are sampled after ``<bos> source <eos>`` with the library's target sampler
-(positions restarting at 1, as in pair-tuning) and scored with RDKit (valid) and Morgan r=2
-Tanimoto to the source.
+source, 20 molecules are sampled after ``<bos> source <eos>`` by
+:func:`molfm.tasks.pair_optimize.optimize` with an empty prompt (positions restarting at 1, as
+in pair-tuning) and scored with RDKit (valid) and Morgan r=2 Tanimoto to the source.
 
     python benchmarks/analog_no_prompt.py --model gp-molformer-small-moses-analogs \\
         --sources benchmarks/results/optimize_qed_analogs/candidates.csv \\
@@ -19,29 +19,20 @@ import pandas as pd
 import torch
 
 from molfm.models.registry import load_smiles_model
-from molfm.tasks.pair_optimize import _sample_targets
-from molfm.tasks.pairs import mol_or_none, tanimoto
+from molfm.tasks.pair_optimize import optimize
 
 
-@torch.inference_mode()
 def analog_stats(model, tok, sources: list[str], n: int, seed: int = 0) -> dict[str, float]:
-    banned = torch.tensor([tok.pad_id, tok.bos_id, tok.unk_id])
-    generator = torch.Generator().manual_seed(seed)
-    sims, total = [], 0
-    for source in sources:
-        state, logits = model.init_state(1), None
-        for position, token in enumerate(tok.encode(source)):
-            logits, state = model.step(torch.tensor([token]), position, state)
-        outs, _ = _sample_targets(model, state, logits, 1, n, 100, banned, generator, {}, None)
-        total += len(outs)
-        mols = [mol_or_none(tok.decode(o)) for o in outs]
-        sims += [tanimoto(source, mol) for mol in mols if mol is not None]
-    sims_arr = np.asarray(sims)
+    """``molfm optimize``'s candidate sampler with an empty prompt: ``<bos> source <eos>``,
+    then ``n`` molecules per source."""
+    no_prompt = torch.zeros(0, model.config.n_embd)
+    frame = optimize(model, tok, no_prompt, sources, n_candidates=n, seed=seed, property=None)
+    sims = frame.loc[frame["valid"], "similarity"].to_numpy()
     return {
-        "valid": len(sims) / total,
-        "similarity_mean": float(sims_arr.mean()) if len(sims) else float("nan"),
-        "similarity_median": float(np.median(sims_arr)) if len(sims) else float("nan"),
-        "fraction_similarity_ge_0.4": float((sims_arr >= 0.4).mean()) if len(sims) else 0.0,
+        "valid": float(frame["valid"].mean()),
+        "similarity_mean": float(sims.mean()) if len(sims) else float("nan"),
+        "similarity_median": float(np.median(sims)) if len(sims) else float("nan"),
+        "fraction_similarity_ge_0.4": float((sims >= 0.4).mean()) if len(sims) else 0.0,
     }
 
 
