@@ -35,12 +35,30 @@ import torch
 import torch.nn.functional as F
 from rdkit.Chem import QED
 
+from molfm.data.smiles import pad_batch
 from molfm.models.registry import load_smiles_model
 from molfm.models.smiles_syntax import SmilesSyntax
 from molfm.tasks.causal_lm import load_smiles
 from molfm.tasks.pair_optimize import _sample_targets
 from molfm.tasks.pair_tuning import PairDataset, collate_pairs, pair_positions
 from molfm.tasks.pairs import make_pairs, mol_or_none, tanimoto
+
+
+def _finetune(model, steps: int, next_batch, name: str) -> None:
+    """Train all weights of ``model`` in place (AdamW 3e-4, clip 1.0) for ``steps`` steps on
+    ``next_batch(step) -> (ids, mask, positions)``, loss on every token after the first."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+    for step in range(steps):
+        ids, mask, positions = next_batch(step)
+        loss = model.lm_loss(model(ids, mask, positions=positions), ids, mask)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0:
+            print(f"{name} step {step}: loss {loss.item():.3f}", flush=True)
+    model.eval()
 
 
 def analog_finetune(model, tok, steps: int, n_molecules: int, seed: int = 1) -> None:
@@ -59,52 +77,31 @@ def analog_finetune(model, tok, steps: int, n_molecules: int, seed: int = 1) -> 
         flush=True,
     )
     data = PairDataset(pairs["source"].tolist(), pairs["target"].tolist(), tok)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
     order = rng.permutation(len(data))
-    for step in range(steps):
+
+    def next_batch(step: int):
         pick = order[(np.arange(32) + 32 * step) % len(order)]
         ids, mask, target_mask = collate_pairs([data[int(i)] for i in pick], tok.pad_id)
-        logits = model(ids, mask, positions=pair_positions(mask, target_mask, n_prompt=0))
-        labels = ids[:, 1:].masked_fill(~mask[:, 1:], -100)
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 50 == 0:
-            print(f"analog step {step}: loss {loss.item():.3f}", flush=True)
-    model.eval()
+        return ids, mask, pair_positions(mask, target_mask, n_prompt=0)
+
+    _finetune(model, steps, next_batch, "analog")
 
 
 def two_molecule_finetune(model, tok, steps: int, seed: int = 1) -> None:
     """Train ``model`` in place on rows of two random MOSES molecules."""
     smiles = load_smiles("moses")
     rng = np.random.default_rng(seed)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
-    for step in range(steps):
-        rows, positions = [], []
+
+    def next_batch(step: int):
+        rows = []
         for _ in range(32):
             a, b = (tok.encode(smiles[i]) for i in rng.integers(len(smiles), size=2))
-            rows.append(torch.tensor(a + b))
-            positions.append(torch.tensor(list(range(len(a))) + list(range(len(b)))))
-        width = max(len(r) for r in rows)
-        ids = torch.full((32, width), tok.pad_id)
-        pos = torch.zeros(32, width, dtype=torch.long)
-        mask = torch.zeros(32, width, dtype=torch.bool)
-        for i, (r, p) in enumerate(zip(rows, positions, strict=True)):
-            ids[i, : len(r)], pos[i, : len(r)], mask[i, : len(r)] = r, p, True
-        logits = model(ids, mask, positions=pos)
-        labels = ids[:, 1:].masked_fill(~mask[:, 1:], -100)
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 50 == 0:
-            print(f"two-molecule step {step}: loss {loss.item():.3f}", flush=True)
-    model.eval()
+            rows.append((a + b, list(range(len(a))) + list(range(len(b)))))
+        ids, mask = pad_batch([torch.tensor(r) for r, _ in rows], tok.pad_id)
+        positions, _ = pad_batch([torch.tensor(p) for _, p in rows], 0)
+        return ids, mask, positions
+
+    _finetune(model, steps, next_batch, "two-molecule")
 
 
 class Layout:

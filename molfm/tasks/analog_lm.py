@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pandas as pd
 
@@ -153,8 +154,6 @@ def train_analog_lm(cfg: AnalogTrainConfig, callbacks: list | None = None) -> Pa
         if len(val_pairs)
         else None
     )
-
-    import lightning as L
 
     L.seed_everything(cfg.seed, workers=True)
     task = CausalLMTask(
