@@ -32,11 +32,12 @@ import lightning as L
 import numpy as np
 import pandas as pd
 
-from molfm.data.smiles import EncodedSmiles, SmilesDataModule
+from molfm.data.smiles import SmilesDataModule
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.hub import save_pretrained
 from molfm.models.registry import DEFAULT_SMILES_MODEL, load_smiles_model
 from molfm.tasks.causal_lm import CausalLMTask, fit_resumable, load_smiles
+from molfm.tasks.pair_pipeline import InvalidMoleculesError, check_molecules
 from molfm.tasks.pair_tuning import PairDataset, collate_pairs
 from molfm.tasks.pairs import make_pairs
 
@@ -90,8 +91,9 @@ def analog_pairs(
     )
 
 
-def _molecules(cfg: AnalogTrainConfig) -> tuple[list[str], list[str]]:
-    """Disjoint (training, validation) molecule lists drawn with ``data_seed``."""
+def _molecules(cfg: AnalogTrainConfig) -> tuple[list[str], np.ndarray]:
+    """The molecules drawn with ``data_seed`` (training first, then validation) and their
+    rows in the data set."""
     smiles = load_smiles(cfg.data, cfg.smiles_column, "train" if cfg.data == "moses" else None)
     n_total = cfg.n_molecules + cfg.n_val_molecules
     if n_total > len(smiles):
@@ -99,41 +101,59 @@ def _molecules(cfg: AnalogTrainConfig) -> tuple[list[str], list[str]]:
             f"{cfg.data} holds {len(smiles)} molecules, fewer than n_molecules + "
             f"n_val_molecules = {n_total}"
         )
-    order = np.random.default_rng(cfg.data_seed).permutation(len(smiles))[:n_total]
-    picked = [smiles[i] for i in order]
-    return picked[: cfg.n_molecules], picked[cfg.n_molecules :]
+    rows = np.random.default_rng(cfg.data_seed).permutation(len(smiles))[:n_total]
+    return [smiles[i] for i in rows], rows
 
 
-def _encodable(
-    smiles: list[str], tokenizer: SmilesTokenizer, max_length: int, on_invalid: str, split: str
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """Drop (and report) molecules the base model's tokenizer cannot encode."""
-    encoded = EncodedSmiles(smiles, tokenizer, max_length, on_invalid=on_invalid)
-    bad = {r.row for r in encoded.rejected}
-    rejected = [dataclasses.asdict(r) | {"split": split} for r in encoded.rejected]
-    return [s for i, s in enumerate(smiles) if i not in bad], rejected
+def _readable(
+    smiles: list[str],
+    rows: np.ndarray,
+    tokenizer: SmilesTokenizer,
+    max_length: int,
+    on_invalid: str,
+    split: str,
+    rejected: list[dict[str, Any]],
+) -> list[str]:
+    """Molecules RDKit parses and the base's tokenizer encodes; the others are appended to
+    ``rejected`` with their row in the data set (or raise under ``on_invalid="error"``)."""
+    kept, bad = check_molecules(smiles, tokenizer, max_length, split=split, on_invalid="skip")
+    for item in bad:  # rows of the data set, not of the random draw
+        item["row"] = int(rows[item["row"]])
+    if bad and on_invalid == "error":
+        first = bad[0]
+        raise InvalidMoleculesError(
+            f"{split} row {first['row']}: {first['smiles']!r}: {first['reason']} "
+            "(use --on-invalid skip to drop such rows)"
+        )
+    rejected.extend(bad)
+    return [smiles[i] for i in kept]
 
 
 def train_analog_lm(cfg: AnalogTrainConfig, callbacks: list | None = None) -> Path:
     """Continue training ``cfg.base_model`` on analog rows; return the exported model dir.
 
-    Writes ``pairs.csv`` / ``val_pairs.csv`` (the mined rows), ``invalid.csv`` (molecules the
-    tokenizer rejected, under ``on_invalid="skip"``), Lightning checkpoints and logs, and the
-    molfm checkpoint ``<output_dir>/model`` (same vocabulary as the base). A run directory
+    Writes ``pairs.csv`` / ``val_pairs.csv`` (the mined rows), ``invalid.csv`` (molecules RDKit
+    or the tokenizer rejected, with their row and reason; validation molecules are always
+    skipped, training ones only under ``on_invalid="skip"``), Lightning checkpoints and logs,
+    and the molfm checkpoint ``<output_dir>/model`` (same vocabulary as the base). A run directory
     that holds ``checkpoints/last.ckpt`` resumes from it exactly.
     """
+    if cfg.on_invalid not in ("error", "skip"):
+        raise ValueError(f"on_invalid must be 'error' or 'skip', got {cfg.on_invalid!r}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     base, tokenizer = load_smiles_model(cfg.base_model)
     max_length = base.config.max_length
-    train_smiles, val_smiles = _molecules(cfg)
-    train_smiles, rejected = _encodable(
-        train_smiles, tokenizer, max_length, cfg.on_invalid, "train"
+    picked, rows = _molecules(cfg)
+    n = cfg.n_molecules
+    rejected: list[dict[str, Any]] = []
+    train_smiles = _readable(
+        picked[:n], rows[:n], tokenizer, max_length, cfg.on_invalid, "train", rejected
     )
-    val_smiles, val_rejected = _encodable(val_smiles, tokenizer, max_length, "skip", "val")
-    if rejected or val_rejected:
-        pd.DataFrame(rejected + val_rejected).to_csv(out / "invalid.csv", index=False)
+    val_smiles = _readable(picked[n:], rows[n:], tokenizer, max_length, "skip", "val", rejected)
+    if rejected:
+        pd.DataFrame(rejected).to_csv(out / "invalid.csv", index=False)
     mine = functools.partial(
         analog_pairs,
         min_similarity=cfg.min_similarity,

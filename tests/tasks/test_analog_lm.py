@@ -151,3 +151,19 @@ def test_resumed_analog_run_matches_uninterrupted_run(tmp_path, kill_before_step
 def test_too_few_pairs_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="raise n_molecules"):
         train_analog_lm(_config(tmp_path / "x", n_molecules=6))
+
+
+def test_bad_molecules_name_their_row_or_are_reported(tmp_path):
+    from molfm.tasks.pair_pipeline import InvalidMoleculesError
+
+    smiles = SMILES[:]
+    smiles[3] = "C1CC(C"  # RDKit cannot parse it
+    data = tmp_path / "bad.csv"
+    pd.DataFrame({"SMILES": smiles}).to_csv(data, index=False)
+    with pytest.raises(InvalidMoleculesError, match=r"row 3: 'C1CC\(C'"):
+        train_analog_lm(
+            _config(tmp_path / "err", data=str(data), n_molecules=500, n_val_molecules=0)
+        )
+    train_analog_lm(_config(tmp_path / "skip", data=str(data), on_invalid="skip", max_steps=2))
+    invalid = pd.read_csv(tmp_path / "skip" / "invalid.csv")
+    assert invalid[["row", "smiles"]].values.tolist() == [[3, "C1CC(C"]]
