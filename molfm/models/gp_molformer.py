@@ -161,9 +161,11 @@ class Block(nn.Module):
         position: int | torch.Tensor,
         state: LinearAttentionState,
         inplace: bool = False,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, LinearAttentionState]:
-        """``x`` ``[B, C]`` at ``position`` -> ``([B, C], new state)``."""
-        y, state = self.attn.step(self.ln_1(x), position, state, inplace=inplace)
+        """``x`` ``[B, C]`` at ``position`` -> ``([B, C], new state)``; ``rotary`` as in
+        :meth:`CausalLinearSelfAttention.step`."""
+        y, state = self.attn.step(self.ln_1(x), position, state, inplace=inplace, rotary=rotary)
         x = x + self.drop(y)
         return x + self.drop(self.ffn(self.ln_2(x))), state
 
@@ -325,9 +327,14 @@ class GPMoLFormer(nn.Module):
         if len(state) != len(self.blocks):
             raise ValueError(f"state has {len(state)} layers, model has {len(self.blocks)}")
         x = self.drop(embeds.to(self.tok_emb.weight.dtype))
+        # Every layer rotates at the same position: one cos/sin per step, not one per layer.
+        compute_dtype = torch.promote_types(
+            torch.promote_types(x.dtype, torch.float32), state[0][0].dtype
+        )
+        rotary = self.blocks[0].attn.step_rotary(position, x.device, compute_dtype)
         new_state: State = []
         for block, layer_state in zip(self.blocks, state, strict=True):
-            x, layer_state = block.step(x, position, layer_state, inplace=inplace)
+            x, layer_state = block.step(x, position, layer_state, inplace=inplace, rotary=rotary)
             new_state.append(layer_state)
         return self._logits(x), new_state
 

@@ -7,9 +7,10 @@ token at a time through :meth:`GPMoLFormer.step` until it emits ``<eos>`` or rea
 * **Reproducible**: one ``torch.Generator`` seeded with ``seed`` drives every draw, so the same
   call (same model, seed, ``n``, ``batch_size``, device) gives the same molecules. Changing
   ``batch_size`` or the device changes the random stream, hence the molecules.
-* **Finished sequences cost nothing**: after each step the rows that emitted ``<eos>`` are
-  dropped from the active batch (their recurrent state and tokens), so the batch shrinks as
-  molecules finish.
+* **Finished sequences stop costing**: rows that emitted ``<eos>`` are no longer sampled, and
+  they are dropped from the recurrent state once they make up a quarter of it
+  (:data:`COMPACT_FRACTION`), so the batch shrinks as molecules finish. (Dropping them at
+  every finish would copy the whole state, as costly as a decoding step, nearly every step.)
 * **Prompts** (scaffold decoration, ...): ``prefix_ids`` are fed once through the recurrent
   state of a single sequence, and that state is shared by all samples.
 * **Truncation**: a sequence that reaches ``max_length`` without ``<eos>`` is returned decoded
@@ -32,6 +33,7 @@ from molfm.data.tokenizer import SmilesTokenizer
 from molfm.models.smiles_syntax import SmilesSyntax
 
 __all__ = [
+    "COMPACT_FRACTION",
     "SampledSmiles",
     "top_k_filter",
     "top_p_filter",
@@ -39,6 +41,10 @@ __all__ = [
     "sample_ids",
     "sample",
 ]
+
+
+COMPACT_FRACTION = 0.25
+"""Finished rows are dropped from the recurrent state once they are this fraction of it."""
 
 
 class SampledSmiles(list[str]):
@@ -190,30 +196,41 @@ def _iter_batches(
         step_logits = logits.expand(b, -1)
         out = torch.full((b, max_length), pad, dtype=torch.long, device=device)
         out[:, :start] = prompt_t
-        active = torch.arange(b, device=device)  # rows of `out` still generating
+        rows = torch.arange(b, device=device)  # row of `out` for each state row
+        live = torch.ones(b, dtype=torch.bool, device=device)  # state rows still generating
+        n_live = b
         rows_syntax = prompt_syntax.expand(b) if prompt_syntax is not None else None
         for position in range(start, max_length):
-            step_logits = step_logits.float().index_fill(-1, banned, float("-inf"))
+            # Finished rows may still sit in the state (see COMPACT_FRACTION): sample the
+            # others only, in order, so the random stream does not depend on compaction.
+            live_idx = None if n_live == len(rows) else live.nonzero().squeeze(1)
+            live_logits = step_logits if live_idx is None else step_logits[live_idx]
+            live_logits = live_logits.float().index_fill(-1, banned, float("-inf"))
             if rows_syntax is not None:
-                step_logits = step_logits.masked_fill(syntax.banned(rows_syntax), float("-inf"))
+                live_logits = live_logits.masked_fill(syntax.banned(rows_syntax), float("-inf"))
             token = sample_next_token(
-                step_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                live_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
             )
-            out[active, position] = token
+            out[rows if live_idx is None else rows[live_idx], position] = token
             if rows_syntax is not None:
                 rows_syntax = syntax.update(rows_syntax, token)
-            done = token == eos
-            if bool(done.any()):
-                keep = ~done
-                active, token = active[keep], token[keep]
-                layer_states = [(s[keep], z[keep]) for s, z in layer_states]
+            finished = token == eos  # [n_live]
+            if bool(finished.any()):
                 if rows_syntax is not None:
-                    rows_syntax = rows_syntax.select(keep)
-            if active.numel() == 0 or position == max_length - 1:
+                    rows_syntax = rows_syntax.select(~finished)
+                live[finished if live_idx is None else live_idx[finished]] = False
+                n_live -= int(finished.sum())
+            if live_idx is not None:  # finished rows are fed <eos>; their outputs are unused
+                token = torch.full_like(rows, eos).index_copy_(0, live_idx, token)
+            if n_live == 0 or position == max_length - 1:
                 break
+            if len(rows) - n_live >= COMPACT_FRACTION * len(rows):
+                rows, token = rows[live], token[live]
+                layer_states = [(s[live], z[live]) for s, z in layer_states]
+                live = torch.ones(n_live, dtype=torch.bool, device=device)
             step_logits, layer_states = model.step(token, position, layer_states, inplace=True)
         truncated = torch.zeros(b, dtype=torch.bool, device=device)
-        truncated[active] = True
+        truncated[rows[live]] = True
         ids: list[list[int]] = []
         for row, is_truncated in zip(out.tolist(), truncated.tolist(), strict=True):
             ids.append(row if is_truncated else row[: row.index(eos, start) + 1])

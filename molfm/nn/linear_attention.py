@@ -56,11 +56,13 @@ DEFAULT_EPS = 1e-6
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     """``phi(x) = elu(x) + 1``: ``x + 1`` for ``x > 0``, ``exp(x)`` otherwise.
 
-    Written with ``exp`` directly rather than ``(exp(x) - 1) + 1``, which rounds to exactly 0
-    in float32 below ``x ~ -17`` and would break strict positivity. (The ``clamp`` keeps the
-    unused branch finite so gradients stay finite too.)
+    Computed as ``exp(min(x, 0)) + max(x, 0)``: the same values bit for bit, with ``exp``
+    directly rather than ``(exp(x) - 1) + 1`` (which rounds to exactly 0 in float32 below
+    ``x ~ -17`` and would break strict positivity), and without a data-dependent select
+    (``torch.where`` over both branches cost 2x more per decoding step on CPU). Gradients stay
+    finite: ``exp`` only ever sees ``x <= 0``.
     """
-    return torch.where(x > 0, x + 1.0, torch.exp(x.clamp(max=0.0)))
+    return torch.exp(x.clamp(max=0.0)) + x.clamp(min=0.0)
 
 
 def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
@@ -205,23 +207,35 @@ def linear_attention_step(
         The state including the current token.
     """
     s, z = state
-    out_dtype = v_t.dtype
     dtype = _compute_dtype(s.dtype, q_t.dtype, k_t.dtype, v_t.dtype)
     with torch.autocast(device_type=q_t.device.type, enabled=False):
         phi_q = elu_feature_map(q_t.to(dtype))
         phi_k = elu_feature_map(k_t.to(dtype))
-        v_t = v_t.to(dtype)
-        # One fused pass over S (no separate outer-product tensor): the update is memory bound.
-        if inplace and s.dtype == dtype and z.dtype == dtype:
-            s = s.addcmul_(phi_k.unsqueeze(-1), v_t.unsqueeze(-2))  # [B, H, D, Dv]
-            z = z.add_(phi_k)  # [B, H, D]
-        else:
-            s = torch.addcmul(s.to(dtype), phi_k.unsqueeze(-1), v_t.unsqueeze(-2))
-            z = z.to(dtype) + phi_k
-        numerator = (phi_q.unsqueeze(-2) @ s).squeeze(-2)  # [B, H, Dv]
-        denominator = (phi_q * z).sum(-1, keepdim=True)  # [B, H, 1]
-        out = numerator / (denominator + eps)
-    return out.to(out_dtype), (s, z)
+        out, state = _feature_step(phi_q, phi_k, v_t.to(dtype), state, eps, inplace)
+    return out.to(v_t.dtype), state
+
+
+def _feature_step(
+    phi_q: torch.Tensor,
+    phi_k: torch.Tensor,
+    v_t: torch.Tensor,
+    state: LinearAttentionState,
+    eps: float,
+    inplace: bool,
+) -> tuple[torch.Tensor, LinearAttentionState]:
+    """:func:`linear_attention_step` after the feature map, all in the compute dtype."""
+    s, z = state
+    dtype = v_t.dtype
+    # One fused pass over S (no separate outer-product tensor): the update is memory bound.
+    if inplace and s.dtype == dtype and z.dtype == dtype:
+        s = s.addcmul_(phi_k.unsqueeze(-1), v_t.unsqueeze(-2))  # [B, H, D, Dv]
+        z = z.add_(phi_k)  # [B, H, D]
+    else:
+        s = torch.addcmul(s.to(dtype), phi_k.unsqueeze(-1), v_t.unsqueeze(-2))
+        z = z.to(dtype) + phi_k
+    numerator = (phi_q.unsqueeze(-2) @ s).squeeze(-2)  # [B, H, Dv]
+    denominator = (phi_q * z).sum(-1, keepdim=True)  # [B, H, 1]
+    return numerator / (denominator + eps), (s, z)
 
 
 class CausalLinearSelfAttention(nn.Module):
@@ -314,6 +328,7 @@ class CausalLinearSelfAttention(nn.Module):
         position: int | torch.Tensor,
         state: LinearAttentionState,
         inplace: bool = False,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, LinearAttentionState]:
         """Recurrent form for one token per sequence.
 
@@ -327,6 +342,9 @@ class CausalLinearSelfAttention(nn.Module):
             ``(S [B, H, D, D], z [B, H, D])`` from :meth:`init_state` or the previous step.
         inplace
             Update the state in place (see :func:`linear_attention_step`).
+        rotary
+            ``(cos, sin)`` from :meth:`step_rotary` for this position, computed once per step
+            and shared by the layers (default: computed here).
 
         Returns
         -------
@@ -335,17 +353,29 @@ class CausalLinearSelfAttention(nn.Module):
         new_state
             Updated state.
         """
-        q, k, v = self._split(x_t)  # [B, H, D]
-        dtype = _compute_dtype(q.dtype, state[0].dtype)
-        pos = torch.as_tensor(position, device=x_t.device)
-        cos, sin = self.rotary.cos_sin(pos, dtype=dtype)  # [D] or [B, D]
-        if cos.dim() == 2:
-            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, D]
+        b = x_t.shape[0]
+        qkv = self.qkv(x_t)  # [B, 3C]
+        dtype = _compute_dtype(qkv.dtype, state[0].dtype)
+        cos, sin = self.step_rotary(position, x_t.device, dtype) if rotary is None else rotary
         with torch.autocast(device_type=x_t.device.type, enabled=False):
-            q = apply_rotary(q.to(dtype), cos, sin)
-            k = apply_rotary(k.to(dtype), cos, sin)
-        y, state = linear_attention_step(q, k, v, state, eps=self.eps, inplace=inplace)
-        return self.proj(y.reshape(x_t.shape[0], self.n_embd)), state
+            # Queries and keys are adjacent in the QKV output: rotate and map them together.
+            qk = qkv[:, : 2 * self.n_embd].view(b, 2, self.n_head, self.head_dim).to(dtype)
+            phi = elu_feature_map(apply_rotary(qk, cos, sin))  # [B, 2, H, D]
+            v = qkv[:, 2 * self.n_embd :].view(b, self.n_head, self.head_dim).to(dtype)
+            y, state = _feature_step(phi[:, 0], phi[:, 1], v, state, self.eps, inplace)
+        return self.proj(y.to(qkv.dtype).reshape(b, self.n_embd)), state
+
+    def step_rotary(
+        self, position: int | torch.Tensor, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary ``cos, sin`` for one decoding step, shaped to broadcast over the stacked
+        queries and keys ``[B, 2, H, D]``: ``[D]`` for an int position, ``[B, 1, 1, D]`` for
+        per-sequence positions ``[B]``. Every layer of a model can share them (:meth:`step`'s
+        ``rotary``)."""
+        cos, sin = self.rotary.cos_sin(torch.as_tensor(position, device=device), dtype=dtype)
+        if cos.dim() == 2:
+            cos, sin = cos[:, None, None], sin[:, None, None]
+        return cos, sin
 
     def init_state(
         self,

@@ -11,6 +11,7 @@ import torch
 
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.hub import from_pretrained, save_pretrained
+from molfm.models import sampling
 from molfm.models.gp_molformer import (
     PAPER_VOCAB_SIZE,
     GPMoLFormer,
@@ -227,6 +228,25 @@ def test_sampling_top_k_and_compaction(tok: SmilesTokenizer) -> None:
         top = logits.topk(k, dim=-1).indices
         for p in range(1, len(row)):
             assert row[p] in top[p - 1].tolist()
+
+
+@pytest.mark.parametrize("syntax_mask", [False, True])
+def test_dropping_finished_rows_early_or_late_gives_the_same_molecules(
+    tok: SmilesTokenizer, monkeypatch: pytest.MonkeyPatch, syntax_mask: bool
+) -> None:
+    """Finished rows leave the recurrent state lazily (COMPACT_FRACTION); when they leave must
+    not change what the other rows sample: every finish, a quarter, or never."""
+    model = random_model(tok.vocab_size)
+    with torch.no_grad():
+        model.lm_head.bias[tok.eos_id] += 0.5  # sequences finish at many different steps
+    results = []
+    for fraction in (1e-9, sampling.COMPACT_FRACTION, 2.0):
+        monkeypatch.setattr(sampling, "COMPACT_FRACTION", fraction)
+        got = sample(model, tok, 30, batch_size=16, max_length=20, seed=5, syntax_mask=syntax_mask)
+        results.append((list(got), got.truncated))
+    assert 0 < sum(results[0][1]) < 30
+    assert len({len(s) for s in results[0][0]}) > 3
+    assert results[0] == results[1] == results[2]
 
 
 def test_greedy_and_temperature(tok: SmilesTokenizer) -> None:
