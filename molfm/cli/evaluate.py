@@ -50,8 +50,10 @@ def generation(
     device: str = typer.Option("cpu"),
     output: Path | None = typer.Option(None, "--output", "-o", help="metrics JSON path."),
 ) -> None:
-    """The full MOSES metric suite (valid, unique@k, FCD, SNN, Frag, Scaf, IntDiv, Filters, ...)."""
+    """The full MOSES metric suite (valid, unique@k, FCD, SNN, Frag, Scaf, IntDiv, Filters, ...),
+    and why the invalid SMILES are invalid (invalid/syntax, invalid/kekulization, ...)."""
     from molfm.eval.moses import MosesReference, compute_moses_metrics
+    from molfm.eval.validity import invalid_breakdown
 
     generated = _read_samples(samples, smiles_column)
     if reference != "moses":
@@ -64,7 +66,8 @@ def generation(
     metrics = compute_moses_metrics(
         generated, train=train, test=test, test_scaffolds=test_sf, n_jobs=n_jobs, device=device
     )
-    metrics = {"n_samples": len(generated)} | metrics
+    reasons = {f"invalid/{kind}": n for kind, n in invalid_breakdown(generated).items()}
+    metrics = {"n_samples": len(generated)} | metrics | reasons
     table = Table("metric", "value", title=f"MOSES metrics of {samples}")
     for key, value in metrics.items():
         table.add_row(
