@@ -207,7 +207,8 @@ def _iter_batches(
             live_logits = step_logits if live_idx is None else step_logits[live_idx]
             live_logits = live_logits.float().index_fill(-1, banned, float("-inf"))
             if rows_syntax is not None:
-                live_logits = live_logits.masked_fill(syntax.banned(rows_syntax), float("-inf"))
+                banned_now = syntax.banned(rows_syntax, remaining=max_length - position)
+                live_logits = live_logits.masked_fill(banned_now, float("-inf"))
             token = sample_next_token(
                 live_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
             )

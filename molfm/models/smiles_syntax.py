@@ -14,7 +14,13 @@ last, and bans the next tokens that would break the syntax:
   current atom is already bonded to through the chain (``C1C1``): RDKit rejects both;
 * at most ``max_depth`` nested branches (deeper ``(`` is banned);
 * ``<eos>`` needs every branch and ring closed and an atom, ring label or ``)`` last;
-* ``.`` only outside branches, after an atom, ring label or ``)``.
+* ``.`` only outside branches, after an atom, ring label or ``)``;
+* with a length budget (``remaining`` tokens left, ``<eos>`` included), a row close to it
+  (``remaining <= open rings + open branches + FINISH_SLACK``) may only close: no ``(``, new
+  ring label, bond or ``.``, and no atom while a ring closure, ``)`` or ``<eos>`` is allowed.
+  Without it a constrained row that cannot end runs on to the length limit and is truncated
+  (1.2 % of constrained samples of the shipped model did); rows that end well before the limit
+  are unaffected.
 
 Only syntax is constrained: valence and aromaticity (kekulization) are left to the model, so
 a constrained sample can still fail RDKit sanitization. The constraint changes the sampled
@@ -30,9 +36,14 @@ import torch
 
 from molfm.data.tokenizer import SmilesTokenizer
 
-__all__ = ["SmilesSyntax", "SyntaxState", "token_kind"]
+__all__ = ["FINISH_SLACK", "SmilesSyntax", "SyntaxState", "token_kind"]
 
 ATOM, BOND, OPEN, CLOSE, RING, DOT, START, SPECIAL = range(8)
+# Not a token kind, a state: a bond written after '(' or ')' must bond to an atom, never be a
+# ring bond ('C(=1' and 'C(C)=1' do not parse; 'C=1' and 'C1=2' do).
+ATOM_BOND = 8
+FINISH_SLACK = 3
+"""Spare tokens, beyond one per open ring and branch, at which a row must start closing."""
 _BOND_TOKENS = {"-", "=", "#", "$", ":", "/", "\\"}
 
 
@@ -61,6 +72,7 @@ class SyntaxState:
     parent: torch.Tensor  # [B] atom the current atom is bonded to through the chain (-1: none)
     anchor: torch.Tensor  # [B] atom the next atom will bond to (-1: none)
     stack: torch.Tensor  # [B, max_depth] branch roots, stack[:, d] for open branch d
+    closed: torch.Tensor  # [B, R] openers of the ring bonds closed on the current atom (-1)
 
     def select(self, keep: torch.Tensor) -> SyntaxState:
         """Rows ``keep`` (bool ``[B]`` or indices) of every tensor."""
@@ -103,7 +115,7 @@ class SmilesSyntax:
         self.ring_index = ring_index.to(self.device)  # [V] -> label slot or -1
         # Which kinds may follow which (rows: last kind, columns: next token); <eos> is
         # handled separately because it also depends on open branches and rings.
-        follow = torch.ones(8, 8, dtype=torch.bool)
+        follow = torch.ones(9, 8, dtype=torch.bool)  # [last state, next token kind]
         follow[:, SPECIAL] = False
         for first in (START, DOT):
             follow[first] = False
@@ -113,11 +125,13 @@ class SmilesSyntax:
         follow[BOND] = False
         follow[BOND, ATOM] = follow[BOND, RING] = True
         follow[CLOSE, RING] = False
-        allowed = follow[:, kinds]  # [8, V]
+        follow[ATOM_BOND] = False
+        follow[ATOM_BOND, ATOM] = True
+        allowed = follow[:, kinds]  # [9, V]
         allowed[:, tokenizer.eos_id] = False
         self._allowed = allowed.to(self.device)
         self._ends_ok = torch.tensor(
-            [k in (ATOM, RING, CLOSE) for k in range(8)], dtype=torch.bool, device=self.device
+            [k in (ATOM, RING, CLOSE) for k in range(9)], dtype=torch.bool, device=self.device
         )
 
     def init_state(self, batch_size: int = 1) -> SyntaxState:
@@ -135,24 +149,49 @@ class SmilesSyntax:
             stack=torch.full(
                 (batch_size, self.max_depth), -1, dtype=torch.long, device=self.device
             ),
+            closed=torch.full((batch_size, n_rings), -1, dtype=torch.long, device=self.device),
         )
 
-    def banned(self, state: SyntaxState) -> torch.Tensor:
-        """Bool ``[B, V]``: tokens that would break the syntax after ``state``."""
+    def banned(self, state: SyntaxState, remaining: int | None = None) -> torch.Tensor:
+        """Bool ``[B, V]``: tokens that would break the syntax after ``state``.
+
+        ``remaining``: tokens the rows may still write, ``<eos>`` included (``None``: no
+        limit); rows close to it may only close rings and branches and end."""
         banned = ~self._allowed[state.last]  # [B, V]
         no_branch = state.depth == 0
         banned |= (self.kind == CLOSE).unsqueeze(0) & no_branch.unsqueeze(1)
         banned |= (self.kind == DOT).unsqueeze(0) & ~no_branch.unsqueeze(1)
         banned |= (self.kind == OPEN).unsqueeze(0) & (state.depth >= self.max_depth).unsqueeze(1)
         # An allowed ring label always belongs to the last atom written: a label may not close
-        # onto that atom itself (C11) or onto the atom it is chained to (C1C1, a double bond).
+        # onto that atom itself (C11), onto the atom it is chained to (C1C1), or onto an atom
+        # another label already ring-bonded to it (C12...C12): each would be a second bond.
         current = (state.n_atoms - 1).unsqueeze(1)
         duplicate = (state.ring_atom == current) | (state.ring_atom == state.parent.unsqueeze(1))
+        duplicate |= (state.ring_atom.unsqueeze(2) == state.closed.unsqueeze(1)).any(2)
         if self.ring_ids.numel():
             banned[:, self.ring_ids] |= state.ring_open & duplicate
         ends_ok = no_branch & ~state.ring_open.any(1) & self._ends_ok[state.last]
         banned[:, self.eos_id] = ~ends_ok
+        if remaining is not None:
+            banned = self._close_within(banned, state, remaining)
         return banned
+
+    def _close_within(
+        self, banned: torch.Tensor, state: SyntaxState, remaining: int
+    ) -> torch.Tensor:
+        """Add the closing-mode bans of rows whose budget is nearly spent."""
+        n_open = state.ring_open.sum(1) + state.depth  # [B]
+        closing = remaining <= n_open + FINISH_SLACK  # [B]
+        if not bool(closing.any()):
+            return banned
+        grows = (self.kind == OPEN) | (self.kind == DOT) | (self.kind == BOND)  # [V]
+        extra = grows.unsqueeze(0).expand_as(banned).clone()  # [B, V]
+        if self.ring_ids.numel():
+            extra[:, self.ring_ids] |= ~state.ring_open  # opening a new ring label
+        is_atom = (self.kind == ATOM).unsqueeze(0)
+        closes = ~banned & ~extra & ~is_atom  # ring closures, ')' and <eos> still allowed
+        extra |= is_atom & closes.any(1, keepdim=True)  # an atom only when nothing closes
+        return banned | (extra & closing.unsqueeze(1))
 
     def update(self, state: SyntaxState, tokens: torch.Tensor) -> SyntaxState:
         """The state after appending ``tokens`` (LongTensor ``[B]``, one per row)."""
@@ -171,14 +210,21 @@ class SmilesSyntax:
         anchor = torch.where(is_atom, n_atoms - 1, torch.where(is_close, popped, state.anchor))
         anchor = torch.where(kind == DOT, torch.full_like(anchor, -1), anchor)
         ring_open, ring_atom = state.ring_open.clone(), state.ring_atom.clone()
+        closed = state.closed.masked_fill(is_atom.unsqueeze(1), -1)  # a new current atom
         label = self.ring_index[tokens]
         rows = torch.nonzero(label >= 0).squeeze(1)
         if rows.numel():
             slots = label[rows]
             opening = ~ring_open[rows, slots]
             ring_open[rows, slots] = opening
-            ring_atom[rows, slots] = torch.where(opening, n_atoms[rows] - 1, ring_atom[rows, slots])
-        return SyntaxState(depth, ring_open, ring_atom, n_atoms, kind, parent, anchor, stack)
+            opener = ring_atom[rows, slots]
+            closed[rows, slots] = torch.where(opening, closed[rows, slots], opener)
+            ring_atom[rows, slots] = torch.where(opening, n_atoms[rows] - 1, opener)
+        after_branch = (state.last == OPEN) | (state.last == CLOSE)
+        last = torch.where((kind == BOND) & after_branch, torch.full_like(kind, ATOM_BOND), kind)
+        return SyntaxState(
+            depth, ring_open, ring_atom, n_atoms, last, parent, anchor, stack, closed
+        )
 
     def feed(self, token_ids: list[int]) -> SyntaxState:
         """One-row state after ``token_ids`` (a prompt; specials are skipped)."""

@@ -84,7 +84,8 @@ def _sample_targets(
     for k in range(max_length):
         masked = step_logits.float().index_fill(-1, banned, float("-inf"))
         if rows_syntax is not None:
-            masked = masked.masked_fill(syntax.banned(rows_syntax), float("-inf"))
+            banned_now = syntax.banned(rows_syntax, remaining=max_length - k)
+            masked = masked.masked_fill(banned_now, float("-inf"))
         token = sample_next_token(masked, generator=generator, **sampling)
         out[active, k] = token
         if rows_syntax is not None:

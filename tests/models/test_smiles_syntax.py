@@ -7,6 +7,7 @@ import pytest
 import torch
 from rdkit import Chem
 
+from molfm.models import smiles_syntax
 from molfm.models.registry import load_smiles_model
 from molfm.models.sampling import sample
 from molfm.models.smiles_syntax import ATOM, BOND, CLOSE, OPEN, RING, SmilesSyntax, token_kind
@@ -87,6 +88,12 @@ def test_real_smiles_are_never_banned(tiny):
         ("C1C(C)C", "1", False),  # a 4-ring: atom 3 hangs from atom 1, not atom 0
         ("C1C(C", "1", False),  # inside the branch: closes a 3-ring
         ("C1(C)", "1", True),  # ring label after )
+        ("C12CC1", "2", True),  # atoms 0 and 3 are already ring-bonded through label 1
+        ("C12CC1C", "2", False),  # C12CC1C2: atom 4 is a new partner
+        ("C(=", "1", True),  # a bond opening a branch bonds to an atom
+        ("C(C)=", "1", True),
+        ("C(C)=", "C", False),
+        ("C1=", "2", False),  # C1=2: a second ring bond, double
     ],
 )
 def test_rules(tiny, prefix, token, banned):
@@ -134,3 +141,53 @@ def test_prefix_is_tracked(tiny):
     )
     assert all(s.startswith("c1ccc(") for s in smiles)
     assert all(balanced(s, tokenizer) for s, t in zip(smiles, smiles.truncated) if not t)
+
+
+def test_length_budget_only_closes(tiny):
+    """Near the length limit a row may only close what is open, then end."""
+    _, tokenizer = tiny
+    syntax = SmilesSyntax(tokenizer)
+    state = syntax.feed(tokenizer.encode("c1ccc(C", add_special=False))  # ring 1 + a branch
+    tid = tokenizer.token_to_id
+    free = syntax.banned(state)[0]
+    assert not free[tid("(")] and not free[tid("2")] and not free[tid("C")]
+    near = syntax.banned(state, remaining=5)[0]  # 2 open + FINISH_SLACK = 5
+    assert near[tid("(")] and near[tid("2")] and near[tid("=")] and near[tid("C")]
+    assert not near[tid(")")] and near[tokenizer.eos_id]
+    assert torch.equal(syntax.banned(state, remaining=6), syntax.banned(state))
+    # right after an atom that opened ring 1, no closer is allowed: an atom is, then 1 closes
+    state = syntax.feed(tokenizer.encode("CCc1", add_special=False))
+    near = syntax.banned(state, remaining=3)[0]
+    assert not near[tid("c")] and near[tid("1")] and near[tid("(")]
+    state = syntax.update(state, torch.tensor([tid("c")]))  # bonded to the opener: c1c1 is out
+    near = syntax.banned(state, remaining=3)[0]
+    assert not near[tid("c")] and near[tid("1")]
+    state = syntax.update(state, torch.tensor([tid("c")]))
+    near = syntax.banned(state, remaining=2)[0]
+    assert near[tid("c")] and not near[tid("1")]
+
+
+def test_untrained_model_finishes_within_the_length_limit(tiny, monkeypatch):
+    """With the budget, a random model's constrained samples end instead of running to the
+    limit, and stay syntactic."""
+    model, tokenizer = tiny
+    torch.manual_seed(0)
+    random_model = type(model)(model.config)
+    smiles = sample(random_model, tokenizer, 64, batch_size=16, seed=1, syntax_mask=True)
+    assert all(balanced(s, tokenizer) for s, t in zip(smiles, smiles.truncated) if not t)
+    monkeypatch.setattr(smiles_syntax, "FINISH_SLACK", -1000)  # no budget
+    unbounded = sample(random_model, tokenizer, 64, batch_size=16, seed=1, syntax_mask=True)
+    assert unbounded.n_truncated >= 16
+    assert smiles.n_truncated <= unbounded.n_truncated / 4
+
+
+def test_constrained_samples_always_parse(tiny):
+    """With the mask every sample RDKit reads at all (sanitization aside) unless truncated:
+    no unclosed ring or branch, no doubled bond through ring labels."""
+    model, tokenizer = tiny
+    torch.manual_seed(0)
+    random_model = type(model)(model.config)
+    for m in (model, random_model):
+        smiles = sample(m, tokenizer, 200, batch_size=100, seed=2, syntax_mask=True)
+        for s, truncated in zip(smiles, smiles.truncated, strict=True):
+            assert truncated or Chem.MolFromSmiles(s, sanitize=False) is not None, s
