@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from molfm.data.smiles import SmilesDataModule
 from molfm.data.tokenizer import SmilesTokenizer
 from molfm.hub import save_pretrained
 from molfm.models.registry import DEFAULT_SMILES_MODEL, load_smiles_model
-from molfm.tasks.causal_lm import CausalLMTask, fit_resumable, load_smiles
+from molfm.tasks.causal_lm import CausalLMTask, fit_resumable, load_smiles, start_or_resume
 from molfm.tasks.pair_pipeline import InvalidMoleculesError, check_molecules
 from molfm.tasks.pair_tuning import PairDataset, collate_pairs
 from molfm.tasks.pairs import make_pairs
@@ -141,8 +140,7 @@ def train_analog_lm(cfg: AnalogTrainConfig, callbacks: list | None = None) -> Pa
     if cfg.on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', got {cfg.on_invalid!r}")
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    start_or_resume(out, cfg)
     base, tokenizer = load_smiles_model(cfg.base_model)
     max_length = base.config.max_length
     picked, rows = _molecules(cfg)

@@ -214,6 +214,42 @@ def fit_resumable(
     return trainer
 
 
+RESUMABLE_CHANGES = frozenset(
+    {"max_steps", "val_every_n_steps", "progress", "accelerator", "devices", "num_workers"}
+)
+"""Settings a resumed run may change (raising ``max_steps`` extends a run); any other change
+means a different run, which must not silently continue an old checkpoint."""
+
+
+def start_or_resume(out: Path, cfg: Any) -> None:
+    """Write ``cfg`` (a dataclass) to ``out/train_config.json``, after checking that a run
+    already in ``out`` (a ``checkpoints/last.ckpt``) was started with the same settings.
+
+    Raises
+    ------
+    ValueError
+        Naming every setting that differs from the stored run's, with both values.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    stored_path = out / "train_config.json"
+    new = dataclasses.asdict(cfg)
+    if (out / "checkpoints" / "last.ckpt").exists() and stored_path.exists():
+        stored = json.loads(stored_path.read_text())
+        changed = {
+            key: (stored.get(key), value)
+            for key, value in new.items()
+            if key not in RESUMABLE_CHANGES | {"output_dir"} and stored.get(key) != value
+        }
+        if changed:
+            listed = ", ".join(f"{k}: {old!r} -> {now!r}" for k, (old, now) in changed.items())
+            raise ValueError(
+                f"{out} holds a run started with other settings ({listed}); resuming it would "
+                f"not be this run. Use a new output directory, or the stored settings (only "
+                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change on resume)."
+            )
+    stored_path.write_text(json.dumps(new, indent=2))
+
+
 def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
     """Run (or resume) a GP-MoLFormer pretraining run; return the exported checkpoint dir.
 
@@ -221,8 +257,7 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
     the same vocabulary, data order, optimizer, scheduler and RNG state.
     """
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    start_or_resume(out, cfg)
     L.seed_everything(cfg.seed, workers=True)
     train_smiles, val_smiles = _split_data(cfg)
     vocab_path = out / "tokenizer.json"

@@ -139,6 +139,8 @@ def test_resumed_analog_run_matches_uninterrupted_run(tmp_path, kill_before_step
     straight = train_analog_lm(_config(tmp_path / "a"))
     with pytest.raises(killed):  # killed after the step-6 checkpoint
         train_analog_lm(_config(tmp_path / "b"), callbacks=[stop_at(9)])
+    with pytest.raises(ValueError, match="base_model"):  # another base is another run
+        train_analog_lm(_config(tmp_path / "b", base_model=str(tmp_path / "other")))
     resumed = train_analog_lm(_config(tmp_path / "b"))
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(resumed / "model.safetensors"))

@@ -1,5 +1,7 @@
 """GP-MoLFormer pretraining task: a resumed run continues exactly; the loss goes down."""
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -7,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from molfm.tasks.causal_lm import LMTrainConfig, train_causal_lm
+from molfm.tasks.causal_lm import LMTrainConfig, start_or_resume, train_causal_lm
 
 DATA = Path(__file__).parents[1] / "data"
 TINY = dict(n_layer=2, n_head=2, n_embd=32, ffn_dim=64, dropout=0.1)
@@ -47,6 +49,9 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, smiles_csv, kill_before
     with pytest.raises(killed):
         train_causal_lm(_config(tmp_path / "b", smiles_csv), callbacks=[stop_at(7)])
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").exists()
+    # other settings would be another run: refused, naming what changed
+    with pytest.raises(ValueError, match=r"lr: 0\.003 -> 0\.001.*new output directory"):
+        train_causal_lm(_config(tmp_path / "b", smiles_csv, lr=1e-3))
     resumed = train_causal_lm(_config(tmp_path / "b", smiles_csv))
     logs = sorted(p.name for p in (tmp_path / "b" / "logs").iterdir())
     assert logs == ["version_0", "version_1"]  # the resumed run kept the first run's log
@@ -81,3 +86,23 @@ def test_export_lightning_checkpoint_matches_final_model(tmp_path, smiles_csv):
     exported = from_pretrained(export_checkpoint(last, tmp_path / "exported"))
     ids = torch.tensor([[1, 5, 6, 7, 2]])
     torch.testing.assert_close(exported(ids), final(ids), rtol=0, atol=0)
+
+
+def test_resume_guard_allows_only_resumable_changes(tmp_path):
+    @dataclasses.dataclass
+    class Config:
+        output_dir: str
+        lr: float = 1e-3
+        max_steps: int = 10
+        devices: int = 1
+
+    out = tmp_path / "run"
+    start_or_resume(out, Config(str(out)))  # no checkpoint yet: anything goes
+    start_or_resume(out, Config(str(out), lr=5e-4))
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"")
+    start_or_resume(out, Config(str(out), lr=5e-4, max_steps=20, devices=2))  # raise the budget
+    assert json.loads((out / "train_config.json").read_text())["max_steps"] == 20
+    with pytest.raises(ValueError, match=r"lr: 0\.0005 -> 0\.001"):
+        start_or_resume(out, Config(str(out), max_steps=20))
+    assert json.loads((out / "train_config.json").read_text())["lr"] == 5e-4  # left as it was
