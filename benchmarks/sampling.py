@@ -16,8 +16,8 @@ Usage::
     python benchmarks/sampling.py --batch-size 128 --lengths 64 128 --threads 2 \\
         --out benchmarks/results/sampling.json
 
-``--profile`` adds, per length, the share of each model's operator time spent in the weight
-projections (``addmm``/``mm``; the same GEMMs in both models) and the speed-up molfm could
+``--profile`` adds, per length, each model's top operators (printed) and the share of its
+operator time spent in the weight projections (``addmm``/``mm``; the same GEMMs in both models) and the speed-up molfm could
 reach over ``generate()`` if it spent time on nothing else (an Amdahl bound).
 """
 
@@ -67,14 +67,39 @@ def gpt2_manual(model: GPT2LMHeadModel, batch: int, length: int, bos: int, eos: 
     return past
 
 
-def projection_share(fn) -> float:
+def gpt2_like(cfg: GPMoLFormerConfig) -> GPT2LMHeadModel:
+    """A Hugging Face GPT-2 (random weights, no dropout) of the same shape as a GP-MoLFormer
+    config: layers, heads, width, FFN, vocabulary, length limit and special tokens."""
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=cfg.vocab_size,
+            n_positions=cfg.max_length,
+            n_embd=cfg.n_embd,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_inner=cfg.ffn_dim,
+            bos_token_id=cfg.bos_id,
+            eos_token_id=cfg.eos_id,
+            pad_token_id=cfg.pad_id,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            tie_word_embeddings=False,
+        )
+    )
+
+
+def projection_share(fn, name: str = "") -> float:
     """Fraction of ``fn``'s operator time spent in weight GEMMs (``addmm``/``mm``: the QKV,
-    output, FFN and LM-head projections), from one run under ``torch.profiler``."""
+    output, FFN and LM-head projections), from one run under ``torch.profiler``; the run's
+    top operators are printed under ``name``."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     events = prof.key_averages()
+    print(f"--- {name}: top operators by self CPU time")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
     total = sum(e.self_cpu_time_total for e in events)
     gemm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::addmm", "aten::mm"))
     return gemm / total
@@ -123,27 +148,7 @@ def main() -> None:
         lm_head="linear",
     )
     molfm_model = GPMoLFormer(cfg).to(device).eval()
-    gpt2 = (
-        GPT2LMHeadModel(
-            GPT2Config(
-                vocab_size=args.vocab_size,
-                n_positions=max(args.lengths) + 1,
-                n_embd=args.n_embd,
-                n_layer=args.n_layer,
-                n_head=args.n_head,
-                n_inner=args.ffn_dim,
-                bos_token_id=cfg.bos_id,
-                eos_token_id=cfg.eos_id,
-                pad_token_id=cfg.pad_id,
-                resid_pdrop=0.0,
-                embd_pdrop=0.0,
-                attn_pdrop=0.0,
-                tie_word_embeddings=False,
-            )
-        )
-        .to(device)
-        .eval()
-    )
+    gpt2 = gpt2_like(cfg).to(device).eval()
     params = {
         "molfm": sum(p.numel() for p in molfm_model.parameters()),
         "gpt2": sum(p.numel() for p in gpt2.parameters()),
@@ -206,8 +211,8 @@ def main() -> None:
         if args.profile:
             # Both models run the same projections; if molfm spent time on nothing else, the
             # speed-up over generate() could be at most t_generate / (share * t_molfm).
-            share_molfm = projection_share(run_molfm)
-            share_gpt2 = projection_share(run_gpt2_manual)
+            share_molfm = projection_share(run_molfm, f"molfm, {length} tokens")
+            share_gpt2 = projection_share(run_gpt2_manual, f"GPT-2 KV loop, {length} tokens")
             row |= {
                 "molfm_projection_share": share_molfm,
                 "gpt2_manual_projection_share": share_gpt2,

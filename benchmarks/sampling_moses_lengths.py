@@ -29,8 +29,8 @@ import statistics
 from pathlib import Path
 
 import torch
-from sampling import timed  # benchmarks/sampling.py
-from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
+from sampling import gpt2_like, timed  # benchmarks/sampling.py
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from molfm.models import DEFAULT_SMILES_MODEL
 from molfm.models.registry import load_smiles_model
@@ -96,24 +96,7 @@ def main() -> None:
     model, _ = load_smiles_model(args.model)
     model = model.float().to(device).eval()
     cfg = model.config
-    gpt2 = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=cfg.vocab_size,
-            n_positions=cfg.max_length,
-            n_embd=cfg.n_embd,
-            n_layer=cfg.n_layer,
-            n_head=cfg.n_head,
-            n_inner=cfg.ffn_dim,
-            bos_token_id=cfg.bos_id,
-            eos_token_id=cfg.eos_id,
-            pad_token_id=cfg.pad_id,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            tie_word_embeddings=False,
-        )
-    )
-    gpt2 = gpt2.to(device).eval()
+    gpt2 = gpt2_like(cfg).to(device).eval()
 
     def run_molfm():
         return sample_ids(model, args.n, batch_size=args.batch_size, seed=0, device=device)
