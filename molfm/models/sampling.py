@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from molfm.data.tokenizer import SmilesTokenizer
-from molfm.models.smiles_syntax import SmilesSyntax
+from molfm.models.smiles_syntax import SmilesSyntax, SyntaxState
 
 __all__ = [
     "COMPACT_FRACTION",
@@ -38,6 +38,8 @@ __all__ = [
     "top_k_filter",
     "top_p_filter",
     "sample_next_token",
+    "sample_continuations",
+    "repeat_state",
     "sample_ids",
     "sample",
 ]
@@ -145,6 +147,98 @@ def sample_next_token(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def sample_continuations(
+    model: nn.Module,
+    layer_states: list[tuple[torch.Tensor, torch.Tensor]],
+    logits: torch.Tensor,
+    *,
+    position: int,
+    n_tokens: int,
+    generator: torch.Generator,
+    banned: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    syntax: SmilesSyntax | None = None,
+    rows_syntax: SyntaxState | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample up to ``n_tokens`` tokens per row, each row continuing its own recurrent state.
+
+    The loop shared by de novo sampling, decoration-free prompts and pair-tuned optimization.
+    Finished rows are no longer sampled; they leave the state once they are
+    :data:`COMPACT_FRACTION` of it. The live rows are always sampled in row order, so the random
+    stream does not depend on compaction.
+
+    Parameters
+    ----------
+    model
+        A GP-MoLFormer in eval mode.
+    layer_states
+        The rows' recurrent states, ``B`` rows; **updated in place** (pass own copies).
+    logits
+        ``[B, V]`` next-token logits of those states.
+    position
+        Position of the first sampled token (rotary phase).
+    n_tokens
+        Most tokens per row, ``<eos>`` included.
+    generator
+        Drives every draw.
+    banned
+        ``[K]`` token ids never sampled.
+    temperature, top_k, top_p
+        See :func:`sample_next_token`.
+    syntax, rows_syntax
+        Optional SMILES syntax mask and the rows' syntax state (``B`` rows).
+
+    Returns
+    -------
+    tokens
+        ``[B, n_tokens]`` LongTensor; row ``i`` is valid up to ``lengths[i]`` (then ``<eos>``).
+    lengths
+        ``[B]`` tokens before ``<eos>``; ``n_tokens`` when the row never wrote ``<eos>``
+        (truncated).
+    """
+    eos = model.config.eos_id
+    device = logits.device
+    b = logits.shape[0]
+    out = torch.full((b, n_tokens), eos, dtype=torch.long, device=device)
+    lengths = torch.full((b,), n_tokens, dtype=torch.long, device=device)
+    rows = torch.arange(b, device=device)  # row of `out` for each state row
+    live = torch.ones(b, dtype=torch.bool, device=device)  # state rows still generating
+    n_live = b
+    for k in range(n_tokens):
+        live_idx = None if n_live == len(rows) else live.nonzero().squeeze(1)
+        live_logits = logits if live_idx is None else logits[live_idx]
+        live_logits = live_logits.float().index_fill(-1, banned, float("-inf"))
+        if rows_syntax is not None:
+            banned_now = syntax.banned(rows_syntax, remaining=n_tokens - k)
+            live_logits = live_logits.masked_fill(banned_now, float("-inf"))
+        token = sample_next_token(
+            live_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+        )
+        live_rows = rows if live_idx is None else rows[live_idx]
+        out[live_rows, k] = token
+        if rows_syntax is not None:
+            rows_syntax = syntax.update(rows_syntax, token)
+        finished = token == eos  # [n_live]
+        if bool(finished.any()):
+            lengths[live_rows[finished]] = k
+            if rows_syntax is not None:
+                rows_syntax = rows_syntax.select(~finished)
+            live[finished if live_idx is None else live_idx[finished]] = False
+            n_live -= int(finished.sum())
+        if n_live == 0 or k == n_tokens - 1:
+            break
+        if live_idx is not None:  # finished rows are fed <eos>; their outputs are unused
+            token = torch.full_like(rows, eos).index_copy_(0, live_idx, token)
+        if len(rows) - n_live >= COMPACT_FRACTION * len(rows):
+            rows, token = rows[live], token[live]
+            layer_states = [(s[live], z[live]) for s, z in layer_states]
+            live = torch.ones(n_live, dtype=torch.bool, device=device)
+        logits, layer_states = model.step(token, position + k, layer_states, inplace=True)
+    return out, lengths
+
+
 def _iter_batches(
     model: nn.Module,
     n: int,
@@ -162,7 +256,7 @@ def _iter_batches(
 ) -> Iterator[tuple[list[list[int]], list[bool]]]:
     """Yield ``(ids, truncated)`` per batch; ids run from ``<bos>`` to ``<eos>`` inclusive."""
     config = model.config
-    bos, eos, pad = config.bos_id, config.eos_id, config.pad_id
+    bos, eos = config.bos_id, config.eos_id
     max_length = config.max_length if max_length is None else max_length
     prompt = [bos, *(prefix_ids or [])]
     if len(prompt) > 1 and prompt[1] == bos:  # the caller already included <bos>
@@ -186,56 +280,40 @@ def _iter_batches(
     for position, token in enumerate(prompt):
         logits, state = model.step(torch.tensor([token], device=device), position, state)
     start = len(prompt)
-    prompt_t = torch.tensor(prompt, dtype=torch.long, device=device)
+    n_tokens = max_length - start
     prompt_syntax = syntax.feed(prompt) if syntax is not None else None
 
     for first in range(0, n, batch_size):
         b = min(batch_size, n - first)
-        # Own copies per batch: the steps below update the state in place.
-        layer_states = [(s.repeat(b, 1, 1, 1), z.repeat(b, 1, 1)) for s, z in state]
-        step_logits = logits.expand(b, -1)
-        out = torch.full((b, max_length), pad, dtype=torch.long, device=device)
-        out[:, :start] = prompt_t
-        rows = torch.arange(b, device=device)  # row of `out` for each state row
-        live = torch.ones(b, dtype=torch.bool, device=device)  # state rows still generating
-        n_live = b
-        rows_syntax = prompt_syntax.expand(b) if prompt_syntax is not None else None
-        for position in range(start, max_length):
-            # Finished rows may still sit in the state (see COMPACT_FRACTION): sample the
-            # others only, in order, so the random stream does not depend on compaction.
-            live_idx = None if n_live == len(rows) else live.nonzero().squeeze(1)
-            live_logits = step_logits if live_idx is None else step_logits[live_idx]
-            live_logits = live_logits.float().index_fill(-1, banned, float("-inf"))
-            if rows_syntax is not None:
-                banned_now = syntax.banned(rows_syntax, remaining=max_length - position)
-                live_logits = live_logits.masked_fill(banned_now, float("-inf"))
-            token = sample_next_token(
-                live_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-            )
-            out[rows if live_idx is None else rows[live_idx], position] = token
-            if rows_syntax is not None:
-                rows_syntax = syntax.update(rows_syntax, token)
-            finished = token == eos  # [n_live]
-            if bool(finished.any()):
-                if rows_syntax is not None:
-                    rows_syntax = rows_syntax.select(~finished)
-                live[finished if live_idx is None else live_idx[finished]] = False
-                n_live -= int(finished.sum())
-            if live_idx is not None:  # finished rows are fed <eos>; their outputs are unused
-                token = torch.full_like(rows, eos).index_copy_(0, live_idx, token)
-            if n_live == 0 or position == max_length - 1:
-                break
-            if len(rows) - n_live >= COMPACT_FRACTION * len(rows):
-                rows, token = rows[live], token[live]
-                layer_states = [(s[live], z[live]) for s, z in layer_states]
-                live = torch.ones(n_live, dtype=torch.bool, device=device)
-            step_logits, layer_states = model.step(token, position, layer_states, inplace=True)
-        truncated = torch.zeros(b, dtype=torch.bool, device=device)
-        truncated[rows[live]] = True
+        tokens, lengths = sample_continuations(
+            model,
+            repeat_state(state, b),  # own copies: sampling updates them in place
+            logits.expand(b, -1),
+            position=start,
+            n_tokens=n_tokens,
+            generator=generator,
+            banned=banned,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            syntax=syntax,
+            rows_syntax=prompt_syntax.expand(b) if prompt_syntax is not None else None,
+        )
         ids: list[list[int]] = []
-        for row, is_truncated in zip(out.tolist(), truncated.tolist(), strict=True):
-            ids.append(row if is_truncated else row[: row.index(eos, start) + 1])
-        yield ids, truncated.tolist()
+        truncated: list[bool] = []
+        for row, length in zip(tokens.tolist(), lengths.tolist(), strict=True):
+            truncated.append(length == n_tokens)
+            ids.append(prompt + row[: length + (0 if length == n_tokens else 1)])
+        yield ids, truncated
+
+
+def repeat_state(
+    state: list[tuple[torch.Tensor, torch.Tensor]], n: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` own copies of a one-row recurrent state (for sampling, which works in place)."""
+    return [
+        (s.repeat(n, *([1] * (s.dim() - 1))), z.repeat(n, *([1] * (z.dim() - 1)))) for s, z in state
+    ]
 
 
 def _prepare(model: nn.Module, device: torch.device | str) -> bool:

@@ -33,8 +33,8 @@ import torch
 from rdkit import Chem
 
 from molfm.data.tokenizer import SmilesTokenizer
-from molfm.models.gp_molformer import GPMoLFormer, State
-from molfm.models.sampling import sample_next_token
+from molfm.models.gp_molformer import GPMoLFormer
+from molfm.models.sampling import repeat_state, sample_continuations
 from molfm.models.smiles_syntax import SmilesSyntax
 from molfm.tasks.generation import canonicalize
 from molfm.tasks.pair_tuning import SoftPrompt
@@ -54,56 +54,6 @@ CANDIDATE_COLUMNS = [
     "improvement",
     "truncated",
 ]
-
-
-def _expand(state: State, n: int) -> State:
-    return [(s.expand(n, *s.shape[1:]), z.expand(n, *z.shape[1:])) for s, z in state]
-
-
-def _sample_targets(
-    model: GPMoLFormer,
-    state: State,
-    logits: torch.Tensor,
-    start: int,
-    n: int,
-    max_length: int,
-    banned: torch.Tensor,
-    generator: torch.Generator,
-    sampling: dict[str, Any],
-    syntax: SmilesSyntax | None = None,
-) -> tuple[list[list[int]], list[bool]]:
-    """Sample ``n`` continuations from one state (``logits`` ``[1, V]``, next position
-    ``start``); returns token lists (without ``<eos>``) and truncation flags."""
-    eos = model.config.eos_id
-    states = _expand(state, n)
-    step_logits = logits.expand(n, -1)
-    out = torch.full((n, max_length), eos, dtype=torch.long, device=logits.device)
-    active = torch.arange(n, device=logits.device)
-    lengths = torch.full((n,), max_length, dtype=torch.long)
-    rows_syntax = syntax.init_state(n) if syntax is not None else None  # the target's syntax
-    for k in range(max_length):
-        masked = step_logits.float().index_fill(-1, banned, float("-inf"))
-        if rows_syntax is not None:
-            banned_now = syntax.banned(rows_syntax, remaining=max_length - k)
-            masked = masked.masked_fill(banned_now, float("-inf"))
-        token = sample_next_token(masked, generator=generator, **sampling)
-        out[active, k] = token
-        if rows_syntax is not None:
-            rows_syntax = syntax.update(rows_syntax, token)
-        done = token == eos
-        if bool(done.any()):
-            lengths[active[done].cpu()] = k
-            keep = ~done
-            active, token = active[keep], token[keep]
-            states = [(s[keep], z[keep]) for s, z in states]
-            if rows_syntax is not None:
-                rows_syntax = rows_syntax.select(keep)
-        if active.numel() == 0 or k == max_length - 1:
-            break
-        step_logits, states = model.step(token, start + k, states)
-    rows = out.cpu().tolist()
-    tokens = [row[: int(length)] for row, length in zip(rows, lengths, strict=True)]
-    return tokens, [int(length) == max_length for length in lengths]
 
 
 def _property(prop: str | Callable[[Chem.Mol], float] | None) -> Callable | None:
@@ -199,20 +149,23 @@ def optimize(
                 logits, state = model.step(token_t, n_prompt + t, state)
             generator = torch.Generator(device=device)
             generator.manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
-            tokens, truncated = _sample_targets(
+            tokens, lengths = sample_continuations(
                 model,
-                state,
-                logits,
-                1,  # the target restarts at position 1 (see pair_tuning.pair_positions)
-                n_candidates,
-                max_length,
-                banned,
-                generator,
-                sampling,
-                syntax,
+                repeat_state(state, n_candidates),
+                logits.expand(n_candidates, -1),
+                position=1,  # the target restarts at position 1 (pair_tuning.pair_positions)
+                n_tokens=max_length,
+                generator=generator,
+                banned=banned,
+                syntax=syntax,
+                rows_syntax=syntax.init_state(n_candidates) if syntax is not None else None,
+                **sampling,
             )
+            lengths = lengths.tolist()
+            truncated = [length == max_length for length in lengths]
+            rows = zip(tokens.tolist(), lengths, strict=True)
+            candidates = [tokenizer.decode(row[:length]) for row, length in rows]
             value = None if source_values is None else float(source_values[index])
-            candidates = [tokenizer.decode(t) for t in tokens]
             records.extend(_score(source, index, candidates, truncated, prop_fn, value))
             if callback is not None:
                 callback(index + 1)
