@@ -9,13 +9,20 @@ the template with the recurrent form of the model:
 * at a ``*`` the model **samples freely**: for a branch slot until it writes the ``)`` that
   closes the branch, for a final slot until ``<eos>``.
 
-While sampling inside a slot, tokens that would break the scaffold are masked: anything but
-an atom or a single bond as the slot's first token, the ring-bond labels still open in the
-template (they would close a scaffold ring onto the substituent),
-``)`` or ``<eos>`` before the substituent has an atom or while its own rings/branches are
-open, and ``<eos>`` inside a branch slot. The model's conditional distribution does the
-rest; the resulting molecules are then checked with RDKit (validity, and whether the
-scaffold is still a substructure with every attachment point carrying a heavy atom).
+While sampling inside a slot, two masks apply:
+
+* the scaffold's: anything but an atom or a single bond as the slot's first token, the
+  ring-bond labels still open in the template (they would close a scaffold ring onto the
+  substituent), ``)`` or ``<eos>`` before the substituent has an atom or while its own
+  rings/branches are open, and ``<eos>`` inside a branch slot;
+* the SMILES syntax of the whole string so far (:class:`~molfm.models.smiles_syntax.SmilesSyntax`:
+  no ``C11``/``C1C1``/duplicate ring bonds, no ring label after a branch, ...), with a length
+  budget of ``max_slot_tokens`` per slot: a slot near it may only close its rings and branches
+  and end, so slots do not run away.
+
+The model's conditional distribution does the rest; the resulting molecules are then checked
+with RDKit (validity, and whether the scaffold is still a substructure with every attachment
+point carrying a heavy atom).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from rdkit import Chem, rdBase
 from molfm.chem.parse import InvalidMoleculeError, parse_smiles
 from molfm.data.tokenizer import SmilesTokenizer, UnknownTokenError, tokenize_smiles
 from molfm.models.sampling import sample_next_token
-from molfm.models.smiles_syntax import ATOM, BOND, OPEN, RING, token_kind
+from molfm.models.smiles_syntax import ATOM, BOND, OPEN, RING, SmilesSyntax, token_kind
 
 __all__ = ["ScaffoldTemplate", "scaffold_template", "decorate", "keeps_scaffold"]
 
@@ -107,6 +114,7 @@ class _Cursor:
     rings: set[str] = field(default_factory=set)  # ring labels opened inside the slot
     has_atom: bool = False
     slot_tokens: int = 0
+    slot_base_open: int = 0  # rings + branches open in the whole string when the slot began
     done: bool = False
     failed: bool = False
     tokens: list[str] = field(default_factory=list)
@@ -190,22 +198,23 @@ def decorate(
         raise UnknownTokenError(template.smiles, unknown)
     model.eval().to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    syntax = SmilesSyntax(tokenizer)  # on the CPU, where the slot masks are built
     ids = {t: tokenizer.token_to_id(t) for k, t in template.items if k == FORCED}
     out: list[str | None] = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
         cursors = [_Cursor() for _ in range(b)]
+        rows_syntax = syntax.init_state(b)  # the whole string written so far, per row
         state = model.init_state(b, device=device)
         position = 0
         logits, state = model.step(torch.full((b,), tokenizer.bos_id, device=device), 0, state)
         while True:
-            active = [i for i, c in enumerate(cursors) if not c.done]
-            if not active:
-                break
             next_ids = torch.full((b,), tokenizer.pad_id, dtype=torch.long)
+            fed: list[int] = []  # rows given a SMILES token this step
             sampling_rows, masks, kinds = [], [], []
-            for i in active:
-                cur = cursors[i]
+            for i, cur in enumerate(cursors):
+                if cur.done:
+                    continue
                 if cur.item >= len(template.items):
                     cur.done = True
                     continue
@@ -214,22 +223,35 @@ def decorate(
                     next_ids[i] = ids[token]
                     cur.tokens.append(token)
                     cur.item += 1
+                    fed.append(i)
                 else:
                     sampling_rows.append(i)
-                    masks.append(_slot_mask(tokenizer, template, cur, kind))
+                    masks.append(_slot_mask(tokenizer, template, cursors[i], kind))
                     kinds.append(kind)
             if sampling_rows:
                 rows = torch.tensor(sampling_rows)
+                slot_syntax = rows_syntax.select(rows)
+                open_now = (slot_syntax.ring_open.sum(1) + slot_syntax.depth).tolist()
+                budget = []
+                for i, n_open in zip(sampling_rows, open_now, strict=True):
+                    cur = cursors[i]
+                    if cur.slot_tokens == 0:
+                        cur.slot_base_open = n_open
+                    # the syntax budget counts every open ring and branch; the slot must close
+                    # only its own (and write one closing token), within max_slot_tokens
+                    budget.append(max_slot_tokens - cur.slot_tokens + cur.slot_base_open)
+                banned = syntax.banned(
+                    slot_syntax, remaining=torch.tensor(budget), also=torch.stack(masks)
+                )
                 row_logits = logits[rows.to(logits.device)].float().cpu()
-                row_logits = row_logits.masked_fill(torch.stack(masks), float("-inf"))
                 drawn = sample_next_token(
-                    row_logits,
+                    row_logits.masked_fill(banned, float("-inf")),
                     temperature=temperature,
                     top_k=top_k,
                     top_p=top_p,
                     generator=generator,
                 )
-                for i, kind, token_id in zip(sampling_rows, kinds, drawn.tolist()):
+                for i, kind, token_id in zip(sampling_rows, kinds, drawn.tolist(), strict=True):
                     cur = cursors[i]
                     if token_id == tokenizer.eos_id:  # only allowed to end a final slot
                         cur.done, cur.item = True, len(template.items)
@@ -237,13 +259,18 @@ def decorate(
                     token = tokenizer.id_to_token(token_id)
                     cur.tokens.append(token)
                     next_ids[i] = token_id
+                    fed.append(i)
                     if _advance_slot(cur, token, kind):
                         cur.item += 1
                         cur.depth, cur.rings, cur.has_atom, cur.slot_tokens = 0, set(), False, 0
                     elif cur.slot_tokens >= max_slot_tokens:
                         cur.done = cur.failed = True
-            still = [i for i in range(b) if not cursors[i].done]
-            if not still:
+            if fed:
+                fed_rows = torch.tensor(fed)
+                rows_syntax.put(
+                    fed_rows, syntax.update(rows_syntax.select(fed_rows), next_ids[fed_rows])
+                )
+            if all(c.done for c in cursors):
                 break
             position += 1
             logits, state = model.step(next_ids.to(device), position, state)

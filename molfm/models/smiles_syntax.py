@@ -16,7 +16,8 @@ last, and bans the next tokens that would break the syntax:
 * ``<eos>`` needs every branch and ring closed and an atom, ring label or ``)`` last;
 * ``.`` only outside branches, after an atom, ring label or ``)``;
 * with a length budget (``remaining`` tokens left, ``<eos>`` included), a row close to it
-  (``remaining <= open rings + open branches + FINISH_SLACK``) may only close: no ``(``, new
+  (``remaining <= open rings + open branches + atoms a fresh ring still needs + FINISH_SLACK``)
+  may only close: no ``(``, new
   ring label, bond or ``.``, and no atom while a ring closure, ``)`` or ``<eos>`` is allowed.
   Without it a constrained row that cannot end runs on to the length limit and is truncated
   (1.2 % of constrained samples of the shipped model did); rows that end well before the limit
@@ -42,7 +43,7 @@ ATOM, BOND, OPEN, CLOSE, RING, DOT, START, SPECIAL = range(8)
 # Not a token kind, a state: a bond written after '(' or ')' must bond to an atom, never be a
 # ring bond ('C(=1' and 'C(C)=1' do not parse; 'C=1' and 'C1=2' do).
 ATOM_BOND = 8
-FINISH_SLACK = 3
+FINISH_SLACK = 4
 """Spare tokens, beyond one per open ring and branch, at which a row must start closing."""
 _BOND_TOKENS = {"-", "=", "#", "$", ":", "/", "\\"}
 
@@ -77,6 +78,11 @@ class SyntaxState:
     def select(self, keep: torch.Tensor) -> SyntaxState:
         """Rows ``keep`` (bool ``[B]`` or indices) of every tensor."""
         return SyntaxState(*(t[keep] for t in vars(self).values()))
+
+    def put(self, rows: torch.Tensor, other: SyntaxState) -> None:
+        """Overwrite rows ``rows`` (indices ``[K]``) with the ``K`` rows of ``other``, in place."""
+        for name, tensor in vars(self).items():
+            tensor[rows] = getattr(other, name)
 
     def expand(self, batch_size: int) -> SyntaxState:
         """Repeat a one-row state ``batch_size`` times."""
@@ -130,6 +136,9 @@ class SmilesSyntax:
         allowed = follow[:, kinds]  # [9, V]
         allowed[:, tokenizer.eos_id] = False
         self._allowed = allowed.to(self.device)
+        self._needs_atom = torch.tensor(
+            [k in (BOND, OPEN, DOT, ATOM_BOND) for k in range(9)], device=self.device
+        )
         self._ends_ok = torch.tensor(
             [k in (ATOM, RING, CLOSE) for k in range(9)], dtype=torch.bool, device=self.device
         )
@@ -152,11 +161,19 @@ class SmilesSyntax:
             closed=torch.full((batch_size, n_rings), -1, dtype=torch.long, device=self.device),
         )
 
-    def banned(self, state: SyntaxState, remaining: int | None = None) -> torch.Tensor:
+    def banned(
+        self,
+        state: SyntaxState,
+        remaining: int | torch.Tensor | None = None,
+        also: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Bool ``[B, V]``: tokens that would break the syntax after ``state``.
 
         ``remaining``: tokens the rows may still write, ``<eos>`` included (``None``: no
-        limit); rows close to it may only close rings and branches and end."""
+        limit; a LongTensor ``[B]`` gives one budget per row); rows close to it may only close
+        rings and branches and end. ``also``: bool ``[B, V]`` of tokens the caller bans for
+        its own reasons; they are applied before the budget, so a closing row is not pushed
+        towards a token the caller would refuse."""
         banned = ~self._allowed[state.last]  # [B, V]
         no_branch = state.depth == 0
         banned |= (self.kind == CLOSE).unsqueeze(0) & no_branch.unsqueeze(1)
@@ -172,16 +189,28 @@ class SmilesSyntax:
             banned[:, self.ring_ids] |= state.ring_open & duplicate
         ends_ok = no_branch & ~state.ring_open.any(1) & self._ends_ok[state.last]
         banned[:, self.eos_id] = ~ends_ok
+        if also is not None:
+            banned |= also
         if remaining is not None:
             banned = self._close_within(banned, state, remaining)
         return banned
 
     def _close_within(
-        self, banned: torch.Tensor, state: SyntaxState, remaining: int
+        self, banned: torch.Tensor, state: SyntaxState, remaining: int | torch.Tensor
     ) -> torch.Tensor:
         """Add the closing-mode bans of rows whose budget is nearly spent."""
         n_open = state.ring_open.sum(1) + state.depth  # [B]
-        closing = remaining <= n_open + FINISH_SLACK  # [B]
+        # A ring opened on the current atom can close only two atoms later, one opened on the
+        # chained atom one atom later (C1CC1): those atoms are part of the cost of finishing.
+        on_current = state.ring_open & (state.ring_atom == (state.n_atoms - 1).unsqueeze(1))
+        on_parent = state.ring_open & (state.ring_atom == state.parent.unsqueeze(1))
+        atoms_needed = torch.where(on_current.any(1), 2, on_parent.any(1).long())  # [B]
+        # after a bond, '(' or '.' the next token is an atom; after ')' a ring closure is too
+        needs_atom = self._needs_atom[state.last] | (
+            (state.last == CLOSE) & state.ring_open.any(1)
+        )
+        atoms_needed = torch.maximum(atoms_needed, needs_atom.long())
+        closing = remaining <= n_open + atoms_needed + FINISH_SLACK  # [B]
         if not bool(closing.any()):
             return banned
         grows = (self.kind == OPEN) | (self.kind == DOT) | (self.kind == BOND)  # [V]

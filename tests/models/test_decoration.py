@@ -104,3 +104,16 @@ def test_unknown_scaffold_token_is_named(tiny):
     model, tokenizer = tiny
     with pytest.raises(UnknownTokenError, match=r"\[se\]"):
         decorate(model, tokenizer, "[Se]1C=CC(*)=C1", 2)
+
+
+def test_decorations_always_parse_as_smiles_syntax(tiny):
+    """The slots are sampled under SmilesSyntax: a failure may be chemical (valence,
+    aromaticity), never a syntax error, and no slot runs past its budget."""
+    from molfm.eval.validity import invalid_kind
+
+    model, tokenizer = tiny
+    for scaffold in ("c1ccc2[nH]c(*)nc2c1", "*C1CCN(*)CC1"):
+        out = decorate(model, tokenizer, scaffold, 60, seed=1, max_slot_tokens=30)
+        kinds = [invalid_kind(s) for s in out if s is not None]
+        assert "syntax" not in kinds, [s for s in out if s and invalid_kind(s) == "syntax"]
+        assert sum(s is None for s in out) <= 3  # budget: rare unclosable tails only

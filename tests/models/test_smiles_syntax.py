@@ -10,7 +10,16 @@ from rdkit import Chem
 from molfm.models import smiles_syntax
 from molfm.models.registry import load_smiles_model
 from molfm.models.sampling import sample
-from molfm.models.smiles_syntax import ATOM, BOND, CLOSE, OPEN, RING, SmilesSyntax, token_kind
+from molfm.models.smiles_syntax import (
+    ATOM,
+    BOND,
+    CLOSE,
+    FINISH_SLACK,
+    OPEN,
+    RING,
+    SmilesSyntax,
+    token_kind,
+)
 
 DATA = Path(__file__).parents[1] / "data"
 TINY = DATA / "tiny-gp-molformer"
@@ -151,10 +160,14 @@ def test_length_budget_only_closes(tiny):
     tid = tokenizer.token_to_id
     free = syntax.banned(state)[0]
     assert not free[tid("(")] and not free[tid("2")] and not free[tid("C")]
-    near = syntax.banned(state, remaining=5)[0]  # 2 open + FINISH_SLACK = 5
+    near = syntax.banned(state, remaining=2 + FINISH_SLACK)[0]  # ring 1 and a branch open
     assert near[tid("(")] and near[tid("2")] and near[tid("=")] and near[tid("C")]
     assert not near[tid(")")] and near[tokenizer.eos_id]
-    assert torch.equal(syntax.banned(state, remaining=6), syntax.banned(state))
+    assert torch.equal(syntax.banned(state, remaining=3 + FINISH_SLACK), syntax.banned(state))
+    # a ring just opened on the current atom costs two more atoms before it can close
+    fresh = syntax.feed(tokenizer.encode("CCc1", add_special=False))
+    assert syntax.banned(fresh, remaining=1 + 2 + FINISH_SLACK)[0, tid("2")]
+    assert torch.equal(syntax.banned(fresh, remaining=4 + FINISH_SLACK), syntax.banned(fresh))
     # right after an atom that opened ring 1, no closer is allowed: an atom is, then 1 closes
     state = syntax.feed(tokenizer.encode("CCc1", add_special=False))
     near = syntax.banned(state, remaining=3)[0]
