@@ -206,9 +206,7 @@ class SmilesSyntax:
         on_parent = state.ring_open & (state.ring_atom == state.parent.unsqueeze(1))
         atoms_needed = torch.where(on_current.any(1), 2, on_parent.any(1).long())  # [B]
         # after a bond, '(' or '.' the next token is an atom; after ')' a ring closure is too
-        needs_atom = self._needs_atom[state.last] | (
-            (state.last == CLOSE) & state.ring_open.any(1)
-        )
+        needs_atom = self._needs_atom[state.last] | ((state.last == CLOSE) & state.ring_open.any(1))
         atoms_needed = torch.maximum(atoms_needed, needs_atom.long())
         closing = remaining <= n_open + atoms_needed + FINISH_SLACK  # [B]
         if not bool(closing.any()):
