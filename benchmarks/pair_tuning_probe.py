@@ -37,9 +37,9 @@ from rdkit.Chem import QED
 
 from molfm.data.smiles import pad_batch
 from molfm.models.registry import load_smiles_model
-from molfm.models.sampling import repeat_state, sample_continuations
 from molfm.models.smiles_syntax import SmilesSyntax
 from molfm.tasks.causal_lm import load_smiles
+from molfm.tasks.pair_optimize import sample_targets
 from molfm.tasks.pair_tuning import PairDataset, collate_pairs, pair_positions
 from molfm.tasks.pairs import make_pairs, mol_or_none, tanimoto
 
@@ -170,20 +170,12 @@ def evaluate(layout: Layout, sources: list[str], n: int, syntax: SmilesSyntax | 
             logits, state = model.embed_step(vector[None], pos, state)
             pos += 1
         # the library's target sampler (molfm optimize): the target restarts at position 1
-        outs, lengths = sample_continuations(
-            model,
-            repeat_state(state, n),
-            logits.expand(n, -1),
-            position=1,
-            n_tokens=100,
-            generator=gen,
-            banned=banned,
-            syntax=syntax,
-            rows_syntax=syntax.init_state(n) if syntax is not None else None,
+        outs, _ = sample_targets(
+            model, state, logits, n, max_length=100, generator=gen, banned=banned, syntax=syntax
         )
         q0, success = QED.qed(mol_or_none(source)), False
-        for out, length in zip(outs.tolist(), lengths.tolist(), strict=True):
-            mol = mol_or_none(tok.decode(out[:length]))
+        for out in outs:
+            mol = mol_or_none(tok.decode(out))
             if mol is None:
                 continue
             n_valid += 1

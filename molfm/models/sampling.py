@@ -303,7 +303,7 @@ def _iter_batches(
         truncated: list[bool] = []
         for row, length in zip(tokens.tolist(), lengths.tolist(), strict=True):
             truncated.append(length == n_tokens)
-            ids.append(prompt + row[: length + (0 if length == n_tokens else 1)])
+            ids.append(prompt + row[: length if truncated[-1] else length + 1])  # keep <eos>
         yield ids, truncated
 
 

@@ -33,14 +33,20 @@ import torch
 from rdkit import Chem
 
 from molfm.data.tokenizer import SmilesTokenizer
-from molfm.models.gp_molformer import GPMoLFormer
+from molfm.models.gp_molformer import GPMoLFormer, State
 from molfm.models.sampling import repeat_state, sample_continuations
 from molfm.models.smiles_syntax import SmilesSyntax
 from molfm.tasks.generation import canonicalize
 from molfm.tasks.pair_tuning import SoftPrompt
 from molfm.tasks.pairs import mol_or_none, property_function, similarity_fingerprints
 
-__all__ = ["optimize", "score_candidates", "optimization_report", "CANDIDATE_COLUMNS"]
+__all__ = [
+    "optimize",
+    "sample_targets",
+    "score_candidates",
+    "optimization_report",
+    "CANDIDATE_COLUMNS",
+]
 
 CANDIDATE_COLUMNS = [
     "source_index",
@@ -54,6 +60,41 @@ CANDIDATE_COLUMNS = [
     "improvement",
     "truncated",
 ]
+
+
+def sample_targets(
+    model: GPMoLFormer,
+    state: State,
+    logits: torch.Tensor,
+    n: int,
+    *,
+    max_length: int,
+    generator: torch.Generator,
+    banned: torch.Tensor,
+    syntax: SmilesSyntax | None = None,
+    **sampling: Any,
+) -> tuple[list[list[int]], list[bool]]:
+    """Sample ``n`` targets from one pair-tuning state (after prompt and ``<bos> source <eos>``;
+    ``logits`` ``[1, V]``). The target restarts at position 1 (``pair_tuning.pair_positions``).
+
+    Returns token lists without ``<eos>`` and the flags of targets that hit ``max_length``.
+    """
+    tokens, lengths = sample_continuations(
+        model,
+        repeat_state(state, n),
+        logits.expand(n, -1),
+        position=1,
+        n_tokens=max_length,
+        generator=generator,
+        banned=banned,
+        syntax=syntax,
+        rows_syntax=syntax.init_state(n) if syntax is not None else None,
+        **sampling,
+    )
+    rows = zip(tokens.tolist(), lengths.tolist(), strict=True)
+    return [row[:length] for row, length in rows], [
+        length == max_length for length in lengths.tolist()
+    ]
 
 
 def _property(prop: str | Callable[[Chem.Mol], float] | None) -> Callable | None:
@@ -149,22 +190,18 @@ def optimize(
                 logits, state = model.step(token_t, n_prompt + t, state)
             generator = torch.Generator(device=device)
             generator.manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
-            tokens, lengths = sample_continuations(
+            tokens, truncated = sample_targets(
                 model,
-                repeat_state(state, n_candidates),
-                logits.expand(n_candidates, -1),
-                position=1,  # the target restarts at position 1 (pair_tuning.pair_positions)
-                n_tokens=max_length,
+                state,
+                logits,
+                n_candidates,
+                max_length=max_length,
                 generator=generator,
                 banned=banned,
                 syntax=syntax,
-                rows_syntax=syntax.init_state(n_candidates) if syntax is not None else None,
                 **sampling,
             )
-            lengths = lengths.tolist()
-            truncated = [length == max_length for length in lengths]
-            rows = zip(tokens.tolist(), lengths, strict=True)
-            candidates = [tokenizer.decode(row[:length]) for row, length in rows]
+            candidates = [tokenizer.decode(row) for row in tokens]
             value = None if source_values is None else float(source_values[index])
             records.extend(_score(source, index, candidates, truncated, prop_fn, value))
             if callback is not None:
