@@ -91,10 +91,9 @@ def sample_targets(
         rows_syntax=syntax.init_state(n) if syntax is not None else None,
         **sampling,
     )
-    rows = zip(tokens.tolist(), lengths.tolist(), strict=True)
-    return [row[:length] for row, length in rows], [
-        length == max_length for length in lengths.tolist()
-    ]
+    lengths = lengths.tolist()
+    rows = [row[:length] for row, length in zip(tokens.tolist(), lengths, strict=True)]
+    return rows, [length == max_length for length in lengths]
 
 
 def _property(prop: str | Callable[[Chem.Mol], float] | None) -> Callable | None:
