@@ -2,7 +2,7 @@
 
 Separates the base from the soft prompt in pair-tuning (benchmarks/RESULTS.md §9a): for each
 source, 20 molecules are sampled after ``<bos> source <eos>`` by
-:func:`molfm.tasks.pair_optimize.optimize` with an empty prompt (positions restarting at 1, as
+:func:`molfm.systems.gp_molformer.pair_tuning.optimize.optimize` with an empty prompt (positions restarting at 1, as
 in pair-tuning) and scored with RDKit (valid) and Morgan r=2 Tanimoto to the source.
 
     python benchmarks/analog_no_prompt.py --model gp-molformer-small-moses-analogs \\
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molfm.models.registry import load_smiles_model
-from molfm.tasks.pair_optimize import optimize
+from molfm.systems.gp_molformer.model import load_smiles_model
+from molfm.systems.gp_molformer.pair_tuning.optimize import optimize
 
 
 def analog_stats(model, tok, sources: list[str], n: int, seed: int = 0) -> dict[str, float]:

@@ -14,7 +14,7 @@ offer can be tried on the same pairs and the same held-out sources:
   itself then freezes that copy as usual;
 * ``--analog-steps N``: the same, but on *analog* rows ``<bos> A <eos> B <eos>`` of two
   similar molecules (Tanimoto >= 0.4) laid out exactly like a pair without the prompt;
-* ``--syntax-mask``: sample the candidates with :class:`molfm.models.smiles_syntax.SmilesSyntax`.
+* ``--syntax-mask``: sample the candidates with :class:`molfm.systems.gp_molformer.syntax.SmilesSyntax`.
 
 Reported: target-token loss before/after, and for the held-out low-QED sources and for 50
 training-pair sources: fraction of valid non-empty candidates, mean Tanimoto to the source,
@@ -35,13 +35,17 @@ import torch
 import torch.nn.functional as F
 from rdkit.Chem import QED
 
-from molfm.data.smiles import pad_batch
-from molfm.models.registry import load_smiles_model
-from molfm.models.smiles_syntax import SmilesSyntax
-from molfm.tasks.causal_lm import load_smiles
-from molfm.tasks.pair_optimize import sample_targets
-from molfm.tasks.pair_tuning import PairDataset, collate_pairs, pair_positions
-from molfm.tasks.pairs import make_pairs, mol_or_none, tanimoto
+from molfm.systems.gp_molformer.data import pad_batch
+from molfm.systems.gp_molformer.model import load_smiles_model
+from molfm.systems.gp_molformer.pair_tuning.optimize import sample_targets
+from molfm.systems.gp_molformer.pair_tuning.pairs import make_pairs, mol_or_none, tanimoto
+from molfm.systems.gp_molformer.pair_tuning.training import (
+    PairDataset,
+    collate_pairs,
+    pair_positions,
+)
+from molfm.systems.gp_molformer.pretrain import load_smiles
+from molfm.systems.gp_molformer.syntax import SmilesSyntax
 
 
 def _finetune(model, steps: int, next_batch, name: str) -> None:
@@ -126,7 +130,7 @@ class Layout:
             answer = torch.tensor(self.tok.encode(target, add_special=False) + [self.tok.eos_id])
             x = torch.cat([self.prompt, emb(context), self.bridge, emb(answer)])
             n_before = p + len(context) + b
-            # the target restarts its rotary positions at 1, as in molfm.tasks.pair_tuning
+            # the target restarts its rotary positions at 1, as in molfm.systems.gp_molformer.pair_tuning.training
             pos = list(range(n_before)) + list(range(1, 1 + len(answer)))
             label = torch.full((len(x),), -100, dtype=torch.long)
             label[n_before - 1 : n_before - 1 + len(answer)] = answer

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from molfm.models.gp_molformer import GPMoLFormer, GPMoLFormerConfig
-from molfm.models.sampling import sample_ids
+from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
+from molfm.systems.gp_molformer.sampling import sample_ids
 
 
 def tensor_bytes(tensors) -> int:

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from molfm.models.gp_molformer import GPMoLFormer, GPMoLFormerConfig
+from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
 
 
 @torch.inference_mode()

@@ -32,9 +32,9 @@ import torch
 from sampling import gpt2_like, timed  # benchmarks/sampling.py
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from molfm.models import DEFAULT_SMILES_MODEL
-from molfm.models.registry import load_smiles_model
-from molfm.models.sampling import sample_ids
+from molfm.systems.gp_molformer import DEFAULT_SMILES_MODEL
+from molfm.systems.gp_molformer.model import load_smiles_model
+from molfm.systems.gp_molformer.sampling import sample_ids
 
 
 class ForceLengths(LogitsProcessor):

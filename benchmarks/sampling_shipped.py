@@ -25,9 +25,9 @@ import torch
 
 import molfm
 from molfm.eval.moses_features import get_mol
-from molfm.models import DEFAULT_SMILES_MODEL
-from molfm.models.registry import load_smiles_model
-from molfm.models.sampling import sample
+from molfm.systems.gp_molformer import DEFAULT_SMILES_MODEL
+from molfm.systems.gp_molformer.model import load_smiles_model
+from molfm.systems.gp_molformer.sampling import sample
 
 
 def invalid_counts(smiles: list[str]) -> dict[str, int]:

@@ -10,6 +10,12 @@ Models opt in with :func:`register_model`: the class needs a ``config_class`` (a
 whose fields are JSON-serializable), a constructor ``Model(config)`` and a ``config``
 attribute. Extras such as the feature schema or tokenizer go next to the model config so a
 checkpoint is self-describing.
+
+The registries are filled by the systems (``molfm/systems/<name>/__init__.py``), not here:
+each system declares the module that defines its model types (:func:`register_model_module`,
+imported on first use so that naming a model does not load torch) and the checkpoints it
+ships inside the package (:func:`register_shipped`). This module imports torch and
+safetensors only inside the functions that read or write tensors.
 """
 
 from __future__ import annotations
@@ -18,18 +24,22 @@ import dataclasses
 import importlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from molfm import __version__
+from molfm.atomic import atomic_write_text, atomic_writer
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "register_model",
+    "register_model_module",
+    "register_shipped",
+    "shipped_models",
+    "resolve_checkpoint",
     "get_model_class",
     "save_pretrained",
     "from_pretrained",
@@ -41,8 +51,50 @@ __all__ = [
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 _MODELS: dict[str, type[torch.nn.Module]] = {}
-# Built-in model types register on import; from_pretrained imports their module on demand.
-_BUILTIN_MODULES = {"gp-molformer": "molfm.models.gp_molformer"}
+_MODEL_MODULES: dict[str, str] = {}  # model type -> module whose import registers it
+_SHIPPED: dict[str, Path] = {}  # shipped checkpoint name -> directory inside the package
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def _load_systems() -> None:
+    # importing molfm.systems runs every system's __init__, which fills the two registries
+    importlib.import_module("molfm.systems")
+
+
+def register_model_module(model_type: str, module: str) -> None:
+    """Declare that importing ``module`` registers ``model_type`` (a system's __init__ calls
+    this so that from_pretrained finds the class without importing every system eagerly)."""
+    _MODEL_MODULES[model_type] = module
+
+
+def register_shipped(name: str, directory: str | os.PathLike | None = None) -> None:
+    """Declare a checkpoint shipped with molfm (default location: ``molfm/assets/<name>``)."""
+    _SHIPPED[name] = Path(directory) if directory is not None else ASSETS / name
+
+
+def shipped_models() -> dict[str, Path]:
+    """Every shipped checkpoint name and its directory."""
+    _load_systems()
+    return dict(_SHIPPED)
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """A shipped model name (see :func:`shipped_models`) or a checkpoint directory.
+
+    Raises
+    ------
+    FileNotFoundError
+        One line naming the value and the shipped names.
+    """
+    shipped = shipped_models()
+    path = shipped.get(str(name_or_path), Path(name_or_path))
+    if not (path / CONFIG_NAME).exists():
+        names = ", ".join(sorted(shipped))
+        raise FileNotFoundError(
+            f"{name_or_path} is neither a shipped model ({names}) nor a checkpoint directory "
+            f"with {CONFIG_NAME}"
+        )
+    return path
 
 
 def register_model(name: str) -> Callable[[type], type]:
@@ -61,20 +113,14 @@ def register_model(name: str) -> Callable[[type], type]:
 
 
 def get_model_class(name: str) -> type[torch.nn.Module]:
-    if name not in _MODELS and name in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[name])
+    if name not in _MODELS:
+        _load_systems()
+        if name in _MODEL_MODULES:
+            importlib.import_module(_MODEL_MODULES[name])
     try:
         return _MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model type {name!r}; registered: {sorted(_MODELS)}") from None
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
-    os.replace(tmp, path)
 
 
 def save_pretrained(
@@ -99,6 +145,8 @@ def save_pretrained(
         Store floating-point tensors in this dtype (e.g. ``torch.float16`` for small
         shipped checkpoints); they are cast back to float32 on load.
     """
+    from safetensors.torch import save_file
+
     model_type = getattr(type(model), "model_type", None)
     if model_type is None or _MODELS.get(model_type) is not type(model):
         raise TypeError(f"{type(model).__name__} is not a registered molfm model")
@@ -116,12 +164,9 @@ def save_pretrained(
         "model_config": dataclasses.asdict(model.config),
         **(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS_NAME}.")
-    os.close(fd)
-    save_file(state, tmp, metadata={"model_type": model_type})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, directory / WEIGHTS_NAME)
-    _atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
+    with atomic_writer(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"model_type": model_type})
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
     return directory
 
 
@@ -140,6 +185,8 @@ def from_pretrained(
 
     The returned model is in eval mode with float32 weights.
     """
+    from safetensors.torch import load_file
+
     config = load_config(directory)
     cls = get_model_class(config["model_type"])
     model_config = cls.config_class(**config["model_config"])

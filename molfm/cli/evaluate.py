@@ -89,7 +89,7 @@ def memorization(
 ) -> None:
     """Fraction of generations found in the training data vs the number of samples (+ plot)."""
     from molfm.eval.memorization import memorization_curve, plot_memorization
-    from molfm.tasks.generation import canonicalize
+    from molfm.systems.gp_molformer.generation import canonicalize
 
     generated = _read_samples(samples, smiles_column)
     train = _train_canonical(train_data)

@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from molfm.models import DEFAULT_SMILES_MODEL
+from molfm.systems.gp_molformer import DEFAULT_SMILES_MODEL
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def _load(model: str, device: str):
-    from molfm.models.registry import load_smiles_model  # torch: imported when needed
+    from molfm.systems.gp_molformer.model import load_smiles_model  # torch: imported when needed
 
     try:
         return load_smiles_model(model, device=device)
@@ -52,7 +52,7 @@ def generate(
     ),
 ) -> None:
     """De novo generation to CSV, with live validity/uniqueness."""
-    from molfm.tasks.generation import generate_frame, summarize
+    from molfm.systems.gp_molformer.generation import generate_frame, summarize
 
     lm, tokenizer = _load(model, device)
     columns = [TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
@@ -96,8 +96,8 @@ def decorate(
 ) -> None:
     """Scaffold-constrained decoration: fill every [*] of each scaffold, no extra training."""
     from molfm.chem.parse import InvalidMoleculeError
-    from molfm.data.tokenizer import UnknownTokenError
-    from molfm.tasks.generation import decorate_frame, summarize
+    from molfm.systems.gp_molformer.generation import decorate_frame, summarize
+    from molfm.systems.gp_molformer.tokenizer import UnknownTokenError
 
     scaffolds = list(scaffold or [])
     if scaffolds_file is not None:

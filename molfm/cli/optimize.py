@@ -1,7 +1,7 @@
 """``molfm optimize``: pair-tune a soft prompt for a property and optimize molecules with it.
 
-All logic lives in :mod:`molfm.tasks.pair_pipeline`; this module maps flags to a
-:class:`~molfm.tasks.pair_pipeline.PairTuningConfig` and turns errors into clear messages.
+All logic lives in :mod:`molfm.systems.gp_molformer.pair_tuning.pipeline`; this module maps flags to a
+:class:`~molfm.systems.gp_molformer.pair_tuning.pipeline.PairTuningConfig` and turns errors into clear messages.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from molfm.models import DEFAULT_PAIR_TUNING_MODEL
+from molfm.systems.gp_molformer import DEFAULT_PAIR_TUNING_MODEL
 
 console = Console()
 err_console = Console(stderr=True)
@@ -63,7 +63,10 @@ def optimize(
 
     Writes pairs.csv, prompt/, candidates.csv, report.json (and invalid.csv) to --output-dir.
     """
-    from molfm.tasks.pair_pipeline import PairTuningConfig, run_pair_tuning  # heavy: lazy
+    from molfm.systems.gp_molformer.pair_tuning.pipeline import (  # heavy: lazy
+        PairTuningConfig,
+        run_pair_tuning,
+    )
 
     if on_invalid not in ("error", "skip"):
         raise typer.BadParameter("must be 'error' or 'skip'", param_hint="--on-invalid")

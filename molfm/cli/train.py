@@ -51,7 +51,7 @@ def gp_molformer(
     config: Path | None = typer.Option(None, help="YAML file of options (flags win)."),
 ) -> None:
     """Pretrain a GP-MoLFormer SMILES decoder (resumes from <output-dir>/checkpoints/last.ckpt)."""
-    from molfm.tasks.causal_lm import LMTrainConfig, train_causal_lm
+    from molfm.systems.gp_molformer.pretrain import LMTrainConfig, train_causal_lm
 
     p = merge_config(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
     overrides = {
@@ -105,7 +105,7 @@ def gp_molformer_analogs(
     """Continue training a GP-MoLFormer on analog rows '<bos> A <eos> B <eos>' (A, B similar)
     so that pair-tuning (molfm optimize --model <output-dir>/model) has a base that writes an
     analog after a molecule. Resumes from <output-dir>/checkpoints/last.ckpt."""
-    from molfm.tasks.analog_lm import AnalogTrainConfig, train_analog_lm
+    from molfm.systems.gp_molformer.analogs import AnalogTrainConfig, train_analog_lm
 
     p = merge_config(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
     fields = {f.name for f in dataclasses.fields(AnalogTrainConfig)}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from molfm.atomic import atomic_writer
 from molfm.data.fetch import cache_dir
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "dataset_dir",
     "find_prepared",
     "atomic_write_table",
-    "atomic_write_text",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -65,23 +64,8 @@ def dataset_dir(name: str, subset: str, key: str, root: str | os.PathLike | None
 
 def atomic_write_table(table: pa.Table, path: Path) -> None:
     """Write a parquet file so that readers see either nothing or the whole file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.")
-    os.close(fd)
-    try:
+    with atomic_writer(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from molfm import __version__
+from molfm.atomic import TMP_PREFIX, atomic_write_text, atomic_writer
 from molfm.chem.featurize import OGB_SCHEMA, FeatureSchema, featurize
 from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions, canonical_smiles
 from molfm.chem.scaffolds import murcko_scaffold
@@ -31,7 +32,6 @@ from molfm.data.cache import (
     MANIFEST_NAME,
     PreparedDataset,
     atomic_write_table,
-    atomic_write_text,
     dataset_dir,
     dataset_key,
 )
@@ -224,7 +224,7 @@ def prepare_dataset(
         frame = frame.iloc[:limit]
     for sub in ("shards", "invalid"):
         (path / sub).mkdir(parents=True, exist_ok=True)
-        for leftover in (path / sub).glob(".tmp-*"):  # a write cut short by a kill
+        for leftover in (path / sub).glob(f"{TMP_PREFIX}*"):  # a write cut short by a kill
             leftover.unlink()
     n_shards = max(1, math.ceil(len(frame) / shard_size))
     done = [i for i in range(n_shards) if (path / "shards" / _shard_name(i)).exists()]
@@ -249,8 +249,8 @@ def prepare_dataset(
     invalid = pa.concat_tables(
         [pq.read_table(path / "invalid" / _invalid_name(i)) for i in range(n_shards)]
     )
-    invalid.to_pandas().to_csv(path / "invalid.csv.tmp", index=False)
-    (path / "invalid.csv.tmp").replace(path / "invalid.csv")
+    with atomic_writer(path / "invalid.csv") as tmp:
+        invalid.to_pandas().to_csv(tmp, index=False)
     shard_names = [_shard_name(i) for i in range(n_shards)]
     schema_columns = pq.read_schema(path / "shards" / shard_names[0]).names
     n_valid = sum(pq.ParquetFile(path / "shards" / s).metadata.num_rows for s in shard_names)
@@ -280,7 +280,7 @@ def prepare_dataset(
         "seconds": round(time.perf_counter() - start, 2),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(json.dumps(manifest, indent=2), path / MANIFEST_NAME)
+    atomic_write_text(path / MANIFEST_NAME, json.dumps(manifest, indent=2))
     return PrepareResult(PreparedDataset(path), len(frame), n_valid, invalid.num_rows, False)
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from molfm.atomic import atomic_writer
+
 __all__ = ["Split", "random_split", "scaffold_split", "make_split", "SPLITS"]
 
 
@@ -43,10 +45,8 @@ class Split:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{path.name}")
-        with open(tmp, "wb") as fh:
+        with atomic_writer(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, train=self.train, val=self.val, test=self.test)
-        os.replace(tmp, path)
         return path
 
     @classmethod

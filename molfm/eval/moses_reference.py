@@ -37,6 +37,7 @@ from typing import Literal
 import numpy as np
 import rdkit
 
+from molfm.atomic import atomic_writer
 from molfm.data.fetch import cache_dir
 from molfm.data.sources.moses import MosesSource, raw_reference_stats
 from molfm.eval.chemnet import fcd_statistics
@@ -156,10 +157,8 @@ class MosesReference:
             arrays[f"{name}_counts"] = np.array([counts[k] for k in keys], dtype=np.int64)
         for name, values in self.properties.items():
             arrays[f"property_{name}"] = np.asarray(values, dtype=np.float64)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_writer(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-        tmp.replace(path)
 
     @classmethod
     def load_file(cls, path: str | Path) -> MosesReference:

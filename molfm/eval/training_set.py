@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 
 import rdkit
 
+from molfm.atomic import atomic_writer
 from molfm.data.fetch import cache_dir
 from molfm.data.sources import resolve_source
 from molfm.eval.moses_features import canonical_smiles, parallel_map
@@ -43,11 +43,6 @@ def training_set(
     smiles = [s for s in source.load(subset)["smiles"].tolist() if s]
     canonical = parallel_map(canonical_smiles, smiles, n_jobs or os.cpu_count() or 1)
     result = frozenset(c for c in canonical if c is not None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    os.close(fd)
-    with gzip.open(tmp, "wt", encoding="utf-8") as fh:
+    with atomic_writer(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as fh:
         fh.writelines(f"{c}\n" for c in sorted(result))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
     return result

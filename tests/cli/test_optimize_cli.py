@@ -11,9 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from molfm.cli.optimize import optimize
-from molfm.data.tokenizer import SmilesTokenizer
 from molfm.hub import save_pretrained
-from molfm.models.gp_molformer import GPMoLFormer, GPMoLFormerConfig
+from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
+from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 
 DATA = Path(__file__).parents[1] / "data"
 SMILES = pd.read_csv(DATA / "moses_train_500.csv")["SMILES"].tolist()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from molfm.tasks.causal_lm import LMTrainConfig, train_causal_lm
+from molfm.systems.gp_molformer.pretrain import LMTrainConfig, train_causal_lm
 
 HERE = Path(__file__).parent
 

@@ -1,0 +1,9 @@
+"""One folder per published system, each readable on its own.
+
+Importing this package runs every system's ``__init__``, which registers (without importing
+torch) the model types it defines and the checkpoints it ships, in :mod:`molfm.hub`. A
+system never imports another system's internals; what two systems share lives a layer down
+(``chem``, ``data``, ``nn``, ``engine``, ``tasks``).
+"""
+
+from molfm.systems import gp_molformer  # noqa: F401  (registers its models)

@@ -1,0 +1,246 @@
+"""Causal language modelling of SMILES (GP-MoLFormer pretraining) as a Lightning task.
+
+:class:`CausalLMTask` is the objective (next-token cross-entropy, AdamW, linear warm-up then
+cosine decay). :func:`train_causal_lm` is the whole run: read SMILES, build or reuse the
+vocabulary, encode, fit with Lightning (resuming from ``checkpoints/last.ckpt`` when it
+exists), and export the molfm checkpoint directory ``<output_dir>/model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from molfm.engine.fit import RngStateMixin, fit_resumable, start_or_resume
+from molfm.engine.schedules import warmup_cosine
+from molfm.hub import save_pretrained
+from molfm.systems.gp_molformer.data import EncodedSmiles, SmilesDataModule, pair_positions
+from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
+from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
+
+__all__ = [
+    "CausalLMTask",
+    "LMTrainConfig",
+    "train_causal_lm",
+    "load_smiles",
+    "export_checkpoint",
+]
+
+
+class CausalLMTask(RngStateMixin, L.LightningModule):
+    """Next-token prediction on SMILES with a :class:`GPMoLFormer`."""
+
+    def __init__(
+        self,
+        model_config: dict[str, Any],
+        lr: float = 3e-4,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 500,
+        max_steps: int = 10_000,
+        min_lr_ratio: float = 0.1,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = GPMoLFormer(GPMoLFormerConfig(**model_config))
+
+    def _loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``(ids, mask)``: one molecule per row. ``(ids, mask, target_mask)``: an analog
+        row ``<bos> A <eos> B <eos>`` whose second molecule restarts its positions at 1
+        (:func:`molfm.systems.gp_molformer.data.pair_positions`); the loss covers every token."""
+        ids, mask = batch[0], batch[1]
+        positions = None
+        if len(batch) == 3:
+            positions = pair_positions(mask, batch[2], n_prompt=0)
+        return self.model.lm_loss(self.model(ids, mask, positions=positions), ids, mask)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        size = batch[0].shape[0]
+        self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log("val/ppl", torch.exp(loss), batch_size=size, sync_dist=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            (no_decay if param.ndim < 2 or "emb" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": hp.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=hp.lr,
+            betas=(0.9, 0.95),
+        )
+
+        scheduler = warmup_cosine(
+            optimizer,
+            warmup_steps=hp.warmup_steps,
+            max_steps=hp.max_steps,
+            min_lr_ratio=hp.min_lr_ratio,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+@dataclass
+class LMTrainConfig:
+    """Everything a GP-MoLFormer pretraining run depends on (saved with the run)."""
+
+    output_dir: str
+    data: str = "moses"  # a registered source name, or a CSV path
+    smiles_column: str = "smiles"
+    val_data: str | None = None  # default: moses test subset for moses, else a held-out slice
+    preset: str = "small"  # "small" or "paper"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    max_length: int = 128
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    max_steps: int = 10_000
+    val_size: int = 5_000
+    val_every_n_steps: int = 1_000
+    seed: int = 0
+    data_seed: int = 0
+    limit_train: int | None = None
+    accelerator: str = "auto"
+    devices: Any = 1
+    precision: str = "32-true"
+    num_workers: int = 0
+    on_invalid: str = "error"
+    progress: bool = True
+
+
+def load_smiles(data: str, smiles_column: str = "smiles", subset: str | None = None) -> list[str]:
+    """SMILES of a registered source (``moses``) or of a CSV file's column."""
+    from molfm.data.sources import resolve_source
+
+    frame = resolve_source(data, smiles_column=smiles_column).load(subset)
+    if frame.empty:
+        raise ValueError(f"{data} ({subset or 'default subset'}) holds no rows")
+    return frame["smiles"].tolist()
+
+
+def _split_data(cfg: LMTrainConfig) -> tuple[list[str], list[str]]:
+    import numpy as np
+
+    rng = np.random.default_rng(cfg.data_seed)
+    if cfg.data == "moses":
+        train = load_smiles("moses", subset="train")
+        val = load_smiles(cfg.val_data or "moses", subset="test" if not cfg.val_data else None)
+    else:
+        smiles = load_smiles(cfg.data, cfg.smiles_column)
+        order = rng.permutation(len(smiles))
+        n_val = min(cfg.val_size, max(1, len(smiles) // 10))
+        train = [smiles[i] for i in order[n_val:]]
+        val = [smiles[i] for i in order[:n_val]]
+        if cfg.val_data:
+            val = load_smiles(cfg.val_data, cfg.smiles_column)
+    if cfg.limit_train is not None:
+        train = train[: cfg.limit_train]
+    if len(val) > cfg.val_size:
+        val = [val[i] for i in np.sort(rng.choice(len(val), cfg.val_size, replace=False))]
+    return train, val
+
+
+def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
+    """Run (or resume) a GP-MoLFormer pretraining run; return the exported checkpoint dir.
+
+    A run directory that already holds ``checkpoints/last.ckpt`` is resumed from it, with
+    the same vocabulary, data order, optimizer, scheduler and RNG state.
+    """
+    out = Path(cfg.output_dir)
+    start_or_resume(out, cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    train_smiles, val_smiles = _split_data(cfg)
+    vocab_path = out / "tokenizer.json"
+    if vocab_path.exists():  # a resumed run must keep its vocabulary
+        tokenizer = SmilesTokenizer.load(vocab_path)
+    else:
+        tokenizer = SmilesTokenizer.build(train_smiles)
+        tokenizer.save(vocab_path)
+    train = EncodedSmiles(train_smiles, tokenizer, cfg.max_length, on_invalid=cfg.on_invalid)
+    val = EncodedSmiles(val_smiles, tokenizer, cfg.max_length, on_invalid="skip")
+    rejected = [dataclasses.asdict(r) | {"split": "train"} for r in train.rejected]
+    rejected += [dataclasses.asdict(r) | {"split": "val"} for r in val.rejected]
+    if rejected:
+        import pandas as pd
+
+        pd.DataFrame(rejected).to_csv(out / "invalid.csv", index=False)
+    preset = {"small": GPMoLFormerConfig.small, "paper": GPMoLFormerConfig.paper}[cfg.preset]
+    model_config = preset(
+        vocab_size=tokenizer.vocab_size,
+        max_length=cfg.max_length,
+        pad_id=tokenizer.pad_id,
+        bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id,
+        **cfg.model_overrides,
+    )
+    task = CausalLMTask(
+        dataclasses.asdict(model_config),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
+        max_steps=cfg.max_steps,
+    )
+    data = SmilesDataModule(
+        train, val, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
+    )
+    trainer = fit_resumable(
+        task,
+        data,
+        out,
+        max_steps=cfg.max_steps,
+        val_every_n_steps=cfg.val_every_n_steps,
+        batches_per_epoch=len(train) // cfg.batch_size,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        progress=cfg.progress,
+        callbacks=callbacks,
+    )
+    model_dir = out / "model"
+    save_pretrained(
+        task.model,
+        model_dir,
+        extra={
+            "tokenizer": tokenizer.to_dict(),
+            "training": {
+                "data": cfg.data,
+                "n_train": len(train),
+                "n_val": len(val),
+                "steps": int(trainer.global_step),
+                "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+            },
+        },
+    )
+    return model_dir
+
+
+def export_checkpoint(
+    ckpt_path: str | Path, output_dir: str | Path, *, dtype: torch.dtype | None = None
+) -> Path:
+    """Write a molfm checkpoint directory from a Lightning ``.ckpt`` of a pretraining run.
+
+    The vocabulary is read from the run directory (``<run>/tokenizer.json``, next to
+    ``checkpoints/``). ``dtype=torch.float16`` halves the size of a shipped checkpoint.
+    """
+    ckpt_path = Path(ckpt_path)
+    tokenizer = SmilesTokenizer.load(ckpt_path.parent.parent / "tokenizer.json")
+    task = CausalLMTask.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]
+    extra = {"tokenizer": tokenizer.to_dict(), "training": {"steps": int(step)}}
+    return save_pretrained(task.model, output_dir, extra=extra, dtype=dtype)
