@@ -1,0 +1,52 @@
+"""The interface every graph encoder implements (GINE, GPS, Transformer-M), so property
+prediction and MolCA's graph side can take any of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["EncoderOutput", "FeatureEmbedding"]
+
+
+@dataclass
+class EncoderOutput:
+    """What a graph encoder returns for a batch of ``B`` molecules of at most ``N`` atoms.
+
+    Attributes
+    ----------
+    node_embeddings : torch.Tensor
+        ``[B, N, C]`` per-atom outputs (padding rows are undefined; use ``node_mask``).
+    node_mask : torch.Tensor
+        bool ``[B, N]``, true on real atoms.
+    graph_embedding : torch.Tensor
+        ``[B, C]`` one vector per molecule.
+    """
+
+    node_embeddings: torch.Tensor
+    node_mask: torch.Tensor
+    graph_embedding: torch.Tensor
+
+
+class FeatureEmbedding(nn.Module):
+    """Sum of one embedding per categorical feature column (OGB's Atom/BondEncoder layout).
+
+    ``ids`` ``[..., F]`` with column ``f`` in ``[0, dims[f])`` -> ``[..., dim]``. With
+    ``shift=1`` the ids are stored +1 and 0 is padding (an all-zero row embeds to zero).
+    """
+
+    def __init__(self, dims: list[int], dim: int, shift: int = 0) -> None:
+        super().__init__()
+        self.shift = shift
+        offsets = torch.tensor([0, *list(torch.tensor(dims).cumsum(0)[:-1].tolist())])
+        self.register_buffer("offsets", offsets * 1, persistent=False)
+        self.embedding = nn.Embedding(sum(dims) + shift, dim, padding_idx=0 if shift else None)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.shift:
+            index = torch.where(ids > 0, ids + self.offsets, 0)
+        else:
+            index = ids + self.offsets
+        return self.embedding(index).sum(-2)

@@ -1,0 +1,178 @@
+"""Transformer-M: one transformer over 2D graphs, 3D geometry, or both.
+
+Luo et al., "One Transformer Can Understand Both 2D & 3D Molecular Data" (ICLR 2023). Reads
+top to bottom::
+
+    atoms [B, N, F] -> sum of feature embeddings            (+ degree embedding      if 2D)
+                                                             (+ 3D centrality         if 3D)
+    prepend a virtual graph token                        -> [B, 1 + N, C]
+    per-head attention bias [B, H, 1 + N, 1 + N] = 2D bias (shortest-path + multi-hop edges)
+                                                 + 3D bias (Gaussian kernels of distances -> MLP)
+    num_layers x pre-LN biased attention blocks -> LN
+    graph embedding = the virtual token's output; node embeddings = the atoms' outputs
+
+Each molecule runs in one *mode*: 2D (graph channel only), 3D (geometry only) or 2D+3D. In
+training each molecule draws its mode (official probabilities: 2D+3D 0.2, 2D 0.2, 3D 0.6;
+molecules without coordinates always run 2D); at inference a molecule uses every channel it
+has data for. A channel that is off contributes exactly zero, so 2D outputs do not depend on
+coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from molfm.chem.schema import OGB_SCHEMA
+from molfm.data.dense import MAX_DISTANCE, MAX_HOPS, DenseBatch
+from molfm.hub import register_model
+from molfm.nn.encoder import EncoderOutput, FeatureEmbedding
+from molfm.nn.gaussian import PairGaussianBasis
+from molfm.nn.graph_attention import BiasedTransformerLayer
+
+__all__ = ["TransformerMConfig", "TransformerM", "MODES", "Mode"]
+
+Mode = Literal["2d", "3d", "2d3d"]
+MODES: tuple[Mode, ...] = ("2d3d", "2d", "3d")
+"""Order of ``mode_probs``."""
+
+
+@dataclass
+class TransformerMConfig:
+    """Sizes and options. ``paper()`` is the published model; ``small()`` runs on a CPU."""
+
+    num_layers: int = 4
+    dim: int = 128
+    num_heads: int = 8
+    ffn_dim: int = 256
+    num_kernels: int = 32
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+    max_degree: int = 8
+    max_distance: int = MAX_DISTANCE
+    max_hops: int = MAX_HOPS
+    mode_probs: tuple[float, float, float] = (0.2, 0.2, 0.6)  # 2D+3D, 2D, 3D
+    atom_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.atom_dims))
+    bond_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.bond_dims))
+
+    def __post_init__(self) -> None:
+        self.mode_probs = tuple(float(p) for p in self.mode_probs)
+        if len(self.mode_probs) != 3 or abs(sum(self.mode_probs) - 1) > 1e-6:
+            raise ValueError(f"mode_probs must be 3 probabilities summing to 1: {self.mode_probs}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+
+    @classmethod
+    def paper(cls, **overrides) -> TransformerMConfig:
+        """12 layers, width 768, 32 heads, FFN 768, 128 Gaussian kernels (the paper's size)."""
+        sizes = dict(num_layers=12, dim=768, num_heads=32, ffn_dim=768, num_kernels=128)
+        return cls(**(sizes | {"dropout": 0.0, "attn_dropout": 0.1} | overrides))
+
+    @classmethod
+    def small(cls, **overrides) -> TransformerMConfig:
+        """4 layers, width 128, 8 heads: trains on a CPU."""
+        return cls(**overrides)
+
+
+@register_model("transformer-m")
+class TransformerM(nn.Module):
+    """The Transformer-M encoder (see the module docstring) with the shared encoder interface."""
+
+    config_class = TransformerMConfig
+
+    def __init__(self, config: TransformerMConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, h, k = config.dim, config.num_heads, config.num_kernels
+        self.atom_embedding = FeatureEmbedding(config.atom_dims, c)
+        self.degree_embedding = nn.Embedding(config.max_degree + 1, c)
+        self.graph_token = nn.Parameter(torch.zeros(1, 1, c))
+        self.graph_token_bias = nn.Parameter(torch.zeros(1, h, 1, 1))  # virtual "distance"
+        # 2D channel
+        self.spd_bias = nn.Embedding(config.max_distance + 2, h)
+        self.edge_embedding = FeatureEmbedding(config.bond_dims, h, shift=1)
+        self.hop_weights = nn.Parameter(torch.empty(config.max_hops, h, h))
+        # 3D channel
+        self.gaussian = PairGaussianBasis(k, config.atom_dims[0])
+        self.bias_3d = nn.Sequential(nn.Linear(k, k), nn.GELU(), nn.Linear(k, h))
+        self.centrality_3d = nn.Linear(k, c)
+        self.layers = nn.ModuleList(
+            BiasedTransformerLayer(c, h, config.ffn_dim, config.dropout, config.attn_dropout)
+            for _ in range(config.num_layers)
+        )
+        self.final_norm = nn.LayerNorm(c)
+        nn.init.normal_(self.graph_token, std=0.02)
+        nn.init.normal_(self.hop_weights, std=h**-0.5)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.dim
+
+    def select_modes(self, batch: DenseBatch, mode: Mode | None = None) -> torch.Tensor:
+        """Per-molecule channel switches ``[B, 2]`` (use 2D, use 3D) as floats.
+
+        ``mode`` forces one mode for the batch (3D modes need coordinates). ``None`` draws
+        from ``mode_probs`` in training and uses every available channel in eval.
+        """
+        b, device = batch.num_graphs, batch.x.device
+        has_pos = batch.has_pos
+        if mode is not None:
+            if mode not in MODES:
+                raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            if "3d" in mode and not bool(has_pos.all()):
+                raise ValueError(f"mode {mode!r} needs coordinates for every molecule")
+            use_2d = torch.full((b,), "2d" in mode, device=device)
+            use_3d = torch.full((b,), "3d" in mode, device=device)
+        elif self.training:
+            draw = torch.multinomial(
+                torch.tensor(self.config.mode_probs, device=device), b, replacement=True
+            )
+            use_2d = (draw != 2) | ~has_pos
+            use_3d = (draw != 1) & has_pos
+        else:
+            use_2d = torch.ones(b, dtype=torch.bool, device=device)
+            use_3d = has_pos.clone()
+        return torch.stack([use_2d, use_3d], dim=1).float()
+
+    def _bias_2d(self, batch: DenseBatch) -> torch.Tensor:
+        """Shortest-path embedding + multi-hop edge encoding -> ``[B, H, N, N]``."""
+        spd = self.spd_bias(batch.spd)  # [B, N, N, H]
+        edges = self.edge_embedding(batch.edge_path)  # [B, N, N, hops, H]
+        edges = torch.einsum("bijlh,lhg->bijg", edges, self.hop_weights)
+        hops = batch.spd.clamp(min=1, max=self.config.max_hops).unsqueeze(-1).float()
+        return (spd + edges / hops).permute(0, 3, 1, 2)
+
+    def _features_3d(self, batch: DenseBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention bias ``[B, H, N, N]`` and atom centrality ``[B, N, C]`` from distances."""
+        pair_mask = batch.node_mask.unsqueeze(1) & batch.node_mask.unsqueeze(2)
+        distances = torch.cdist(batch.pos, batch.pos)
+        kernels = self.gaussian(distances, batch.x[..., 0]) * pair_mask.unsqueeze(-1)
+        bias = self.bias_3d(kernels).permute(0, 3, 1, 2)
+        centrality = self.centrality_3d(kernels.sum(2))
+        return bias, centrality
+
+    def forward(self, batch: DenseBatch, mode: Mode | None = None) -> EncoderOutput:
+        """Encode a :class:`~molfm.data.dense.DenseBatch`; see :meth:`select_modes` for ``mode``."""
+        switches = self.select_modes(batch, mode)
+        use_2d, use_3d = switches[:, 0], switches[:, 1]
+        b, n = batch.node_mask.shape
+        atoms = self.atom_embedding(batch.x)
+        degree = self.degree_embedding(batch.degree.clamp(max=self.config.max_degree))
+        atoms = atoms + use_2d[:, None, None] * degree
+        bias = use_2d[:, None, None, None] * self._bias_2d(batch)
+        if bool(use_3d.any()):
+            bias_3d, centrality = self._features_3d(batch)
+            atoms = atoms + use_3d[:, None, None] * centrality
+            bias = bias + use_3d[:, None, None, None] * bias_3d
+        h = self.config.num_heads
+        full_bias = self.graph_token_bias.expand(b, h, n + 1, n + 1).clone()
+        full_bias[:, :, 1:, 1:] = full_bias[:, :, 1:, 1:] + bias
+        tokens = torch.cat([self.graph_token.expand(b, 1, -1), atoms], dim=1)
+        key_mask = torch.cat([batch.node_mask.new_ones(b, 1), batch.node_mask], dim=1)
+        for layer in self.layers:
+            tokens = layer(tokens, full_bias, key_mask)
+        tokens = self.final_norm(tokens)
+        return EncoderOutput(tokens[:, 1:], batch.node_mask, tokens[:, 0])
