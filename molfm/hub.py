@@ -57,7 +57,9 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def _load_systems() -> None:
-    # importing molfm.systems runs every system's __init__, which fills the two registries
+    # importing these runs every system's __init__ (and the shared tasks'), which fill the
+    # two registries
+    importlib.import_module("molfm.tasks")
     importlib.import_module("molfm.systems")
 
 
@@ -120,7 +122,8 @@ def get_model_class(name: str) -> type[torch.nn.Module]:
     try:
         return _MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model type {name!r}; registered: {sorted(_MODELS)}") from None
+        known = sorted(set(_MODELS) | set(_MODEL_MODULES))  # declared ones too, not yet imported
+        raise KeyError(f"unknown model type {name!r}; registered: {known}") from None
 
 
 def save_pretrained(

@@ -18,6 +18,7 @@ molecule (first access) and keeps them; an epoch never recomputes them.
     pos         float [B, N, 3]        coordinates (zeros where a molecule has none)
     has_pos     bool  [B]              the molecule came with coordinates
     y           float [B, T]           targets (NaN = missing), when present
+    graph       the same molecules as one sparse PyG ``Batch`` (for message-passing encoders)
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import numpy as np
 import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
-from torch.utils.data import Dataset
-from torch_geometric.data import Data
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch_geometric.data import Batch, Data
+
+from molfm.data.dataset import MolDataModule, MolGraphDataset
 
 __all__ = [
     "MAX_DISTANCE",
@@ -40,6 +43,8 @@ __all__ = [
     "DenseBatch",
     "DenseGraphDataset",
     "collate_dense",
+    "split_fractions",
+    "DenseDataModule",
 ]
 
 MAX_DISTANCE = 20
@@ -117,6 +122,7 @@ class DenseBatch:
     pos: torch.Tensor
     has_pos: torch.Tensor
     y: torch.Tensor | None = None
+    graph: Batch | None = None
 
     def to(self, device: torch.device | str) -> DenseBatch:
         moved = {
@@ -124,6 +130,9 @@ class DenseBatch:
             for f in fields(self)
         }
         return DenseBatch(**moved)
+
+    def __len__(self) -> int:
+        return self.num_graphs
 
     @property
     def num_graphs(self) -> int:
@@ -195,4 +204,95 @@ def collate_dense(
         if getattr(data, "y", None) is not None:
             targets.append(data.y.reshape(-1).float())
     y = torch.stack(targets) if len(targets) == batch_size else None
-    return DenseBatch(x, node_mask, degree, spd, edge_path, pos, has_pos, y)
+    graph = Batch.from_data_list(
+        [
+            Data(x=d.x, edge_index=d.edge_index, edge_attr=d.edge_attr, num_nodes=d.num_nodes)
+            for d, _ in items
+        ]
+    )
+    return DenseBatch(x, node_mask, degree, spd, edge_path, pos, has_pos, y, graph)
+
+
+def split_fractions(sizes: Sequence[float], n: int) -> tuple[float, float, float]:
+    """Split sizes as fractions; sizes above 1 are molecule counts (e.g. QM9's 110000, 10000,
+    rest: ``(110000, 10000, -1)``, where -1 takes the rest).
+
+    Counts are turned into ``(count + 0.5) / n`` so that ``int(fraction * n)`` in the splitters
+    gives back exactly ``count``.
+    """
+    sizes = [float(s) for s in sizes]
+    if len(sizes) != 3:
+        raise ValueError(f"--split-sizes needs three values (train, val, test), got {sizes}")
+    if all(0 <= s <= 1 for s in sizes):
+        return sizes[0], sizes[1], sizes[2]
+    counts = [s if s >= 0 else None for s in sizes]
+    known = sum(c for c in counts if c is not None)
+    if known > n or counts.count(None) > 1:
+        raise ValueError(f"split counts {sizes} do not fit {n} molecules")
+    counts = [n - known if c is None else c for c in counts]
+    train, val = (counts[0] + 0.5) / n, (counts[1] + 0.5) / n
+    return train, val, max(0.0, 1.0 - train - val)
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation drawn from ``seed + epoch``: the order of an epoch depends on nothing else,
+    so a run resumed at an epoch boundary sees the same batches (Lightning calls
+    :meth:`set_epoch` on samplers that have it)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(np.random.default_rng(self.seed + self.epoch).permutation(self.n).tolist())
+
+
+class DenseDataModule(MolDataModule):
+    """:class:`~molfm.data.dataset.MolDataModule` that yields :class:`DenseBatch` es.
+
+    ``limit_train`` keeps the first N molecules of the (seeded, shuffled) training split, so
+    every experiment row with the same ``data_seed`` and limit sees the same subset.
+    """
+
+    def __init__(self, *args, limit_train: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit_train = limit_train
+        self._datasets: dict[str, DenseGraphDataset] = {}
+
+    def indices(self, part: str) -> np.ndarray:
+        index = getattr(self.split, part)
+        if part == "train" and self.limit_train is not None:
+            order = np.random.default_rng(self.data_seed).permutation(len(index))
+            index = np.sort(index[order[: self.limit_train]])
+        return index
+
+    def part_dataset(self, part: str) -> DenseGraphDataset:
+        if part not in self._datasets:  # kept: the pair structure is computed once per molecule
+            graphs = MolGraphDataset(self.store, self.indices(part))
+            self._datasets[part] = DenseGraphDataset(graphs)
+        return self._datasets[part]
+
+    def _dense_loader(self, part: str, shuffle: bool) -> DataLoader:
+        dataset = self.part_dataset(part)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=EpochShuffle(len(dataset), self.data_seed) if shuffle else None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_dense,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dense_loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dense_loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._dense_loader("test", shuffle=False)
