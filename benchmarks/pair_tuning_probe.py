@@ -1,6 +1,6 @@
 """Pair-tuning probe: why does the soft prompt not work with the small base model?
 
-An experiment script (not library code) behind the ablations in benchmarks/RESULTS.md §9. It
+An experiment script (not library code) behind the ablations in benchmarks/RESULTS.md §9b. It
 re-implements the pair-tuning layout in plain PyTorch so that variants the library does not
 offer can be tried on the same pairs and the same held-out sources:
 
@@ -35,10 +35,12 @@ import torch
 import torch.nn.functional as F
 from rdkit.Chem import QED
 
+from molfm.chem.fingerprints import tanimoto
+from molfm.chem.parse import mol_or_none
 from molfm.systems.gp_molformer.data import pad_batch
 from molfm.systems.gp_molformer.model import load_smiles_model
 from molfm.systems.gp_molformer.pair_tuning.optimize import sample_targets
-from molfm.systems.gp_molformer.pair_tuning.pairs import make_pairs, mol_or_none, tanimoto
+from molfm.systems.gp_molformer.pair_tuning.pairs import make_pairs
 from molfm.systems.gp_molformer.pair_tuning.training import (
     PairDataset,
     collate_pairs,

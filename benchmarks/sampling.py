@@ -26,11 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+
+try:
+    from transformers import GPT2Config, GPT2LMHeadModel
+except ModuleNotFoundError as err:  # an extra, not a core dependency
+    raise SystemExit(
+        f'{sys.argv[0]}: needs {err.name!r}, from the benchmark extra: pip install -e ".[bench]"'
+    ) from None
 
 from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
 from molfm.systems.gp_molformer.sampling import sample_ids

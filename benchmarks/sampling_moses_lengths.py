@@ -26,11 +26,18 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 from pathlib import Path
 
 import torch
-from sampling import gpt2_like, timed  # benchmarks/sampling.py
-from transformers import LogitsProcessor, LogitsProcessorList
+
+try:
+    from sampling import gpt2_like, timed  # benchmarks/sampling.py
+    from transformers import LogitsProcessor, LogitsProcessorList
+except ModuleNotFoundError as err:  # an extra, not a core dependency
+    raise SystemExit(
+        f'{sys.argv[0]}: needs {err.name!r}, from the benchmark extra: pip install -e ".[bench]"'
+    ) from None
 
 from molfm.systems.gp_molformer import DEFAULT_SMILES_MODEL
 from molfm.systems.gp_molformer.model import load_smiles_model

@@ -9,7 +9,7 @@ Usage::
     git worktree add /tmp/before <commit>
     for tree in /tmp/before .; do PYTHONPATH=$tree python benchmarks/sampling_shipped.py \\
         --n 2000 --batch-size 500 --threads 1; done
-    # the syntax-mask A/B of RESULTS.md §6b (12,000-step model, 2 x 10,000 samples)
+    # with the syntax mask, 2 x 10,000 samples of a given checkpoint directory
     ... --model <dir> --n 10000 --batch-size 500 --threads 2 --syntax-mask --seeds 11 12
 """
 
@@ -24,7 +24,7 @@ from collections import Counter
 import torch
 
 import molfm
-from molfm.eval.moses_features import get_mol
+from molfm.chem.parse import mol_or_none
 from molfm.systems.gp_molformer import DEFAULT_SMILES_MODEL
 from molfm.systems.gp_molformer.model import load_smiles_model
 from molfm.systems.gp_molformer.sampling import sample
@@ -35,7 +35,7 @@ def invalid_counts(smiles: list[str]) -> dict[str, int]:
     try:
         from molfm.eval.validity import invalid_breakdown
     except ImportError:
-        return {"invalid": sum(get_mol(s) is None for s in smiles)}
+        return {"invalid": sum(mol_or_none(s) is None for s in smiles)}
     return invalid_breakdown(smiles)
 
 
