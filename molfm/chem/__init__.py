@@ -1,4 +1,5 @@
-"""molfm.chem: the RDKit layer (parsing, featurization, conformers, geometry, I/O, properties).
+"""molfm.chem: the RDKit layer (parsing, featurization, conformers, geometry, I/O, fingerprints,
+scaffolds, properties).
 
 No torch training code lives here; torch/PyG are imported only inside the ``to_pyg`` helpers.
 """
@@ -11,6 +12,14 @@ from molfm.chem.conformers import (
     generate_conformers,
 )
 from molfm.chem.featurize import GraphArrays, featurize, mol_to_data, smiles_to_data, to_pyg
+from molfm.chem.fingerprints import (
+    bulk_tanimoto,
+    morgan_bits,
+    morgan_fingerprint,
+    morgan_fingerprints,
+    tanimoto,
+    tanimoto_matrix,
+)
 from molfm.chem.geometry import (
     angle_triplets,
     bond_angles,
@@ -26,12 +35,15 @@ from molfm.chem.parse import (
     ParseResult,
     StandardizeOptions,
     canonical_smiles,
+    mol_or_none,
     parse_smiles,
     standardize_mol,
     try_parse_smiles,
 )
 from molfm.chem.properties import (
+    PROPERTIES,
     functional_group_counts,
+    get_property,
     logp,
     molecular_weight,
     penalized_logp,
@@ -47,6 +59,7 @@ __all__ = [
     "ParseResult",
     "StandardizeOptions",
     "canonical_smiles",
+    "mol_or_none",
     "parse_smiles",
     "standardize_mol",
     "try_parse_smiles",
@@ -81,7 +94,16 @@ __all__ = [
     "read_xyz",
     "write_sdf",
     "write_xyz",
+    # fingerprints
+    "bulk_tanimoto",
+    "morgan_bits",
+    "morgan_fingerprint",
+    "morgan_fingerprints",
+    "tanimoto",
+    "tanimoto_matrix",
     # properties, scaffolds
+    "PROPERTIES",
+    "get_property",
     "functional_group_counts",
     "logp",
     "molecular_weight",

@@ -8,6 +8,16 @@ so messages for molecules parsed elsewhere still reach the user.
 Standardization (largest fragment, neutralization, canonical atom order) is opt-in through
 :class:`StandardizeOptions`, whose ``to_dict()`` is stored with prepared data sets so a cache
 records exactly how its molecules were produced.
+
+Two contracts, one for each kind of input:
+
+* **data** (:func:`parse_smiles`, :func:`try_parse_smiles`): strict; a cell that is not a clean
+  SMILES string is rejected with a reason, so a user can fix the row;
+* **generated strings and metrics** (:func:`mol_or_none`, :func:`canonical_smiles`): lenient,
+  the MOSES rules (``moses.metrics.utils.get_mol`` of molsets 0.3.1): a molecule is valid when
+  RDKit parses and sanitizes the text; anything else is ``None``, with RDKit's messages
+  silenced for that call only. Every validity, uniqueness and novelty figure in molfm uses
+  these two, so they stay comparable with published MOSES numbers.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ __all__ = [
     "ParseResult",
     "parse_smiles",
     "try_parse_smiles",
+    "mol_or_none",
     "canonical_smiles",
     "standardize_mol",
     "rdkit_messages",
@@ -329,6 +340,62 @@ def try_parse_smiles(
     return ParseResult(mol=mol, reason=None)
 
 
-def canonical_smiles(mol: Chem.Mol, *, isomeric: bool = True) -> str:
-    """RDKit canonical SMILES of ``mol`` (stereo kept unless ``isomeric=False``)."""
-    return Chem.MolToSmiles(mol, isomericSmiles=isomeric)
+def mol_or_none(smiles_or_mol: object) -> Chem.Mol | None:
+    """Parse a SMILES by the MOSES rules; ``None`` when it is not a valid molecule.
+
+    Parameters
+    ----------
+    smiles_or_mol
+        A SMILES string, or an RDKit ``Mol`` (returned unchanged). ``None``, non-strings and
+        the empty string give ``None``.
+
+    Returns
+    -------
+    Chem.Mol or None
+        The molecule when ``Chem.MolFromSmiles`` parses the text and ``Chem.SanitizeMol``
+        accepts the result (MOSES's ``get_mol``), else ``None``. Unlike :func:`parse_smiles`,
+        text after a space is ignored, as RDKit reads it (``"C C"`` is methane).
+
+    Examples
+    --------
+    >>> mol_or_none("C1CC") is None, mol_or_none("") is None, mol_or_none("CCO").GetNumAtoms()
+    (True, True, 3)
+    """
+    if isinstance(smiles_or_mol, Chem.Mol):
+        return smiles_or_mol
+    if not isinstance(smiles_or_mol, str) or not smiles_or_mol:
+        return None
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles_or_mol)
+        if mol is None:
+            return None
+        try:
+            Chem.SanitizeMol(mol)
+        except ValueError:  # RDKit's sanitization exceptions derive from ValueError
+            return None
+    # Only "" parses to a molecule without atoms; kept as a guard, never a valid molecule.
+    return mol if mol.GetNumAtoms() else None
+
+
+def canonical_smiles(smiles_or_mol: object, *, isomeric: bool = True) -> str | None:
+    """RDKit canonical SMILES of a molecule or SMILES; ``None`` when it is not valid.
+
+    Parameters
+    ----------
+    smiles_or_mol
+        A SMILES string (parsed with :func:`mol_or_none`) or an RDKit ``Mol``.
+    isomeric
+        Keep stereochemistry and isotopes (RDKit's default, as MOSES); ``False`` drops them.
+
+    Returns
+    -------
+    str or None
+        ``Chem.MolToSmiles(mol, isomericSmiles=isomeric)``; always a string for a ``Mol``.
+
+    Examples
+    --------
+    >>> canonical_smiles("OCC"), canonical_smiles("C1CC")
+    ('CCO', None)
+    """
+    mol = mol_or_none(smiles_or_mol)
+    return None if mol is None else Chem.MolToSmiles(mol, isomericSmiles=isomeric)

@@ -1,6 +1,10 @@
 """Molecular properties used across molfm (generation metrics, pair-tuning, data reports).
 
 All functions take a sanitized RDKit ``Mol`` and return a float (or a dict for counts).
+:data:`PROPERTIES` is the one registry of named per-molecule properties (``qed``, ``logp``,
+``sa``, ``mw``, ``plogp``); :func:`get_property` looks a name up. The MOSES metrics and the
+pair-tuning oracles take their functions from it.
+
 SA score is Ertl & Schuffenhauer's synthetic accessibility score from RDKit Contrib, the
 same implementation (and fragment-score table) MOSES uses.
 """
@@ -10,12 +14,15 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from collections.abc import Callable
 from types import ModuleType
 
 from rdkit import Chem
-from rdkit.Chem import QED, Crippen, Descriptors, Fragments, RDConfig, rdMolDescriptors
+from rdkit.Chem import QED, Crippen, Descriptors, Fragments, RDConfig
 
 __all__ = [
+    "PROPERTIES",
+    "get_property",
     "qed",
     "logp",
     "sa_score",
@@ -73,7 +80,43 @@ def penalized_logp(mol: Chem.Mol) -> float:
     return logp(mol) - sa_score(mol) - ring_penalty
 
 
-def _fragment_functions() -> dict[str, callable]:
+PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {
+    "qed": qed,
+    "logp": logp,
+    "sa": sa_score,
+    "mw": molecular_weight,
+    "plogp": penalized_logp,
+}
+"""Named per-molecule properties: name -> function of a sanitized ``Mol`` returning a float."""
+
+
+def get_property(name: str) -> Callable[[Chem.Mol], float]:
+    """The registered property function called ``name`` (case-insensitive).
+
+    Parameters
+    ----------
+    name
+        A key of :data:`PROPERTIES`, e.g. ``"QED"`` or ``"plogp"``.
+
+    Returns
+    -------
+    Callable
+        A function of a sanitized ``Mol`` returning a float.
+
+    Raises
+    ------
+    KeyError
+        If no property has that name; the message lists the known names.
+    """
+    try:
+        return PROPERTIES[name.lower()]
+    except KeyError:
+        raise KeyError(
+            f"unknown property {name!r}; known: {', '.join(sorted(PROPERTIES))}"
+        ) from None
+
+
+def _fragment_functions() -> dict[str, Callable]:
     return {
         name.removeprefix("fr_"): getattr(Fragments, name)
         for name in sorted(dir(Fragments))
@@ -87,7 +130,3 @@ FUNCTIONAL_GROUPS: tuple[str, ...] = tuple(_fragment_functions())
 def functional_group_counts(mol: Chem.Mol) -> dict[str, int]:
     """Counts of RDKit's 85 fragment descriptors (``Fragments.fr_*``), keyed without ``fr_``."""
     return {name: int(fn(mol)) for name, fn in _fragment_functions().items()}
-
-
-def num_heavy_atoms(mol: Chem.Mol) -> int:
-    return int(rdMolDescriptors.CalcNumHeavyAtoms(mol))

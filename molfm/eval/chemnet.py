@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem, rdBase
+
+from molfm.chem.parse import canonical_smiles
 
 __all__ = [
     "CHEMNET_VOCAB",
@@ -88,11 +89,10 @@ def chemnet_one_hot(smiles: str, pad_len: int = CHEMNET_PAD_LEN) -> np.ndarray:
 
 
 def _canonical(smiles: str) -> str:
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
+    canonical = canonical_smiles(smiles)
+    if canonical is None:
         raise ValueError(f"invalid SMILES for FCD: {smiles!r}")
-    return Chem.MolToSmiles(mol)
+    return canonical
 
 
 def chemnet_activations(

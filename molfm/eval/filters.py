@@ -9,21 +9,19 @@ A molecule passes when, in this order (MOSES ``mol_passes_filters``):
    filters) and 480 PAINS (WEHI) SMARTS patterns MOSES ships;
 5. its non-isomeric SMILES is non-empty and parses again.
 
-The SMARTS tables are read from the pinned molsets wheel (``moses/metrics/mcf.csv`` and
-``moses/metrics/wehi_pains.csv``) through :func:`molfm.data.fetch.open_member`.
+The SMARTS tables come from the pinned molsets wheel (``moses/metrics/mcf.csv`` and
+``moses/metrics/wehi_pains.csv``) through :func:`molfm.data.sources.moses.filter_alerts`.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from rdkit import Chem, rdBase
 
-from molfm.data.fetch import open_member
+from molfm.data.sources.moses import filter_alerts
 
 __all__ = [
     "MOSES_ALLOWED_ATOMS",
@@ -55,31 +53,11 @@ class FilterPattern:
         return f"FilterPattern({self.name!r}, {self.smarts!r})"
 
 
-def _read_csv_member(member: str) -> list[list[str]]:
-    with open_member("molsets", member) as fh:
-        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
-        return [row for row in csv.reader(text) if row]
-
-
-def _mcf_patterns() -> Iterable[FilterPattern]:
-    rows = _read_csv_member("moses/metrics/mcf.csv")
-    header, body = rows[0], rows[1:]
-    name_col, smarts_col = header.index("names"), header.index("smarts")
-    for row in body:
-        yield FilterPattern(row[name_col].strip(), row[smarts_col].strip())
-
-
-def _pains_patterns() -> Iterable[FilterPattern]:
-    # No header; columns are (smarts, "<regId=NAME>"), each padded with spaces.
-    for smarts, reg_id in _read_csv_member("moses/metrics/wehi_pains.csv"):
-        name = reg_id.strip().removeprefix("<regId=").removesuffix(">")
-        yield FilterPattern(name, smarts.strip())
-
-
 @functools.cache
 def filter_patterns() -> tuple[FilterPattern, ...]:
     """The MCF and PAINS alerts MOSES applies (22 + 480 patterns), parsed once."""
-    return (*_mcf_patterns(), *_pains_patterns())
+    tables = filter_alerts()
+    return tuple(FilterPattern(name, smarts) for name, smarts in (*tables["mcf"], *tables["pains"]))
 
 
 def _largest_ring(mol: Chem.Mol) -> int:

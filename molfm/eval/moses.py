@@ -48,10 +48,11 @@ from collections.abc import Sequence, Set
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+from molfm.chem.parse import canonical_smiles
 from molfm.eval.chemnet import fcd_statistics, frechet_distance
 from molfm.eval.filters import fraction_passes_filters, mol_passes_filters
 from molfm.eval.fingerprints import average_agg_tanimoto
-from molfm.eval.moses_features import PROPERTIES, canonical_smiles, parallel_map, set_features
+from molfm.eval.moses_features import PROPERTIES, parallel_map, set_features
 from molfm.eval.moses_metrics import (
     TANIMOTO_BATCH,
     canonical_smiles_set,

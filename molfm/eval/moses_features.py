@@ -2,14 +2,16 @@
 
 Everything here follows ``moses/metrics/utils.py`` of molsets 0.3.1:
 
-* parsing (:func:`get_mol`): an empty string is invalid; otherwise RDKit must parse and
-  sanitize the SMILES;
-* canonical SMILES: ``Chem.MolToSmiles`` with RDKit defaults (isomeric);
+* parsing: :func:`molfm.chem.parse.mol_or_none` (MOSES's ``get_mol``: an empty string is
+  invalid; otherwise RDKit must parse and sanitize the SMILES);
+* canonical SMILES: :func:`molfm.chem.parse.canonical_smiles` (``Chem.MolToSmiles`` with
+  RDKit defaults, isomeric);
 * fragments: the canonical SMILES pieces of ``FragmentOnBRICSBonds`` (with dummy atoms);
-* scaffolds: the Bemis-Murcko scaffold's canonical (isomeric) SMILES, kept only when the
-  scaffold has at least two rings (``min_rings=2``: MOSES's Scaf metric ignores acyclic and
-  single-ring scaffolds);
-* properties: Crippen logP, SA score (RDKit Contrib), QED, average molecular weight.
+* scaffolds: the Bemis-Murcko scaffold's canonical (isomeric) SMILES
+  (:func:`molfm.chem.scaffolds.murcko_scaffold`), kept only when the scaffold has at least two
+  rings (``min_rings=2``: MOSES's Scaf metric ignores acyclic and single-ring scaffolds);
+* properties: Crippen logP, SA score (RDKit Contrib), QED, average molecular weight, from the
+  registry :data:`molfm.chem.properties.PROPERTIES`.
 
 :func:`set_features` computes all of these for a list of SMILES in one pass (optionally over
 worker processes) so that a generated set or a reference set is parsed only once.
@@ -24,17 +26,16 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from rdkit import Chem, rdBase
-from rdkit.Chem.Scaffolds import MurckoScaffold
+from rdkit import Chem
 
-from molfm.chem.properties import logp, molecular_weight, qed, sa_score
+from molfm.chem.parse import mol_or_none
+from molfm.chem.properties import PROPERTIES as CHEM_PROPERTIES
+from molfm.chem.scaffolds import murcko_scaffold
 from molfm.eval.filters import mol_passes_filters
-from molfm.eval.fingerprints import MORGAN_BITS, PackedFingerprints, morgan_fingerprint
+from molfm.eval.fingerprints import MOSES_MORGAN_BITS, PackedFingerprints, moses_fingerprints
 
 __all__ = [
     "PROPERTIES",
-    "get_mol",
-    "canonical_smiles",
     "brics_fragments",
     "moses_scaffold",
     "SetFeatures",
@@ -42,42 +43,16 @@ __all__ = [
     "parallel_map",
 ]
 
-# Property name (as MOSES names the metric) -> function of a sanitized Mol.
+# Property name (as MOSES names the metric) -> function of a sanitized Mol, in MOSES's order.
 PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {
-    "logP": logp,
-    "SA": sa_score,
-    "QED": qed,
-    "weight": molecular_weight,
+    "logP": CHEM_PROPERTIES["logp"],
+    "SA": CHEM_PROPERTIES["sa"],
+    "QED": CHEM_PROPERTIES["qed"],
+    "weight": CHEM_PROPERTIES["mw"],
 }
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def get_mol(smiles_or_mol: str | Chem.Mol | None) -> Chem.Mol | None:
-    """Parse a SMILES the MOSES way; a ``Mol`` passes through, ``None`` stays ``None``.
-
-    RDKit's parse-error messages are suppressed for this call only (``BlockLogs``).
-    """
-    if smiles_or_mol is None or isinstance(smiles_or_mol, Chem.Mol):
-        return smiles_or_mol
-    if len(smiles_or_mol) == 0:
-        return None
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles_or_mol)
-        if mol is None:
-            return None
-        try:
-            Chem.SanitizeMol(mol)
-        except ValueError:
-            return None
-    return mol
-
-
-def canonical_smiles(smiles_or_mol: str | Chem.Mol | None) -> str | None:
-    """RDKit canonical SMILES, or ``None`` if the input is invalid."""
-    mol = get_mol(smiles_or_mol)
-    return None if mol is None else Chem.MolToSmiles(mol)
 
 
 def brics_fragments(mol: Chem.Mol) -> list[str]:
@@ -86,16 +61,13 @@ def brics_fragments(mol: Chem.Mol) -> list[str]:
 
 
 def moses_scaffold(mol: Chem.Mol, *, min_rings: int = 2) -> str | None:
-    """Murcko scaffold SMILES, or ``None`` if it is empty or has fewer than ``min_rings`` rings."""
+    """Murcko scaffold SMILES (isomeric), or ``None`` if it is empty, has fewer than
+    ``min_rings`` rings, or RDKit fails on the molecule (MOSES's ``compute_scaffold``)."""
     try:
-        scaffold = MurckoScaffold.GetScaffoldForMol(mol)
+        scaffold = murcko_scaffold(mol, isomeric=True, min_rings=min_rings)
     except (ValueError, RuntimeError):
         return None
-    n_rings = scaffold.GetRingInfo().NumRings()
-    smiles = Chem.MolToSmiles(scaffold)
-    if smiles == "" or n_rings < min_rings:
-        return None
-    return smiles
+    return scaffold or None
 
 
 @dataclass
@@ -108,11 +80,11 @@ class _MolRecord:
 
 
 def _record(smiles: str, with_filters: bool) -> _MolRecord | None:
-    mol = get_mol(smiles)
+    mol = mol_or_none(smiles)
     if mol is None:
         return None
     return _MolRecord(
-        fingerprint=np.packbits(morgan_fingerprint(mol)),
+        fingerprint=np.packbits(moses_fingerprints([mol])[0]),
         fragments=brics_fragments(mol),
         scaffold=moses_scaffold(mol),
         passes_filters=mol_passes_filters(mol) if with_filters else False,
@@ -179,7 +151,7 @@ def set_features(
     bad = [s for s, r in zip(smiles, records, strict=True) if r is None]
     if bad:
         raise ValueError(f"{len(bad)} invalid SMILES, e.g. {bad[0]!r}")
-    n_bytes = (MORGAN_BITS + 7) // 8
+    n_bytes = (MOSES_MORGAN_BITS + 7) // 8
     packed = np.zeros((len(records), n_bytes), dtype=np.uint8)
     fragments: Counter[str] = Counter()
     scaffolds: Counter[str] = Counter()
@@ -192,7 +164,7 @@ def set_features(
         len(records), len(PROPERTIES)
     )
     return SetFeatures(
-        fingerprints=PackedFingerprints(packed, MORGAN_BITS),
+        fingerprints=PackedFingerprints(packed, MOSES_MORGAN_BITS),
         fragments=fragments,
         scaffolds=scaffolds,
         passes_filters=np.array([rec.passes_filters for rec in records], dtype=bool),

@@ -15,15 +15,10 @@ import numpy as np
 from rdkit import Chem
 from scipy.stats import wasserstein_distance
 
+from molfm.chem.parse import canonical_smiles, mol_or_none
 from molfm.eval.chemnet import fcd_statistics, frechet_distance
-from molfm.eval.fingerprints import average_agg_tanimoto, morgan_fingerprints
-from molfm.eval.moses_features import (
-    PROPERTIES,
-    brics_fragments,
-    canonical_smiles,
-    get_mol,
-    moses_scaffold,
-)
+from molfm.eval.fingerprints import average_agg_tanimoto, moses_fingerprints
+from molfm.eval.moses_features import PROPERTIES, brics_fragments, moses_scaffold
 from molfm.eval.moses_reference import MosesReference
 
 __all__ = [
@@ -49,7 +44,7 @@ TANIMOTO_BATCH = 5000  # MOSES's block size for the Tanimoto kernels
 
 
 def _valid_mols(molecules: Sequence[MolLike], what: str) -> list[Chem.Mol]:
-    mols = [get_mol(m) for m in molecules]
+    mols = [mol_or_none(m) for m in molecules]
     n_bad = sum(m is None for m in mols)
     if n_bad:
         raise ValueError(f"{what}: {n_bad} invalid molecule(s); remove them first")
@@ -73,14 +68,14 @@ def fraction_valid(smiles: Sequence[str]) -> float:
     """
     if len(smiles) == 0:
         raise ValueError("fraction_valid of an empty list")
-    return 1.0 - sum(get_mol(s) is None for s in smiles) / len(smiles)
+    return 1.0 - sum(mol_or_none(s) is None for s in smiles) / len(smiles)
 
 
 def remove_invalid(smiles: Sequence[str], *, canonize: bool = True) -> list[str]:
     """Valid SMILES in input order, canonicalized unless ``canonize=False``."""
     if canonize:
         return [c for c in (canonical_smiles(s) for s in smiles) if c is not None]
-    return [s for s in smiles if get_mol(s) is not None]
+    return [s for s in smiles if mol_or_none(s) is not None]
 
 
 def fraction_unique(
@@ -165,7 +160,7 @@ def internal_diversity(
     float
         Diversity in [0, 1]; 0 for a set of identical molecules.
     """
-    fps = morgan_fingerprints(_valid_mols(generated, "internal_diversity"))
+    fps = moses_fingerprints(_valid_mols(generated, "internal_diversity"))
     return 1.0 - average_agg_tanimoto(
         fps, fps, agg="mean", p=p, device=device, batch_size=batch_size
     )
@@ -195,11 +190,11 @@ def snn(
         Mean over generated molecules of their maximal Tanimoto similarity (Morgan r=2,
         1024 bits) to a reference molecule.
     """
-    gen = morgan_fingerprints(_valid_mols(generated, "snn"))
+    gen = moses_fingerprints(_valid_mols(generated, "snn"))
     if isinstance(reference, MosesReference):
         ref = reference.fingerprints
     else:
-        ref = morgan_fingerprints(_valid_mols(reference, "snn reference"))
+        ref = moses_fingerprints(_valid_mols(reference, "snn reference"))
     return average_agg_tanimoto(ref, gen, agg="max", device=device, batch_size=batch_size)
 
 

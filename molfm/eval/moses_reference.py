@@ -38,11 +38,12 @@ import numpy as np
 import rdkit
 
 from molfm.atomic import atomic_writer
+from molfm.chem.parse import mol_or_none
 from molfm.data.fetch import cache_dir
 from molfm.data.sources.moses import MosesSource, raw_reference_stats
 from molfm.eval.chemnet import fcd_statistics
-from molfm.eval.fingerprints import MORGAN_BITS, PackedFingerprints
-from molfm.eval.moses_features import PROPERTIES, get_mol, set_features
+from molfm.eval.fingerprints import MOSES_MORGAN_BITS, PackedFingerprints
+from molfm.eval.moses_features import PROPERTIES, set_features
 
 __all__ = ["MosesReference", "compute_reference", "read_molsets_stats", "SUBSETS"]
 
@@ -210,7 +211,7 @@ def compute_reference(
     ValueError
         If fewer than two SMILES are valid.
     """
-    valid = [s for s in smiles if get_mol(s) is not None]
+    valid = [s for s in smiles if mol_or_none(s) is not None]
     if len(valid) < len(smiles):
         warnings.warn(
             f"compute_reference: dropped {len(smiles) - len(valid)} invalid SMILES", stacklevel=2
@@ -239,7 +240,7 @@ def read_molsets_stats(subset: str) -> MosesReference:
     """Convert MOSES's published ``{subset}_stats.npz`` (a pickled dict) without trusting it."""
     stats = raw_reference_stats(subset)
     fps = np.asarray(stats["SNN"]["fps"], dtype=np.uint8)
-    if fps.shape[1] != MORGAN_BITS:
+    if fps.shape[1] != MOSES_MORGAN_BITS:
         raise ValueError(f"unexpected fingerprint width {fps.shape[1]}")
     return MosesReference(
         fcd_mu=np.asarray(stats["FCD"]["mu"]),

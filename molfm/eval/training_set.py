@@ -14,9 +14,10 @@ import os
 import rdkit
 
 from molfm.atomic import atomic_writer
+from molfm.chem.parse import canonical_smiles
 from molfm.data.fetch import cache_dir
 from molfm.data.sources import resolve_source
-from molfm.eval.moses_features import canonical_smiles, parallel_map
+from molfm.eval.moses_features import parallel_map
 
 __all__ = ["training_set"]
 

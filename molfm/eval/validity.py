@@ -1,7 +1,7 @@
 """Why generated SMILES are invalid: a breakdown next to MOSES's ``valid``.
 
 MOSES counts a SMILES as valid when RDKit parses *and* sanitizes it
-(:func:`molfm.eval.moses_features.get_mol`). A generator's invalid strings fail for different
+(:func:`molfm.chem.parse.mol_or_none`). A generator's invalid strings fail for different
 reasons, and the remedies differ: a syntax mask can prevent unclosed rings and branches, not an
 aromatic ring without a hydrogen on its nitrogen. Each invalid string gets one kind:
 
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from rdkit import Chem, rdBase
 
-from molfm.eval.moses_features import get_mol
+from molfm.chem.parse import mol_or_none
 
 __all__ = ["INVALID_KINDS", "invalid_kind", "invalid_breakdown"]
 
@@ -41,7 +41,7 @@ def invalid_kind(smiles: str) -> str | None:
     """
     if len(smiles) == 0:
         return "empty"
-    if get_mol(smiles) is not None:
+    if mol_or_none(smiles) is not None:
         return None
     with rdBase.BlockLogs():
         raw = Chem.MolFromSmiles(smiles, sanitize=False)

@@ -23,11 +23,14 @@ class EncoderOutput:
         bool ``[B, N]``, true on real atoms.
     graph_embedding : torch.Tensor
         ``[B, C]`` one vector per molecule.
+    extras : dict | None
+        Encoder-specific tensors its auxiliary losses need (e.g. Transformer-M's noise).
     """
 
     node_embeddings: torch.Tensor
     node_mask: torch.Tensor
     graph_embedding: torch.Tensor
+    extras: dict | None = None
 
 
 class FeatureEmbedding(nn.Module):

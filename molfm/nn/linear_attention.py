@@ -1,13 +1,21 @@
 """Causal linear attention (Katharopoulos et al. 2020) with rotary positions.
 
 Softmax attention ``softmax(q k^T) v`` is replaced by a kernel ``phi(q) . phi(k)`` with a
-positive feature map, here ``phi(x) = elu(x) + 1`` (the map of Katharopoulos et al., also the
-default of fast-transformers, the library MoLFormer was built on). It is deterministic: no
-random features, so inference needs no seed. For a query at position ``t``::
+non-negative feature map ``phi: R^D -> R^M``. Two maps are provided:
+
+* ``phi(x) = elu(x) + 1`` (``M = D``; Katharopoulos et al., the default of fast-transformers,
+  the library MoLFormer was built on): deterministic, strictly positive;
+* ``phi(x) = relu(x W)`` (``W`` ``[D, M]``, :func:`relu_random_features`): Performer's
+  generalized random features with a ReLU kernel (FAVOR+), fast-transformers'
+  ``GeneralizedRandomFeatures`` -- the map the published MoLFormer/GP-MoLFormer were trained
+  with (``M = 32``). ``W`` is drawn once (:func:`orthogonal_random_features`) and kept as a
+  buffer; fast-transformers instead redraws it at every forward call.
+
+For a query at position ``t``::
 
     out_t = phi(q_t)^T S_t / (phi(q_t)^T z_t + eps)
-    S_t = sum_{j <= t} phi(k_j) v_j^T        [D, Dv]
-    z_t = sum_{j <= t} phi(k_j)              [D]
+    S_t = sum_{j <= t} phi(k_j) v_j^T        [M, Dv]
+    z_t = sum_{j <= t} phi(k_j)              [M]
 
 which gives two forms of the same function:
 
@@ -20,7 +28,7 @@ queries and keys, then the fast-transformers linear attention applies the featur
 order here is **rotate, then feature map**: ``phi(R_t q_t) . phi(R_j k_j)``. The kernel is
 then no longer a function of ``t - j`` alone (the RoFormer paper's linear-attention variant
 rotates *after* the feature map for that), but it is what MoLFormer/GP-MoLFormer compute, the
-weights stay positive, and the parallel and recurrent forms are exactly the same function
+weights stay non-negative, and the parallel and recurrent forms are exactly the same function
 because a key is rotated at its own absolute position before it enters the state.
 
 Numerics. The feature map, the state accumulation and the normalizer run in float32 (float64
@@ -31,6 +39,8 @@ overflow or lose the running sums; the result is cast back to the input dtype. T
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,7 +49,10 @@ from molfm.nn.rotary import RotaryEmbedding, apply_rotary
 
 __all__ = [
     "LinearAttentionState",
+    "FeatureMapName",
     "elu_feature_map",
+    "relu_random_features",
+    "orthogonal_random_features",
     "causal_linear_attention",
     "linear_attention_step",
     "init_linear_attention_state",
@@ -47,8 +60,10 @@ __all__ = [
 ]
 
 LinearAttentionState = tuple[torch.Tensor, torch.Tensor]
-"""``(S, z)``: ``S`` ``[B, H, D, Dv]`` running sum of ``phi(k) v^T``; ``z`` ``[B, H, D]``
-running sum of ``phi(k)``."""
+"""``(S, z)``: ``S`` ``[B, H, M, Dv]`` running sum of ``phi(k) v^T``; ``z`` ``[B, H, M]``
+running sum of ``phi(k)`` (``M`` the feature size: ``D`` for ``elu``)."""
+
+FeatureMapName = Literal["elu", "favor_relu"]
 
 DEFAULT_EPS = 1e-6
 
@@ -63,6 +78,47 @@ def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     finite: ``exp`` only ever sees ``x <= 0``.
     """
     return torch.exp(x.clamp(max=0.0)) + x.clamp(min=0.0)
+
+
+def relu_random_features(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """``phi(x) = relu(x W)``: ``x`` ``[..., D]``, ``projection`` ``W`` ``[D, M]`` -> ``[..., M]``.
+
+    No input scaling and no ``1/sqrt(M)`` factor (fast-transformers' defaults); a constant
+    factor cancels in the normalized attention anyway. ``phi`` can be all zeros (every
+    projection negative): such a query then reads a zero output (``0 / eps``).
+    """
+    return torch.relu(x @ projection)
+
+
+def orthogonal_random_features(
+    head_dim: int, n_features: int, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Performer's orthogonal random projection ``W`` ``[D, M]`` (float32, on the CPU).
+
+    Columns are orthonormal in groups of ``D`` (the Q of a Gaussian matrix's QR, sign-fixed so
+    that it is Haar-distributed) and rescaled by independent ``chi_D`` norms, so each column is
+    marginally ``N(0, I_D)`` -- as fast-transformers' ``orthogonal_random_matrix_``. Drawn in
+    float64 from ``generator`` (the global RNG if None).
+    """
+    if head_dim < 1 or n_features < 1:
+        raise ValueError(f"need head_dim, n_features >= 1, got {head_dim}, {n_features}")
+    blocks = []
+    for start in range(0, n_features, head_dim):
+        g = torch.randn(head_dim, head_dim, generator=generator, dtype=torch.float64, device="cpu")
+        q, r = torch.linalg.qr(g)
+        q = q * torch.where(r.diagonal() < 0, -1.0, 1.0)
+        blocks.append(q[:, : min(head_dim, n_features - start)])
+    norms = torch.randn(
+        head_dim, n_features, generator=generator, dtype=torch.float64, device="cpu"
+    ).norm(dim=0)
+    return (torch.cat(blocks, dim=1) * norms).float()
+
+
+def _feature_map(x: torch.Tensor, projection: torch.Tensor | None) -> torch.Tensor:
+    """``elu + 1`` if ``projection`` is None, else ReLU random features."""
+    if projection is None:
+        return elu_feature_map(x)
+    return relu_random_features(x, projection.to(x.dtype))
 
 
 def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
@@ -80,6 +136,7 @@ def causal_linear_attention(
     *,
     eps: float = DEFAULT_EPS,
     chunk_size: int = 64,
+    projection: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Parallel (training) form of causal linear attention.
 
@@ -102,6 +159,9 @@ def causal_linear_attention(
         fixed ``C`` -- instead of ``O(T^2)`` for the masked kernel matrix or ``O(T D Dv)`` for a
         cumulative sum of per-position outer products. ``C >= T`` gives the plain
         ``O(T^2)`` form (fastest for short sequences); smaller ``C`` saves memory on long ones.
+    projection
+        ``[D, M]``: use the ReLU random feature map ``relu(x W)``
+        (:func:`relu_random_features`) instead of ``elu + 1``.
 
     Returns
     -------
@@ -119,8 +179,9 @@ def causal_linear_attention(
     dv = v.shape[-1]
     dtype = _compute_dtype(q.dtype, k.dtype, v.dtype)
     with torch.autocast(device_type=q.device.type, enabled=False):
-        phi_q = elu_feature_map(q.to(dtype))
-        phi_k = elu_feature_map(k.to(dtype))
+        phi_q = _feature_map(q.to(dtype), projection)
+        phi_k = _feature_map(k.to(dtype), projection)
+        d = phi_q.shape[-1]
         v = v.to(dtype)
         if key_mask is not None:
             if key_mask.shape != (b, t):
@@ -165,7 +226,8 @@ def init_linear_attention_state(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> LinearAttentionState:
-    """Empty recurrent state ``(S [B, H, D, Dv], z [B, H, D])`` (zeros)."""
+    """Empty recurrent state ``(S [B, H, D, Dv], z [B, H, D])`` (zeros); ``head_dim`` is the
+    feature size ``M`` (``n_features`` for random features), ``value_dim`` defaults to it."""
     value_dim = head_dim if value_dim is None else value_dim
     s = torch.zeros(batch_size, n_head, head_dim, value_dim, device=device, dtype=dtype)
     z = torch.zeros(batch_size, n_head, head_dim, device=device, dtype=dtype)
@@ -180,6 +242,7 @@ def linear_attention_step(
     *,
     eps: float = DEFAULT_EPS,
     inplace: bool = False,
+    projection: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, LinearAttentionState]:
     """Recurrent (sampling) form: one token per sequence, O(1) in the sequence length.
 
@@ -191,13 +254,15 @@ def linear_attention_step(
     v_t
         Value, ``[B, H, Dv]``.
     state
-        ``(S [B, H, D, Dv], z [B, H, D])`` summed over the earlier tokens (zeros at the start).
+        ``(S [B, H, M, Dv], z [B, H, M])`` summed over the earlier tokens (zeros at the start).
         Its dtype (float32 or float64) is the compute dtype. Not modified in place unless
         ``inplace``.
     inplace
         Update ``S`` and ``z`` in place (and return them): no new ``[B, H, D, Dv]`` tensor per
         token, which makes the memory-bound update 2-3x cheaper on CPU. Only for a state the
         caller owns (not an ``expand``-ed view shared by several sequences).
+    projection
+        ``[D, M]`` for ReLU random features, as in :func:`causal_linear_attention`.
 
     Returns
     -------
@@ -209,8 +274,8 @@ def linear_attention_step(
     s, z = state
     dtype = _compute_dtype(s.dtype, q_t.dtype, k_t.dtype, v_t.dtype)
     with torch.autocast(device_type=q_t.device.type, enabled=False):
-        phi_q = elu_feature_map(q_t.to(dtype))
-        phi_k = elu_feature_map(k_t.to(dtype))
+        phi_q = _feature_map(q_t.to(dtype), projection)
+        phi_k = _feature_map(k_t.to(dtype), projection)
         out, state = _feature_step(phi_q, phi_k, v_t.to(dtype), state, eps, inplace)
     return out.to(v_t.dtype), state
 
@@ -242,7 +307,8 @@ class CausalLinearSelfAttention(nn.Module):
     """Multi-head causal linear self-attention with rotary positions.
 
     ``x -> (q, k, v) = W x + b``, split into heads, rotate ``q`` and ``k`` at their absolute
-    positions, linear attention (feature map ``elu + 1``), merge heads, output projection.
+    positions, linear attention (feature map ``elu + 1`` or ReLU random features), merge heads,
+    output projection.
 
     Parameters
     ----------
@@ -256,6 +322,14 @@ class CausalLinearSelfAttention(nn.Module):
         Normalizer epsilon.
     chunk_size
         Chunk length of the parallel form (see :func:`causal_linear_attention`).
+    feature_map
+        ``"elu"`` (``elu + 1``) or ``"favor_relu"`` (``relu(x W)``, ``W`` ``[D, M]`` shared by
+        the heads, drawn once with :func:`orthogonal_random_features` from ``generator`` and
+        stored as the persistent buffer ``feature_projection``; None for ``"elu"``).
+    n_random_features
+        ``M`` for ``"favor_relu"``.
+    generator
+        Source of ``W`` (the global RNG if None).
     """
 
     def __init__(
@@ -266,10 +340,15 @@ class CausalLinearSelfAttention(nn.Module):
         *,
         eps: float = DEFAULT_EPS,
         chunk_size: int = 64,
+        feature_map: FeatureMapName = "elu",
+        n_random_features: int = 32,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        if feature_map not in ("elu", "favor_relu"):
+            raise ValueError(f"feature_map must be 'elu' or 'favor_relu', got {feature_map!r}")
         self.n_embd = n_embd
         self.n_head = n_head
         self.head_dim = n_embd // n_head
@@ -278,6 +357,15 @@ class CausalLinearSelfAttention(nn.Module):
         self.qkv = nn.Linear(n_embd, 3 * n_embd)
         self.proj = nn.Linear(n_embd, n_embd)
         self.rotary = RotaryEmbedding(self.head_dim, base=rotary_base)
+        self.feature_map = feature_map
+        projection = None
+        if feature_map == "favor_relu":
+            projection = orthogonal_random_features(
+                self.head_dim, n_random_features, generator=generator
+            ).to(self.qkv.weight.device)
+        self.feature_projection: torch.Tensor | None
+        self.register_buffer("feature_projection", projection)  # None: not in the state dict
+        self.feature_dim = self.head_dim if projection is None else n_random_features
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[..., 3C]`` -> three ``[..., H, D]``."""
@@ -317,7 +405,13 @@ class CausalLinearSelfAttention(nn.Module):
             q = apply_rotary(q.to(dtype), cos, sin)
             k = apply_rotary(k.to(dtype), cos, sin)
         y = causal_linear_attention(
-            q, k, v, attention_mask, eps=self.eps, chunk_size=self.chunk_size
+            q,
+            k,
+            v,
+            attention_mask,
+            eps=self.eps,
+            chunk_size=self.chunk_size,
+            projection=self.feature_projection,
         )  # [B, H, T, D]
         y = y.transpose(1, 2).reshape(b, t, self.n_embd)
         return self.proj(y)
@@ -339,7 +433,7 @@ class CausalLinearSelfAttention(nn.Module):
         position
             Absolute position of the token: an int shared by the batch or a LongTensor ``[B]``.
         state
-            ``(S [B, H, D, D], z [B, H, D])`` from :meth:`init_state` or the previous step.
+            ``(S [B, H, M, D], z [B, H, M])`` from :meth:`init_state` or the previous step.
         inplace
             Update the state in place (see :func:`linear_attention_step`).
         rotary
@@ -360,7 +454,7 @@ class CausalLinearSelfAttention(nn.Module):
         with torch.autocast(device_type=x_t.device.type, enabled=False):
             # Queries and keys are adjacent in the QKV output: rotate and map them together.
             qk = qkv[:, : 2 * self.n_embd].view(b, 2, self.n_head, self.head_dim).to(dtype)
-            phi = elu_feature_map(apply_rotary(qk, cos, sin))  # [B, 2, H, D]
+            phi = _feature_map(apply_rotary(qk, cos, sin), self.feature_projection)  # [B,2,H,M]
             v = qkv[:, 2 * self.n_embd :].view(b, self.n_head, self.head_dim).to(dtype)
             y, state = _feature_step(phi[:, 0], phi[:, 1], v, state, self.eps, inplace)
         return self.proj(y.to(qkv.dtype).reshape(b, self.n_embd)), state
@@ -383,7 +477,8 @@ class CausalLinearSelfAttention(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> LinearAttentionState:
-        """Zero state for ``batch_size`` sequences (float32 unless ``dtype`` is wider)."""
+        """Zero state ``(S [B, H, M, D], z [B, H, M])`` for ``batch_size`` sequences (float32
+        unless ``dtype`` is wider); ``M`` is :attr:`feature_dim`."""
         return init_linear_attention_state(
-            batch_size, self.n_head, self.head_dim, device=device, dtype=dtype
+            batch_size, self.n_head, self.feature_dim, self.head_dim, device=device, dtype=dtype
         )

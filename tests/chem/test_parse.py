@@ -14,6 +14,7 @@ from molfm.chem.parse import (
     ParseResult,
     StandardizeOptions,
     canonical_smiles,
+    mol_or_none,
     parse_smiles,
     rdkit_messages,
     try_parse_smiles,
@@ -189,3 +190,56 @@ def test_random_text_only_raises_invalid_molecule(text: str) -> None:
     if m:
         assert graph.edge_index.max() < n
         assert (graph.edge_attr < np.array([5, 6, 2])).all()
+
+
+LENIENT_CASES = [
+    # (input, canonical SMILES by the MOSES rules, or None when invalid)
+    ("OCC", "CCO"),
+    ("C(C)O", "CCO"),
+    ("c1ccccc1O", "Oc1ccccc1"),
+    ("C[C@H](N)O", "C[C@H](N)O"),
+    ("C C", "C"),  # RDKit stops at a space (the rest is a name); MOSES counts it valid
+    ("", None),
+    (" ", None),
+    ("C1CC", None),  # unclosed ring
+    ("N(C)(C)(C)(C)C", None),  # pentavalent nitrogen
+    ("c1cccc1", None),  # cannot be kekulized
+    ("xyz", None),
+    (None, None),
+    (float("nan"), None),
+    (17, None),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), LENIENT_CASES)
+def test_lenient_parse_and_canonical_smiles(value: object, expected: str | None) -> None:
+    mol = mol_or_none(value)
+    assert (mol is None) == (expected is None)
+    assert canonical_smiles(value) == expected
+    if mol is not None:
+        assert Chem.MolToSmiles(mol) == expected
+        assert canonical_smiles(mol) == expected  # a Mol passes through
+
+
+def test_lenient_and_strict_parsers_agree_on_data(moses_smiles: list[str]) -> None:
+    for smiles in moses_smiles[:100]:
+        strict = parse_smiles(smiles)
+        assert canonical_smiles(smiles) == canonical_smiles(strict) == Chem.MolToSmiles(strict)
+        # MOSES stores canonical non-isomeric SMILES: canonicalizing again changes nothing
+        assert canonical_smiles(canonical_smiles(smiles)) == canonical_smiles(smiles)
+    # Of the inputs the strict parser rejects, the lenient one accepts only text with a space
+    # (RDKit reads the part before it), as MOSES does.
+    accepted = [value for value, _ in BAD_INPUTS if mol_or_none(value) is not None]
+    assert accepted == ["CC O"] and canonical_smiles("CC O") == "CC"
+
+
+def test_canonical_smiles_isomeric_flag() -> None:
+    assert canonical_smiles("C[C@@H](N)O") != canonical_smiles("C[C@H](N)O")
+    assert canonical_smiles("C[C@@H](N)O", isomeric=False) == "CC(N)O"
+    assert canonical_smiles("[13CH4]", isomeric=False) == "C"
+    assert canonical_smiles("C1CC", isomeric=False) is None
+
+
+def test_mol_or_none_logs_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    assert mol_or_none("C1CC") is None and mol_or_none("c1cccc1") is None
+    assert capfd.readouterr().err == ""

@@ -57,3 +57,19 @@ def test_functional_group_counts() -> None:
     assert counts["ester"] == 1 and counts["benzene"] == 1 and counts["COO"] == 1
     assert counts["amide"] == 0 and all(isinstance(v, int) for v in counts.values())
     assert functional_group_counts(Chem.MolFromSmiles("CC(=O)NC"))["amide"] == 1
+
+
+def test_property_registry() -> None:
+    from molfm.chem.properties import PROPERTIES, get_property
+
+    assert PROPERTIES == {
+        "qed": qed,
+        "logp": logp,
+        "sa": sa_score,
+        "mw": molecular_weight,
+        "plogp": penalized_logp,
+    }
+    mol = parse_smiles(ASPIRIN)
+    assert get_property("QED") is qed and get_property("plogp")(mol) == penalized_logp(mol)
+    with pytest.raises(KeyError, match="unknown property 'drd2'; known: logp, mw, plogp, qed, sa"):
+        get_property("drd2")

@@ -37,3 +37,19 @@ def test_moses_scaffolds_are_ring_substructures(moses_smiles: list[str]) -> None
         assert core.GetNumAtoms() <= mol.GetNumAtoms()
         seen.add(scaffold)
     assert 50 < len(seen) <= 200
+
+
+def test_min_rings_matches_rdkit_by_hand(moses_smiles: list[str]) -> None:
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    kept = dropped = 0
+    for smiles in moses_smiles[:200]:
+        mol = parse_smiles(smiles)
+        core = MurckoScaffold.GetScaffoldForMol(mol)
+        n_rings = core.GetRingInfo().NumRings()
+        expected = Chem.MolToSmiles(core) if n_rings >= 2 else ""
+        assert murcko_scaffold(mol, isomeric=True, min_rings=2) == expected
+        assert murcko_scaffold(mol, min_rings=n_rings) == murcko_scaffold(mol)
+        kept, dropped = kept + bool(expected), dropped + (not expected)
+    assert kept > 150 and dropped >= 5  # both branches are exercised by the fixture
+    assert murcko_scaffold(parse_smiles("c1ccc2ccccc2c1"), min_rings=3) == ""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from rdkit import Chem
 
+from molfm.data.sources.moses import filter_alerts
 from molfm.eval.filters import (
     MOSES_ALLOWED_ATOMS,
     filter_patterns,
@@ -30,6 +31,8 @@ def test_pattern_tables_are_complete() -> None:
     assert "ene_rhod_A(235)" in names and "catechol_A(92)" in names
     assert all(p.smarts == p.smarts.strip() and p.query.GetNumAtoms() > 0 for p in patterns)
     assert MOSES_ALLOWED_ATOMS == {"C", "N", "S", "O", "F", "Cl", "Br", "H"}
+    tables = filter_alerts()  # the data layer's reading of the two CSV members
+    assert [(p.name, p.smarts) for p in patterns] == tables["mcf"] + tables["pains"]
 
 
 @pytest.mark.parametrize(

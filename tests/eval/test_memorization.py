@@ -1,6 +1,5 @@
 """Memorization curve: hand-computed values and the plot file."""
 
-import pandas as pd
 import pytest
 
 from molfm.eval.memorization import default_checkpoints, memorization_curve, plot_memorization
@@ -30,4 +29,5 @@ def test_plot_writes_png(tmp_path):
     curve = memorization_curve(["C", "CC", "C", "CCC"] * 5, {"C"})
     path = plot_memorization(curve, tmp_path / "mem.png", title="test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert isinstance(curve, pd.DataFrame) and len(curve) >= 1
+    assert curve["n"].tolist() == default_checkpoints(20) == list(range(10, 21))
+    assert (curve["copies"].iloc[[0, -1]] == 0.5).all() and (curve["n_unique"] == 3).all()

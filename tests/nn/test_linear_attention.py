@@ -11,6 +11,7 @@ from molfm.nn.linear_attention import (
     elu_feature_map,
     init_linear_attention_state,
     linear_attention_step,
+    orthogonal_random_features,
 )
 
 EPS = 1e-6
@@ -174,3 +175,92 @@ def test_shape_validation() -> None:
         causal_linear_attention(q, k, v, torch.ones(2, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="divisible"):
         CausalLinearSelfAttention(10, 3)
+
+
+# ------------------------------------------------------- ReLU random features (published map)
+def naive_favor_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Loop over queries: out_i = sum_{j<=i} w_ij v_j / (sum_{j<=i} w_ij + eps) with the kernel
+    w_ij = relu(q_i W) . relu(k_j W) written out."""
+    b, h, t, _ = q.shape
+    phi_q, phi_k = torch.relu(q @ w), torch.relu(k @ w)
+    keep = torch.ones(b, t) if key_mask is None else key_mask.to(q.dtype)
+    out = torch.zeros(b, h, t, v.shape[-1], dtype=q.dtype)
+    for i in range(t):
+        weights = (phi_q[:, :, i : i + 1] * phi_k[:, :, : i + 1]).sum(-1)  # [B, H, i + 1]
+        weights = weights * keep[:, None, : i + 1]
+        out[:, :, i] = (weights.unsqueeze(-1) * v[:, :, : i + 1]).sum(2) / (
+            weights.sum(-1, keepdim=True) + EPS
+        )
+    return out
+
+
+@pytest.mark.parametrize(("d", "m"), [(8, 32), (8, 5), (16, 16)])
+def test_orthogonal_random_features(d: int, m: int) -> None:
+    w = orthogonal_random_features(d, m, generator=torch.Generator().manual_seed(3))
+    assert w.shape == (d, m) and w.dtype == torch.float32
+    same = orthogonal_random_features(d, m, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(w, same)
+    other = orthogonal_random_features(d, m, generator=torch.Generator().manual_seed(4))
+    assert not torch.allclose(w, other)
+    directions = (w / w.norm(dim=0)).double()
+    for start in range(0, m, d):  # orthonormal directions within each group of D columns
+        block = directions[:, start : start + d]
+        torch.testing.assert_close(block.T @ block, torch.eye(block.shape[1], dtype=torch.float64))
+    norms = w.norm(dim=0)  # chi_D lengths, not unit ones
+    assert not torch.allclose(norms, torch.ones_like(norms))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 13])
+def test_favor_parallel_matches_naive_reference(chunk_size: int) -> None:
+    q, k, v = _qkv()
+    w = orthogonal_random_features(8, 32, generator=torch.Generator().manual_seed(0)).double()
+    out = causal_linear_attention(q, k, v, eps=EPS, chunk_size=chunk_size, projection=w)
+    torch.testing.assert_close(out, naive_favor_reference(q, k, v, w), rtol=1e-12, atol=1e-12)
+    mask = torch.ones(2, 13, dtype=torch.bool)
+    mask[0, :2] = False
+    mask[1, 9:] = False
+    out = causal_linear_attention(q, k, v, mask, eps=EPS, chunk_size=chunk_size, projection=w)
+    expected = naive_favor_reference(q, k, v, w, mask)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_favor_parallel_matches_recurrent() -> None:
+    q, k, v = _qkv()
+    w = orthogonal_random_features(8, 12, generator=torch.Generator().manual_seed(1)).double()
+    parallel = causal_linear_attention(q, k, v, eps=EPS, chunk_size=4, projection=w)
+    state = init_linear_attention_state(2, 3, 12, 5, dtype=torch.float64)
+    for i in range(q.shape[2]):
+        out_t, state = linear_attention_step(
+            q[:, :, i], k[:, :, i], v[:, :, i], state, eps=EPS, projection=w
+        )
+        torch.testing.assert_close(out_t, parallel[:, :, i], rtol=1e-12, atol=1e-12)
+    assert state[0].shape == (2, 3, 12, 5)
+    torch.testing.assert_close(state[1], torch.relu(k @ w).sum(2))
+
+
+def test_favor_module_parallel_equals_recurrent_and_buffer() -> None:
+    torch.manual_seed(3)
+    gen = torch.Generator().manual_seed(0)
+    attn = CausalLinearSelfAttention(16, 2, chunk_size=3, feature_map="favor_relu", generator=gen)
+    attn = attn.double()
+    assert attn.feature_projection.shape == (8, 32) and attn.feature_dim == 32
+    assert "feature_projection" in attn.state_dict()  # a persistent buffer, not a parameter
+    assert "feature_projection" not in dict(attn.named_parameters())
+    assert "feature_projection" not in CausalLinearSelfAttention(16, 2).state_dict()
+    x = torch.randn(3, 9, 16, dtype=torch.float64)
+    mask = torch.arange(9) < torch.tensor([9, 6, 4])[:, None]
+    parallel = attn(x, mask)
+    state = attn.init_state(3, dtype=torch.float64)
+    assert state[0].shape == (3, 2, 32, 8) and state[1].shape == (3, 2, 32)
+    for t in range(9):
+        y_t, state = attn.step(x[:, t], t, state)
+        valid = mask[:, t]
+        torch.testing.assert_close(y_t[valid], parallel[valid, t], rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="feature_map"):
+        CausalLinearSelfAttention(16, 2, feature_map="softmax")  # type: ignore[arg-type]

@@ -10,11 +10,16 @@ reads the ``.npy`` header itself and unpickles with an allow-list of the globals
 (numpy arrays and dtypes, ``codecs.encode`` and ``collections.Counter``); :func:`reference_stats`
 flattens the result into plain arrays, and :class:`molfm.eval.moses_reference.MosesReference`
 is built from it.
+
+:func:`filter_alerts` returns the SMARTS tables behind MOSES's ``Filters`` metric (``mcf.csv``
+and ``wehi_pains.csv`` of the same wheel) as ``(name, smarts)`` rows; the metric itself is
+:mod:`molfm.eval.filters`.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import pickle
 import zipfile
@@ -28,13 +33,25 @@ import pandas as pd
 from molfm.data.fetch import open_member
 from molfm.data.sources.base import SourceError, SourceInfo, WheelSource, register_source
 
-__all__ = ["MosesSource", "raw_reference_stats", "reference_stats", "STATS_MEMBERS"]
+__all__ = [
+    "MosesSource",
+    "raw_reference_stats",
+    "reference_stats",
+    "filter_alerts",
+    "STATS_MEMBERS",
+    "FILTER_MEMBERS",
+]
 
 _DATA = "moses/dataset/data"
 
 STATS_MEMBERS: dict[str, str] = {
     "test": f"{_DATA}/test_stats.npz",
     "test_scaffolds": f"{_DATA}/test_scaffolds_stats.npz",
+}
+
+FILTER_MEMBERS: dict[str, str] = {
+    "mcf": "moses/metrics/mcf.csv",
+    "pains": "moses/metrics/wehi_pains.csv",
 }
 
 
@@ -198,3 +215,37 @@ def reference_stats(
         ``.../counts`` (int64).
     """
     return _flatten(raw_reference_stats(subset, path=path))
+
+
+def _csv_rows(member: str) -> list[list[str]]:
+    with open_member(MosesSource.PACKAGE, member) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        return [row for row in csv.reader(text) if row]
+
+
+def filter_alerts() -> dict[str, list[tuple[str, str]]]:
+    """The structural alerts of MOSES's ``Filters`` metric, read from the molsets wheel.
+
+    Returns
+    -------
+    dict
+        ``{"mcf": rows, "pains": rows}``, each row a ``(name, smarts)`` pair of stripped strings
+        in file order: the 22 medicinal-chemistry filters of ``mcf.csv`` (columns ``names``,
+        ``smarts``) and the 480 PAINS (WEHI) alerts of ``wehi_pains.csv`` (no header; columns
+        ``smarts``, ``<regId=NAME>``).
+
+    Raises
+    ------
+    SourceError
+        If ``mcf.csv`` lacks its ``names`` or ``smarts`` column.
+    """
+    header, *body = _csv_rows(FILTER_MEMBERS["mcf"])
+    if "names" not in header or "smarts" not in header:
+        raise SourceError(f"{FILTER_MEMBERS['mcf']}: expected 'names' and 'smarts' columns")
+    name_col, smarts_col = header.index("names"), header.index("smarts")
+    mcf = [(row[name_col].strip(), row[smarts_col].strip()) for row in body]
+    pains = [
+        (reg_id.strip().removeprefix("<regId=").removesuffix(">"), smarts.strip())
+        for smarts, reg_id in _csv_rows(FILTER_MEMBERS["pains"])
+    ]
+    return {"mcf": mcf, "pains": pains}

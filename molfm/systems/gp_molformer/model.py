@@ -19,9 +19,17 @@ The model reads top to bottom::
   ``tie_embeddings=True`` to share it;
 * pre-LayerNorm blocks (GPT-2 style) with a final LayerNorm.
 
+The published model differs in three ways that the config can express (defaults keep molfm's
+choices): Performer ReLU random features, 32 per head (``feature_map="favor_relu"``; fixed
+here, redrawn at every call in fast-transformers), post-LayerNorm blocks
+(``norm_position="post"``: ``x = LN(x + drop(attn(x)))``, then ``LN(x + drop(ffn(x)))``, still
+followed by the final LayerNorm) and a bias-free output layer (``lm_head_bias=False``).
+``GPMoLFormerConfig.paper(published=True)`` sets all three.
+
 Parameter count with the paper's settings (12 layers, 12 heads, C = F = 768, MoLFormer's
 vocabulary of 2,362 tokens, MLP head, untied): **46,783,546** -- the 46.8M reported in the
-paper (44,969,530 with a tied output matrix; 46,191,418 with a plain linear head).
+paper (44,969,530 with a tied output matrix; 46,191,418 with a plain linear head; 2,362 fewer
+without the output bias; the random projections are buffers, not parameters).
 ``GPMoLFormerConfig.small`` (4 layers, 4 heads, C = 256, F = 1024) has 3,225,856 + 513 V
 parameters (3.24M with the ~30-token MOSES vocabulary).
 
@@ -45,7 +53,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from molfm.hub import from_pretrained, load_config, register_model, resolve_checkpoint
-from molfm.nn.linear_attention import CausalLinearSelfAttention, LinearAttentionState
+from molfm.nn.linear_attention import (
+    CausalLinearSelfAttention,
+    FeatureMapName,
+    LinearAttentionState,
+)
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 
 __all__ = [
@@ -61,7 +73,7 @@ PAPER_VOCAB_SIZE = 2362
 """Vocabulary size of MoLFormer's tokenizer (also used by GP-MoLFormer)."""
 
 State = list[LinearAttentionState]
-"""Recurrent state: one ``(S [B, H, D, D], z [B, H, D])`` per layer."""
+"""Recurrent state: one ``(S [B, H, M, D], z [B, H, M])`` per layer (``M = D`` for ``elu``)."""
 
 
 @dataclass
@@ -92,6 +104,20 @@ class GPMoLFormerConfig:
     attn_chunk_size
         Chunk length of the parallel linear attention (memory/speed trade-off only; the
         result does not depend on it beyond rounding).
+    feature_map
+        Linear-attention feature map: ``"elu"`` (``elu + 1``, deterministic) or
+        ``"favor_relu"`` (the published model's Performer ReLU random features,
+        ``relu(x W)`` with an orthogonal random ``W`` ``[D, n_random_features]`` per layer;
+        :mod:`molfm.nn.linear_attention`).
+    n_random_features
+        Random features per head for ``"favor_relu"`` (published: 32).
+    random_features_seed
+        Seed of the generator the ``"favor_relu"`` projections are drawn from (layer by
+        layer) when the model is built; they are buffers saved in checkpoints.
+    norm_position
+        ``"pre"`` (GPT-2) or ``"post"`` (published: fast-transformers' encoder layer) LayerNorm.
+    lm_head_bias
+        Bias in the output layer of the head (the published head has none).
     """
 
     vocab_size: int
@@ -108,6 +134,11 @@ class GPMoLFormerConfig:
     lm_head: Literal["mlp", "linear"] = "mlp"
     tie_embeddings: bool = False
     attn_chunk_size: int = 64
+    feature_map: FeatureMapName = "elu"
+    n_random_features: int = 32
+    random_features_seed: int = 0
+    norm_position: Literal["pre", "post"] = "pre"
+    lm_head_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
@@ -116,6 +147,12 @@ class GPMoLFormerConfig:
             )
         if self.lm_head not in ("mlp", "linear"):
             raise ValueError(f"lm_head must be 'mlp' or 'linear', got {self.lm_head!r}")
+        if self.feature_map not in ("elu", "favor_relu"):
+            raise ValueError(f"feature_map must be 'elu' or 'favor_relu', got {self.feature_map!r}")
+        if self.n_random_features < 1:
+            raise ValueError(f"n_random_features must be >= 1, got {self.n_random_features}")
+        if self.norm_position not in ("pre", "post"):
+            raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
         for name in ("pad_id", "bos_id", "eos_id"):
             if not 0 <= getattr(self, name) < self.vocab_size:
                 raise ValueError(
@@ -123,9 +160,17 @@ class GPMoLFormerConfig:
                 )
 
     @classmethod
-    def paper(cls, vocab_size: int = PAPER_VOCAB_SIZE, **overrides: Any) -> GPMoLFormerConfig:
-        """The published model: 12 layers, 12 heads, hidden 768, FFN 768 (46.8M parameters
-        with the 2,362-token vocabulary)."""
+    def paper(
+        cls, vocab_size: int = PAPER_VOCAB_SIZE, *, published: bool = False, **overrides: Any
+    ) -> GPMoLFormerConfig:
+        """The published model's size: 12 layers, 12 heads, hidden 768, FFN 768 (46.8M
+        parameters with the 2,362-token vocabulary). ``published=True`` also takes its
+        ReLU random features, post-LN blocks and bias-free output layer."""
+        if published:
+            published_settings = dict(
+                feature_map="favor_relu", norm_position="post", lm_head_bias=False
+            )
+            overrides = {**published_settings, **overrides}
         return cls(vocab_size=vocab_size, **overrides)
 
     @classmethod
@@ -136,13 +181,22 @@ class GPMoLFormerConfig:
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: linear self-attention + GELU feed-forward."""
+    """Transformer block: linear self-attention + GELU feed-forward, pre- or post-LayerNorm.
 
-    def __init__(self, config: GPMoLFormerConfig) -> None:
+    ``generator`` draws the random feature projection (``feature_map="favor_relu"``)."""
+
+    def __init__(self, config: GPMoLFormerConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        self.post_norm = config.norm_position == "post"
         self.ln_1 = nn.LayerNorm(config.n_embd)
         self.attn = CausalLinearSelfAttention(
-            config.n_embd, config.n_head, config.rotary_base, chunk_size=config.attn_chunk_size
+            config.n_embd,
+            config.n_head,
+            config.rotary_base,
+            chunk_size=config.attn_chunk_size,
+            feature_map=config.feature_map,
+            n_random_features=config.n_random_features,
+            generator=generator,
         )
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.ffn = nn.Sequential(
@@ -159,6 +213,9 @@ class Block(nn.Module):
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x`` ``[B, T, C]``, ``attention_mask`` ``[B, T]`` or None -> ``[B, T, C]``."""
+        if self.post_norm:
+            x = self.ln_1(x + self.drop(self.attn(x, attention_mask, positions)))
+            return self.ln_2(x + self.drop(self.ffn(x)))
         x = x + self.drop(self.attn(self.ln_1(x), attention_mask, positions))
         return x + self.drop(self.ffn(self.ln_2(x)))
 
@@ -172,6 +229,10 @@ class Block(nn.Module):
     ) -> tuple[torch.Tensor, LinearAttentionState]:
         """``x`` ``[B, C]`` at ``position`` -> ``([B, C], new state)``; ``rotary`` as in
         :meth:`CausalLinearSelfAttention.step`."""
+        if self.post_norm:
+            y, state = self.attn.step(x, position, state, inplace=inplace, rotary=rotary)
+            x = self.ln_1(x + self.drop(y))
+            return self.ln_2(x + self.drop(self.ffn(x))), state
         y, state = self.attn.step(self.ln_1(x), position, state, inplace=inplace, rotary=rotary)
         x = x + self.drop(y)
         return x + self.drop(self.ffn(self.ln_2(x))), state
@@ -189,7 +250,10 @@ class GPMoLFormer(nn.Module):
         c = config.n_embd
         self.tok_emb = nn.Embedding(config.vocab_size, c)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        generator = None
+        if config.feature_map != "elu":  # a private stream: the global RNG is left alone
+            generator = torch.Generator().manual_seed(config.random_features_seed)
+        self.blocks = nn.ModuleList(Block(config, generator) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(c)
         if config.lm_head == "mlp":
             self.head_transform: nn.Module = nn.Sequential(
@@ -197,7 +261,7 @@ class GPMoLFormer(nn.Module):
             )
         else:
             self.head_transform = nn.Identity()
-        self.lm_head = nn.Linear(c, config.vocab_size)
+        self.lm_head = nn.Linear(c, config.vocab_size, bias=config.lm_head_bias)
         self.reset_parameters()
         if config.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
@@ -208,7 +272,8 @@ class GPMoLFormer(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=0.02)
             elif isinstance(module, nn.LayerNorm):
@@ -284,7 +349,7 @@ class GPMoLFormer(nn.Module):
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """Zero recurrent state for ``batch_size`` sequences, one ``(S, z)`` per layer.
 
-        ``S`` is ``[B, H, D, D]`` and ``z`` ``[B, H, D]``, in float32 (float64 for a float64
+        ``S`` is ``[B, H, M, D]`` and ``z`` ``[B, H, M]`` (``M`` the feature size), in float32 (float64 for a float64
         model), whatever the model's dtype.
         """
         if device is None:

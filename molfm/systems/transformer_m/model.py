@@ -10,6 +10,8 @@ top to bottom::
                                                  + 3D bias (Gaussian kernels of distances -> MLP)
     num_layers x pre-LN biased attention blocks -> LN
     graph embedding = the virtual token's output; node embeddings = the atoms' outputs
+    training on 3D inputs: coordinates + Gaussian noise; an equivariant head predicts the noise
+    (:mod:`.denoise`, the auxiliary loss :meth:`TransformerM.auxiliary_loss`)
 
 Each molecule runs in one *mode*: 2D (graph channel only), 3D (geometry only) or 2D+3D. In
 training each molecule draws its mode (official probabilities: 2D+3D 0.2, 2D 0.2, 3D 0.6;
@@ -32,6 +34,7 @@ from molfm.hub import register_model
 from molfm.nn.encoder import EncoderOutput, FeatureEmbedding
 from molfm.nn.gaussian import PairGaussianBasis
 from molfm.nn.graph_attention import BiasedTransformerLayer
+from molfm.systems.transformer_m.denoise import PositionDenoisingHead
 
 __all__ = ["TransformerMConfig", "TransformerM", "MODES", "Mode"]
 
@@ -55,6 +58,7 @@ class TransformerMConfig:
     max_distance: int = MAX_DISTANCE
     max_hops: int = MAX_HOPS
     mode_probs: tuple[float, float, float] = (0.2, 0.2, 0.6)  # 2D+3D, 2D, 3D
+    denoise_noise: float = 0.2  # Angstrom; coordinate noise of 3D molecules in training (0: off)
     atom_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.atom_dims))
     bond_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.bond_dims))
 
@@ -104,6 +108,7 @@ class TransformerM(nn.Module):
             for _ in range(config.num_layers)
         )
         self.final_norm = nn.LayerNorm(c)
+        self.denoising_head = PositionDenoisingHead(c, h)
         nn.init.normal_(self.graph_token, std=0.02)
         nn.init.normal_(self.hop_weights, std=h**-0.5)
 
@@ -145,10 +150,14 @@ class TransformerM(nn.Module):
         hops = batch.spd.clamp(min=1, max=self.config.max_hops).unsqueeze(-1).float()
         return (spd + edges / hops).permute(0, 3, 1, 2)
 
-    def _features_3d(self, batch: DenseBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features_3d(
+        self, batch: DenseBatch, pos: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention bias ``[B, H, N, N]`` and atom centrality ``[B, N, C]`` from distances."""
         pair_mask = batch.node_mask.unsqueeze(1) & batch.node_mask.unsqueeze(2)
-        distances = torch.cdist(batch.pos, batch.pos)
+        delta = pos.unsqueeze(2) - pos.unsqueeze(1)
+        # sqrt of a clamped square: cdist's gradient is NaN at zero distance (the diagonal)
+        distances = delta.square().sum(-1).clamp(min=1e-12).sqrt()
         kernels = self.gaussian(distances, batch.x[..., 0]) * pair_mask.unsqueeze(-1)
         bias = self.bias_3d(kernels).permute(0, 3, 1, 2)
         centrality = self.centrality_3d(kernels.sum(2))
@@ -163,10 +172,18 @@ class TransformerM(nn.Module):
         degree = self.degree_embedding(batch.degree.clamp(max=self.config.max_degree))
         atoms = atoms + use_2d[:, None, None] * degree
         bias = use_2d[:, None, None, None] * self._bias_2d(batch)
+        extras = None
         if bool(use_3d.any()):
-            bias_3d, centrality = self._features_3d(batch)
+            pos, noise = batch.pos, None
+            if self.training and self.config.denoise_noise > 0:
+                real = (use_3d[:, None] * batch.node_mask).unsqueeze(-1)
+                noise = torch.randn_like(pos) * self.config.denoise_noise * real
+                pos = pos + noise
+            bias_3d, centrality = self._features_3d(batch, pos)
             atoms = atoms + use_3d[:, None, None] * centrality
             bias = bias + use_3d[:, None, None, None] * bias_3d
+            if noise is not None:
+                extras = {"noise": noise, "pos": pos, "bias_3d": bias_3d, "use_3d": use_3d}
         h = self.config.num_heads
         full_bias = self.graph_token_bias.expand(b, h, n + 1, n + 1).clone()
         full_bias[:, :, 1:, 1:] = full_bias[:, :, 1:, 1:] + bias
@@ -175,4 +192,17 @@ class TransformerM(nn.Module):
         for layer in self.layers:
             tokens = layer(tokens, full_bias, key_mask)
         tokens = self.final_norm(tokens)
-        return EncoderOutput(tokens[:, 1:], batch.node_mask, tokens[:, 0])
+        return EncoderOutput(tokens[:, 1:], batch.node_mask, tokens[:, 0], extras)
+
+    def auxiliary_loss(self, batch: DenseBatch, encoded: EncoderOutput) -> torch.Tensor | None:
+        """3D denoising: MSE between predicted and true noise (in units of the noise scale)
+        over the atoms of molecules that ran with coordinates; None when none did."""
+        extras = encoded.extras
+        if not extras:
+            return None
+        predicted = self.denoising_head(
+            encoded.node_embeddings, extras["pos"], extras["bias_3d"], batch.node_mask
+        )
+        atoms = (extras["use_3d"][:, None] * batch.node_mask).bool()
+        scale = self.config.denoise_noise
+        return (predicted[atoms] / scale - extras["noise"][atoms] / scale).square().sum(-1).mean()

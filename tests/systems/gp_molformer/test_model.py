@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from molfm.systems.gp_molformer.sampling import (
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 
 DATA = Path(__file__).parents[2] / "data" / "moses_train_500.csv"
+TINY = Path(__file__).parents[2] / "data" / "tiny-gp-molformer"
+PUBLISHED = dict(feature_map="favor_relu", norm_position="post", lm_head_bias=False)
+"""The published variant: ReLU random features, post-LN blocks, bias-free output layer."""
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,15 @@ def random_model(vocab_size: int, seed: int = 0, **overrides) -> GPMoLFormer:
 
 
 # ------------------------------------------------------------------------------ model core
-@pytest.mark.parametrize("head", [dict(lm_head="mlp"), dict(lm_head="linear", tie_embeddings=True)])
+@pytest.mark.parametrize(
+    "head",
+    [
+        dict(lm_head="mlp"),
+        dict(lm_head="linear", tie_embeddings=True),
+        dict(feature_map="favor_relu", n_random_features=12),
+        PUBLISHED,
+    ],
+)
 def test_parallel_equals_recurrent_every_position(
     moses: list[str], tok: SmilesTokenizer, head: dict
 ) -> None:
@@ -172,6 +184,10 @@ def test_paper_parameter_count() -> None:
     print(f"GP-MoLFormer paper config: {n:,} parameters (vocab {PAPER_VOCAB_SIZE})")
     assert n == 46_783_546
     assert round(n / 1e6, 1) == 46.8
+    with torch.device("meta"):  # no output bias; the random projections are buffers
+        published = GPMoLFormer(GPMoLFormerConfig.paper(published=True))
+    assert published.num_parameters() == n - PAPER_VOCAB_SIZE
+    assert published.blocks[0].attn.feature_projection.shape == (64, 32)
 
 
 def test_small_parameter_count(tok: SmilesTokenizer) -> None:
@@ -189,6 +205,12 @@ def test_config_validation() -> None:
         GPMoLFormerConfig(vocab_size=10, lm_head="conv")
     with pytest.raises(ValueError, match="eos_id"):
         GPMoLFormerConfig(vocab_size=2)
+    with pytest.raises(ValueError, match="feature_map"):
+        GPMoLFormerConfig(vocab_size=10, feature_map="softmax")
+    with pytest.raises(ValueError, match="n_random_features"):
+        GPMoLFormerConfig(vocab_size=10, feature_map="favor_relu", n_random_features=0)
+    with pytest.raises(ValueError, match="norm_position"):
+        GPMoLFormerConfig(vocab_size=10, norm_position="sandwich")
 
 
 def test_checkpoint_round_trip(tmp_path: Path, moses: list[str], tok: SmilesTokenizer) -> None:
@@ -202,6 +224,54 @@ def test_checkpoint_round_trip(tmp_path: Path, moses: list[str], tok: SmilesToke
     mask = torch.arange(ids.shape[1]) < lengths[:, None]
     with torch.no_grad():
         assert torch.equal(loaded(ids, mask), model(ids, mask))
+
+
+def test_favor_checkpoint_round_trip(
+    tmp_path: Path, moses: list[str], tok: SmilesTokenizer
+) -> None:
+    """The random projections travel in the state dict: logits survive save/load exactly."""
+    model = random_model(tok.vocab_size, **PUBLISHED)
+    with torch.no_grad():  # not what a fresh draw with the same seed would give
+        model.blocks[0].attn.feature_projection.mul_(-1)
+    save_pretrained(model, tmp_path / "ckpt", extra={"tokenizer": tok.to_dict()})
+    loaded = from_pretrained(tmp_path / "ckpt")
+    assert loaded.config == model.config and loaded.lm_head.bias is None
+    for a, b in zip(loaded.blocks, model.blocks, strict=True):
+        assert torch.equal(a.attn.feature_projection, b.attn.feature_projection)
+    ids, lengths = tok.encode_batch(moses[:3])
+    mask = torch.arange(ids.shape[1]) < lengths[:, None]
+    with torch.no_grad():
+        assert torch.equal(loaded(ids, mask), model(ids, mask))
+
+
+def test_favor_projections_seeded_per_layer_and_global_rng_untouched(tok: SmilesTokenizer) -> None:
+    torch.manual_seed(0)
+    elu = GPMoLFormer(tiny_config(tok.vocab_size))
+    torch.manual_seed(0)
+    favor = GPMoLFormer(tiny_config(tok.vocab_size, feature_map="favor_relu"))
+    # A private generator draws the projections: the parameters match the elu model's.
+    for (name, p), (_, q) in zip(elu.named_parameters(), favor.named_parameters(), strict=True):
+        assert torch.equal(p, q), name
+    w0, w1 = (blk.attn.feature_projection for blk in favor.blocks)
+    assert w0.shape == (16, 32) and not torch.allclose(w0, w1)  # one draw per layer
+    again = GPMoLFormer(tiny_config(tok.vocab_size, feature_map="favor_relu"))
+    assert torch.equal(again.blocks[1].attn.feature_projection, w1)
+    reseeded = GPMoLFormer(
+        tiny_config(tok.vocab_size, feature_map="favor_relu", random_features_seed=1)
+    )
+    assert not torch.equal(reseeded.blocks[0].attn.feature_projection, w0)
+
+
+def test_config_without_new_keys_loads_as_elu(tmp_path: Path) -> None:
+    """Checkpoints written before the feature-map options load unchanged (strict)."""
+    config = json.loads((TINY / "config.json").read_text())
+    new_keys = {"feature_map", "n_random_features", "random_features_seed"}
+    new_keys |= {"norm_position", "lm_head_bias"}
+    assert not new_keys & set(config["model_config"])
+    model = from_pretrained(TINY)
+    assert model.config.feature_map == "elu" and model.config.norm_position == "pre"
+    assert not any("feature_projection" in key for key in model.state_dict())
+    assert model.lm_head.bias is not None
 
 
 # -------------------------------------------------------------------------------- sampling
@@ -346,11 +416,14 @@ def test_top_k_top_p_filters() -> None:
 
 
 # -------------------------------------------------------------------------------- overfit
-def test_overfit_eight_smiles(moses: list[str], tok: SmilesTokenizer) -> None:
+@pytest.mark.parametrize("variant", [{}, PUBLISHED], ids=["molfm", "published"])
+def test_overfit_eight_smiles(moses: list[str], tok: SmilesTokenizer, variant: dict) -> None:
     """A tiny model memorizes 8 real SMILES; sampling then reproduces them."""
     train = moses[:8]
     torch.manual_seed(0)
-    config = tiny_config(tok.vocab_size, n_embd=64, n_head=4, ffn_dim=128, attn_chunk_size=64)
+    config = tiny_config(
+        tok.vocab_size, n_embd=64, n_head=4, ffn_dim=128, attn_chunk_size=64, **variant
+    )
     model = GPMoLFormer(config)
     ids, lengths = tok.encode_batch(train)
     mask = torch.arange(ids.shape[1]) < lengths[:, None]

@@ -8,12 +8,14 @@ import pytest
 from rdkit import Chem, DataStructs
 from rdkit.Chem import QED, Crippen, rdFingerprintGenerator
 
-from molfm.chem.properties import sa_score
+from molfm.chem.fingerprints import tanimoto
+from molfm.chem.properties import PROPERTIES, sa_score
 from molfm.systems.gp_molformer.pair_tuning.pairs import (
+    PROPERTY_FUNCTIONS,
     compute_property,
     lowest_indices,
     make_pairs,
-    tanimoto,
+    property_function,
 )
 
 DATA = Path(__file__).parents[2] / "data"
@@ -55,6 +57,11 @@ def test_compute_property_from_column_and_unknown_name():
         compute_property(["CCO"], "drd2")
 
 
+def test_pair_tuning_properties_come_from_the_chem_registry():
+    assert PROPERTY_FUNCTIONS == {"qed": PROPERTIES["qed"], "plogp": PROPERTIES["plogp"]}
+    assert property_function("QED") is PROPERTIES["qed"] and property_function("sa") is None
+
+
 def test_pairs_satisfy_similarity_and_ordering(qed_values):
     pairs = make_pairs(SMILES, qed_values, min_similarity=0.4, max_pairs_per_source=2, seed=1)
     assert list(pairs.columns) == ["source", "target", "source_value", "target_value", "similarity"]
@@ -62,7 +69,7 @@ def test_pairs_satisfy_similarity_and_ordering(qed_values):
     lookup = dict(zip(SMILES, qed_values, strict=True))
     for row in pairs.itertuples():
         assert row.source != row.target
-        assert row.similarity == pytest.approx(rdkit_similarity(row.source, row.target), abs=1e-12)
+        assert row.similarity == rdkit_similarity(row.source, row.target)  # bit for bit
         assert row.similarity >= 0.4
         assert row.source_value == lookup[row.source] and row.target_value == lookup[row.target]
         assert row.target_value > row.source_value

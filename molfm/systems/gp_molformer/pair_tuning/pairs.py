@@ -9,13 +9,15 @@ improves penalized logP, and pairs with source QED in ``[0.7, 0.8]`` and target 
 pairs of the same kind from a molecule set it can obtain (MOSES, which is itself a ZINC
 subset, or a user CSV) with :func:`make_pairs`:
 
-1. every SMILES is parsed with RDKit; rows that do not parse or whose property value is not a
-   finite number are dropped (counted in ``frame.attrs["n_dropped"]``), and duplicate
+1. every SMILES is parsed with :func:`molfm.chem.parse.mol_or_none`; rows that do not parse or
+   whose property value is not a finite number are dropped (counted in ``frame.attrs["n_dropped"]``), and duplicate
    molecules (same canonical SMILES) are kept once, first occurrence;
 2. each molecule gets a **Morgan fingerprint, radius 2, 2048 bits, no chirality** -- the
-   fingerprint Jin et al. use for their similarity constraint;
-3. the Tanimoto similarity of every ordered pair ``(i, j)`` is computed in row blocks (a dense
-   ``[block, N]`` matrix product per block, never the full ``N x N`` matrix);
+   fingerprint Jin et al. use for their similarity constraint
+   (:func:`molfm.chem.fingerprints.morgan_fingerprints`);
+3. the Tanimoto similarity of every ordered pair ``(i, j)`` is computed in row blocks with
+   RDKit's ``BulkTanimotoSimilarity`` (:func:`molfm.chem.fingerprints.tanimoto_matrix`, a
+   ``[block, N]`` array per block, never the full ``N x N`` matrix);
 4. ``(i, j)`` is a pair when ``min_similarity <= sim <= max_similarity``,
    ``value[j] - value[i] > min_improvement`` (the target is strictly better) and, optionally,
    ``value[i]`` lies in ``source_range`` and ``value[j]`` in ``target_range``
@@ -24,9 +26,9 @@ subset, or a user CSV) with :func:`make_pairs`:
    drawn from ``numpy.random.default_rng(seed)``. The draws follow the global row-major order
    of eligible pairs, so the result does not depend on the block size.
 
-Property names (:data:`PROPERTY_FUNCTIONS`): ``"qed"`` (RDKit QED) and ``"plogp"``
-(unnormalized penalized logP, ``logP - SA - ring penalty``, see
-:func:`molfm.chem.properties.penalized_logp`; Jin et al.'s scorer uses a z-scored variant of
+Property names (:data:`PROPERTY_FUNCTIONS`, taken from the registry
+:data:`molfm.chem.properties.PROPERTIES`): ``"qed"`` (RDKit QED) and ``"plogp"`` (unnormalized
+penalized logP, ``logP - SA - ring penalty``, see :func:`molfm.chem.properties.penalized_logp`; Jin et al.'s scorer uses a z-scored variant of
 the same three terms, so absolute values differ from theirs). Any other name is looked up as
 a numeric column of a user table.
 """
@@ -37,45 +39,34 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from rdkit import Chem, rdBase
+from rdkit import Chem
 
-from molfm.chem.properties import penalized_logp, qed
-from molfm.eval.fingerprints import morgan_fingerprints
+from molfm.chem.fingerprints import morgan_fingerprints, tanimoto, tanimoto_matrix
+from molfm.chem.parse import canonical_smiles, mol_or_none
+from molfm.chem.properties import PROPERTIES
 
 __all__ = [
     "PROPERTY_FUNCTIONS",
     "SIMILARITY_RADIUS",
     "SIMILARITY_BITS",
-    "mol_or_none",
     "property_function",
     "compute_property",
     "similarity_fingerprints",
-    "tanimoto",
+    "tanimoto",  # molfm.chem.fingerprints.tanimoto (r=2, 2048 bits: the pair similarity)
     "make_pairs",
     "lowest_indices",
 ]
 
 PROPERTY_FUNCTIONS: dict[str, Callable[[Chem.Mol], float]] = {
-    "qed": qed,
-    "plogp": penalized_logp,
+    name: PROPERTIES[name] for name in ("qed", "plogp")
 }
-"""Properties molfm can compute for any molecule (an oracle for optimization)."""
+"""The registered properties pair-tuning optimizes (the oracles of Jin et al.'s two tasks)."""
 
 SIMILARITY_RADIUS = 2
 SIMILARITY_BITS = 2048
 """Morgan radius / size of the pair-similarity fingerprint (Jin et al. 2019)."""
 
 PAIR_COLUMNS = ["source", "target", "source_value", "target_value", "similarity"]
-
-
-def mol_or_none(smiles: object) -> Chem.Mol | None:
-    """RDKit molecule of ``smiles`` or None (RDKit messages suppressed for this call only)."""
-    if not isinstance(smiles, str) or not smiles:
-        return None
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    return mol if mol is not None and mol.GetNumAtoms() else None
 
 
 def property_function(name: str) -> Callable[[Chem.Mol], float] | None:
@@ -129,31 +120,9 @@ def compute_property(
     )
 
 
-def similarity_fingerprints(mols: Sequence[Chem.Mol]) -> np.ndarray:
-    """Morgan radius-2, 2048-bit fingerprints (no chirality) as ``uint8`` ``[N, 2048]``."""
+def similarity_fingerprints(mols: Sequence[Chem.Mol]) -> list:
+    """Morgan radius-2, 2048-bit fingerprints (no chirality) of ``mols``, RDKit bit vectors."""
     return morgan_fingerprints(mols, radius=SIMILARITY_RADIUS, n_bits=SIMILARITY_BITS)
-
-
-def tanimoto(a: str | Chem.Mol, b: str | Chem.Mol) -> float:
-    """Tanimoto similarity of two molecules on :func:`similarity_fingerprints`; NaN if one
-    of them does not parse."""
-    mol_a = mol_or_none(a) if isinstance(a, str) else a
-    mol_b = mol_or_none(b) if isinstance(b, str) else b
-    if mol_a is None or mol_b is None:
-        return float("nan")
-    fps = similarity_fingerprints([mol_a, mol_b]).astype(np.int64)
-    inter = int(fps[0] @ fps[1])
-    union = int(fps[0].sum() + fps[1].sum()) - inter
-    return inter / union if union else 1.0
-
-
-def _block_tanimoto(x: torch.Tensor, y: torch.Tensor, y_counts: torch.Tensor) -> np.ndarray:
-    """Tanimoto of rows ``x`` ``[b, D]`` against rows ``y`` ``[N, D]`` (0/1 float32) ->
-    float64 ``[b, N]``; two empty fingerprints count as 1."""
-    inter = (x @ y.T).double()  # integer counts, exact in float32 below 2**24
-    union = x.sum(1, keepdim=True).double() + y_counts.double().unsqueeze(0) - inter
-    sim = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
-    return sim.numpy()
 
 
 def _in_range(values: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
@@ -177,7 +146,7 @@ def _clean(
         if mol is None or not np.isfinite(value):
             dropped += 1
             continue
-        key = Chem.MolToSmiles(mol)
+        key = canonical_smiles(mol)
         if key in seen:
             dropped += 1
             continue
@@ -247,30 +216,28 @@ def make_pairs(
     cols_out: list[np.ndarray] = []
     sims_out: list[np.ndarray] = []
     if n:
-        fps = torch.from_numpy(similarity_fingerprints(mols).astype(np.float32))
-        counts = fps.sum(1)
+        fps = similarity_fingerprints(mols)
         source_ok = _in_range(vals, source_range)
         target_ok = _in_range(vals, target_range)
-        with torch.no_grad():
-            for start in range(0, n, block_size):
-                stop = min(start + block_size, n)
-                sim = _block_tanimoto(fps[start:stop], fps, counts)  # [b, N]
-                gain = vals[None, :] - vals[start:stop, None]  # [b, N]
-                ok = (sim >= min_similarity) & (sim <= max_similarity) & (gain > min_improvement)
-                ok &= source_ok[start:stop, None] & target_ok[None, :]
-                ok[np.arange(stop - start), np.arange(start, stop)] = False
-                r, c = np.nonzero(ok)  # row-major: the global order of eligible pairs
-                keys = rng.random(len(r))
-                if max_pairs_per_source is not None and len(r):
-                    order = np.lexsort((keys, r))
-                    r_sorted = r[order]
-                    first = np.searchsorted(r_sorted, r_sorted, side="left")
-                    keep = order[np.arange(len(order)) - first < max_pairs_per_source]
-                    keep.sort()
-                    r, c = r[keep], c[keep]
-                rows_out.append(r + start)
-                cols_out.append(c)
-                sims_out.append(sim[r, c])
+        for start in range(0, n, block_size):
+            stop = min(start + block_size, n)
+            sim = tanimoto_matrix(fps[start:stop], fps)  # [b, N]
+            gain = vals[None, :] - vals[start:stop, None]  # [b, N]
+            ok = (sim >= min_similarity) & (sim <= max_similarity) & (gain > min_improvement)
+            ok &= source_ok[start:stop, None] & target_ok[None, :]
+            ok[np.arange(stop - start), np.arange(start, stop)] = False
+            r, c = np.nonzero(ok)  # row-major: the global order of eligible pairs
+            keys = rng.random(len(r))
+            if max_pairs_per_source is not None and len(r):
+                order = np.lexsort((keys, r))
+                r_sorted = r[order]
+                first = np.searchsorted(r_sorted, r_sorted, side="left")
+                keep = order[np.arange(len(order)) - first < max_pairs_per_source]
+                keep.sort()
+                r, c = r[keep], c[keep]
+            rows_out.append(r + start)
+            cols_out.append(c)
+            sims_out.append(sim[r, c])
     rows = np.concatenate(rows_out) if rows_out else np.zeros(0, dtype=np.int64)
     cols = np.concatenate(cols_out) if cols_out else np.zeros(0, dtype=np.int64)
     sims = np.concatenate(sims_out) if sims_out else np.zeros(0)
