@@ -39,7 +39,11 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.")
+    # the target's suffix kept: np.savez would append ".npz" to a name without it (writing
+    # another file than the one replaced below), and to_csv infers compression from ".gz"
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=path.suffix
+    )
     os.close(fd)
     try:
         yield Path(tmp)

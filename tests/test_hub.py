@@ -1,12 +1,15 @@
 """Checkpoint directories round-trip without pickle."""
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import molfm
 from molfm import hub
 
 
@@ -43,7 +46,7 @@ def test_round_trip_identical_outputs(tmp_path):
     assert config["model_type"] == "test-tiny-mlp"
     assert config["model_config"] == {"n_in": 4, "n_hidden": 16}
     assert config["feature_schema"] == {"name": "ogb"}
-    assert "molfm_version" in config
+    assert config["molfm_version"] == molfm.__version__
     loaded = hub.from_pretrained(tmp_path / "ckpt")
     assert isinstance(loaded, TinyMLP) and not loaded.training
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
@@ -75,3 +78,68 @@ def test_weights_file_is_not_a_pickle(tmp_path):
     hub.save_pretrained(TinyMLP(TinyConfig()), tmp_path)
     head = (tmp_path / hub.WEIGHTS_NAME).read_bytes()[:2]
     assert head != b"\x80\x04" and head != b"PK"  # neither a pickle nor a torch zip
+
+
+SHIPPED = {"gp-molformer-small-moses", "gp-molformer-small-moses-analogs"}
+
+
+def test_shipped_models_are_the_two_gp_molformer_checkpoints():
+    shipped = hub.shipped_models()
+    assert set(shipped) == SHIPPED
+    for name, path in shipped.items():
+        assert path == hub.ASSETS / name
+        assert hub.load_config(path)["model_type"] == "gp-molformer"
+        assert (path / hub.WEIGHTS_NAME).stat().st_size > 100_000
+        assert hub.resolve_checkpoint(name) == path
+
+
+def test_resolve_checkpoint_takes_a_directory_and_names_what_failed(tmp_path):
+    hub.save_pretrained(TinyMLP(TinyConfig()), tmp_path / "mine")
+    assert hub.resolve_checkpoint(tmp_path / "mine") == tmp_path / "mine"
+    assert hub.resolve_checkpoint(str(tmp_path / "mine")) == tmp_path / "mine"
+    names = ", ".join(sorted(SHIPPED))
+    for value in ("gp-molformer-large", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)  # a directory without config.json
+        with pytest.raises(FileNotFoundError) as err:
+            hub.resolve_checkpoint(value)
+        message = str(err.value)
+        assert message.startswith(f"{value} is neither a shipped model ({names})")
+        assert "config.json" in message and "\n" not in message
+
+
+REGISTRY_SCRIPT = """
+import sys
+import molfm
+from molfm import hub
+assert "molfm.systems" not in sys.modules and "torch" not in sys.modules
+assert hub._MODELS == {} and hub._MODEL_MODULES == {}  # nothing registered by hub itself
+print(sorted(hub.shipped_models()))
+assert "torch" not in sys.modules  # naming models does not load torch
+try:
+    hub.get_model_class("graphormer")
+except KeyError as err:  # declared model types are listed before their module is imported
+    assert "'gp-molformer'" in str(err) and "torch" not in sys.modules, err
+else:
+    raise AssertionError("an unknown model type was found")
+cls = hub.get_model_class("gp-molformer")
+print(cls.__module__, cls.__name__, cls.model_type)
+"""
+
+
+def test_registry_is_filled_by_the_systems():
+    """In a fresh interpreter importing only molfm.hub, 'gp-molformer' is found through
+    molfm.systems.gp_molformer's registration (not through an import made by the tests)."""
+    result = subprocess.run(
+        [sys.executable, "-c", REGISTRY_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines == [
+        str(sorted(SHIPPED)),
+        "molfm.systems.gp_molformer.model GPMoLFormer gp-molformer",
+    ]
+
+
+def test_unknown_model_type_lists_the_registered_ones():
+    with pytest.raises(KeyError, match=r"unknown model type 'graphormer'.*'gp-molformer'"):
+        hub.get_model_class("graphormer")

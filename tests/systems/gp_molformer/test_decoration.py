@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from rdkit import Chem
+from rdkit import Chem, rdBase
 
 from molfm.chem.parse import InvalidMoleculeError
 from molfm.systems.gp_molformer.decoration import (
@@ -65,13 +65,20 @@ def test_decorations_keep_the_scaffold_when_valid(tiny):
     model, tokenizer = tiny
     template = scaffold_template("c1ccc(*)cc1")
     out = decorate(model, tokenizer, template, 40, seed=0, temperature=0.8)
-    assert len(out) == 40
-    valid = [s for s in out if s and Chem.MolFromSmiles(s) is not None]
-    assert valid, "the tiny model should produce at least one valid decoration"
-    for smiles in out:
-        if smiles:  # every string is the template with the slot filled
-            assert smiles.startswith("c1ccc(") and smiles.endswith(")cc1")
-    assert all(keeps_scaffold(s, template) for s in valid)
+    assert len(out) == 40 and None not in out
+    with rdBase.BlockLogs():
+        valid = [s for s in out if Chem.MolFromSmiles(s) is not None]
+    # measured: 10 of 40 valid with seed 0 (7-18 over seeds 0-3); the same decoding with
+    # the untrained weights of this config gives 0-1, a decoder that ignores the model too
+    assert len(valid) >= 6, out
+    assert len(set(out)) >= 30  # sampled, not one string repeated (35 distinct measured)
+    for smiles in out:  # every string is the template with a non-empty slot filled
+        assert smiles.startswith("c1ccc(") and smiles.endswith(")cc1") and len(smiles) > 10
+    # independently of keeps_scaffold: benzene with a heavy atom on it, in every valid one
+    phenyl = Chem.MolFromSmarts("c1ccccc1-,:[!#1]")
+    for smiles in valid:
+        assert keeps_scaffold(smiles, template), smiles
+        assert Chem.MolFromSmiles(smiles).HasSubstructMatch(phenyl), smiles
     again = decorate(model, tokenizer, template, 40, seed=0, temperature=0.8)
     assert again == out
 

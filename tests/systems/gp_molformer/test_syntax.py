@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from rdkit import Chem
+from rdkit import Chem, rdBase
 
 from molfm.systems.gp_molformer import syntax as smiles_syntax
 from molfm.systems.gp_molformer.model import load_smiles_model
@@ -134,11 +134,14 @@ def test_mask_raises_validity_of_the_tiny_model(tiny):
     plain = sample(model, tokenizer, 200, batch_size=100, seed=0)
     masked = sample(model, tokenizer, 200, batch_size=100, seed=0, syntax_mask=True)
 
-    def valid(samples):
-        return sum(Chem.MolFromSmiles(s) is not None for s in samples if s)
+    def valid(samples, sanitize=True):
+        with rdBase.BlockLogs():
+            return sum(Chem.MolFromSmiles(s, sanitize=sanitize) is not None for s in samples if s)
 
     assert all(balanced(s, tokenizer) for s, t in zip(masked, masked.truncated) if not t)
-    assert valid(masked) >= valid(plain)
+    # measured with seed 0: RDKit reads 39 plain and 200 masked samples; 5 and 10 sanitize
+    assert valid(plain, sanitize=False) <= 100 and valid(masked, sanitize=False) == 200
+    assert valid(masked) > valid(plain)
 
 
 def test_prefix_is_tracked(tiny):
@@ -149,6 +152,7 @@ def test_prefix_is_tracked(tiny):
         model, tokenizer, 32, batch_size=32, seed=0, prefix_ids=prefix, syntax_mask=True
     )
     assert all(s.startswith("c1ccc(") for s in smiles)
+    assert smiles.n_truncated <= 4  # (0 measured) so the check below covers most samples
     assert all(balanced(s, tokenizer) for s, t in zip(smiles, smiles.truncated) if not t)
 
 

@@ -1,0 +1,158 @@
+"""Predict properties for a user file with a trained property model (``molfm predict``).
+
+Inputs: a CSV of SMILES (2D; ``conformers=True`` adds RDKit ETKDG coordinates so 3D-capable
+models use their 3D channel) or an SDF (3D from its coordinates; records whose coordinates are
+all zero count as 2D). Rows come back in input order. A row that cannot be read follows
+``on_invalid`` (``error`` raises naming the row, ``skip`` lists it in the returned rejected
+rows). A molecule with an element or a size never seen in training is predicted but flagged in
+``out_of_domain`` with the reason, so no extrapolation passes silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.data import Data
+
+from molfm.chem.conformers import ConformerOptions, generate_conformers
+from molfm.chem.featurize import mol_to_data
+from molfm.chem.io import read_sdf
+from molfm.chem.parse import InvalidMoleculeError, canonical_smiles, parse_smiles
+from molfm.data.dense import DenseGraphDataset, collate_dense
+from molfm.hub import from_pretrained, resolve_checkpoint
+from molfm.tasks.property import PropertyModel
+
+__all__ = ["PredictResult", "load_property_model", "read_molecules", "predict_file"]
+
+
+@dataclass
+class PredictResult:
+    predictions: pd.DataFrame  # one row per readable input row, in input order
+    rejected: pd.DataFrame  # row, smiles, reason
+
+
+def load_property_model(name_or_dir: str | Path, device: str | torch.device = "cpu") -> PropertyModel:
+    """A property model from a shipped name or a checkpoint directory (one-line errors)."""
+    path = resolve_checkpoint(name_or_dir)
+    model = from_pretrained(path, map_location=device)
+    if not isinstance(model, PropertyModel):
+        raise ValueError(f"{name_or_dir} holds a {type(model).model_type} model, not a property model")
+    return model
+
+
+def _all_zero(pos: np.ndarray) -> bool:
+    return pos.size == 0 or bool(np.all(np.abs(pos) < 1e-8))
+
+
+def read_molecules(
+    path: str | Path,
+    *,
+    smiles_column: str = "smiles",
+    on_invalid: str = "error",
+    conformers: bool = False,
+    num_workers: int = 1,
+) -> tuple[list[tuple[int, str, Data]], list[dict]]:
+    """Featurized molecules ``(row, smiles, Data)`` of a CSV or SDF and the rejected rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    good: list[tuple[int, str, Data]] = []
+    rejected: list[dict] = []
+
+    def reject(row: int, smiles: str, reason: str) -> None:
+        if on_invalid == "error":
+            raise InvalidMoleculeError(smiles, reason, row=row)
+        rejected.append({"row": row, "smiles": smiles, "reason": reason})
+
+    if path.suffix.lower() in (".sdf", ".sd") or path.name.lower().endswith(".sdf.gz"):
+        for row, mol, reason in read_sdf(path):
+            if mol is None:
+                reject(row, "", reason or "unreadable record")
+                continue
+            pos = mol.GetConformer().GetPositions().astype(np.float32) if mol.GetNumConformers() else None
+            smiles = canonical_smiles(mol) or ""
+            good.append((row, smiles, mol_to_data(mol, pos=None if pos is None or _all_zero(pos) else pos)))
+        if not good and not rejected:
+            raise ValueError(f"{path} holds no SDF records")
+        return good, rejected
+
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable CSV ({err})") from None
+    if smiles_column not in frame.columns:
+        raise ValueError(f"{path} has no column {smiles_column!r}; columns: {list(frame.columns)}")
+    if frame.empty:
+        raise ValueError(f"{path} has a header but no rows")
+    smiles_list = frame[smiles_column].tolist()
+    positions: list[np.ndarray | None] = [None] * len(smiles_list)
+    if conformers:
+        results = generate_conformers(smiles_list, ConformerOptions(), processes=max(1, num_workers))
+        positions = [r.positions for r in results]
+        failed = {r.index: r.reason for r in results if r.positions is None}
+    else:
+        failed = {}
+    for row, smiles in enumerate(smiles_list):
+        try:
+            mol = parse_smiles(smiles, row=row)
+        except InvalidMoleculeError as err:
+            reject(row, smiles, err.reason)
+            continue
+        if row in failed:
+            reject(row, smiles, f"no 3D conformer: {failed[row]}")
+            continue
+        good.append((row, smiles, mol_to_data(mol, pos=positions[row])))
+    return good, rejected
+
+
+def _domain_reason(model: PropertyModel, data: Data) -> str:
+    domain = model.config.domain
+    reasons = []
+    if "atomic_number_ids" in domain:
+        unseen = sorted(set(data.x[:, 0].tolist()) - set(domain["atomic_number_ids"]))
+        if unseen:
+            reasons.append(f"element feature ids {unseen} never seen in training")
+    if "max_atoms" in domain and data.num_nodes > domain["max_atoms"]:
+        reasons.append(f"{data.num_nodes} heavy atoms > {domain['max_atoms']} in training")
+    return "; ".join(reasons)
+
+
+@torch.no_grad()
+def predict_file(
+    model: PropertyModel,
+    path: str | Path,
+    *,
+    smiles_column: str = "smiles",
+    on_invalid: str = "error",
+    conformers: bool = False,
+    mode: str | None = None,
+    batch_size: int = 64,
+    num_workers: int = 1,
+    device: str | torch.device = "cpu",
+) -> PredictResult:
+    """Predict every readable molecule of ``path``; see the module docstring."""
+    molecules, rejected = read_molecules(
+        path, smiles_column=smiles_column, on_invalid=on_invalid, conformers=conformers,
+        num_workers=num_workers,
+    )
+    model = model.to(device).eval()
+    targets = model.config.targets
+    values = np.zeros((len(molecules), len(targets)), dtype=np.float64)
+    dataset = DenseGraphDataset([data for _, _, data in molecules])
+    for start in range(0, len(molecules), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(molecules)))]
+        batch = collate_dense(items).to(device)
+        values[start : start + len(items)] = model.predict(batch, mode=mode).cpu().numpy()
+    frame = pd.DataFrame({"row": [r for r, _, _ in molecules], "smiles": [s for _, s, _ in molecules]})
+    suffix = "_probability" if model.config.task == "classification" else ""
+    for t, name in enumerate(targets):
+        frame[f"{name}{suffix}"] = values[:, t]
+    frame["used_3d"] = [getattr(d, "pos", None) is not None and mode != "2d" for _, _, d in molecules]
+    reasons = [_domain_reason(model, d) for _, _, d in molecules]
+    frame["out_of_domain"] = [bool(r) for r in reasons]
+    frame["domain_reason"] = reasons
+    return PredictResult(frame, pd.DataFrame(rejected, columns=["row", "smiles", "reason"]))
