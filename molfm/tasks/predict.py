@@ -35,12 +35,16 @@ class PredictResult:
     rejected: pd.DataFrame  # row, smiles, reason
 
 
-def load_property_model(name_or_dir: str | Path, device: str | torch.device = "cpu") -> PropertyModel:
+def load_property_model(
+    name_or_dir: str | Path, device: str | torch.device = "cpu"
+) -> PropertyModel:
     """A property model from a shipped name or a checkpoint directory (one-line errors)."""
     path = resolve_checkpoint(name_or_dir)
     model = from_pretrained(path, map_location=device)
     if not isinstance(model, PropertyModel):
-        raise ValueError(f"{name_or_dir} holds a {type(model).model_type} model, not a property model")
+        raise ValueError(
+            f"{name_or_dir} holds a {type(model).model_type} model, not a property model"
+        )
     return model
 
 
@@ -73,9 +77,15 @@ def read_molecules(
             if mol is None:
                 reject(row, "", reason or "unreadable record")
                 continue
-            pos = mol.GetConformer().GetPositions().astype(np.float32) if mol.GetNumConformers() else None
+            pos = (
+                mol.GetConformer().GetPositions().astype(np.float32)
+                if mol.GetNumConformers()
+                else None
+            )
             smiles = canonical_smiles(mol) or ""
-            good.append((row, smiles, mol_to_data(mol, pos=None if pos is None or _all_zero(pos) else pos)))
+            good.append(
+                (row, smiles, mol_to_data(mol, pos=None if pos is None or _all_zero(pos) else pos))
+            )
         if not good and not rejected:
             raise ValueError(f"{path} holds no SDF records")
         return good, rejected
@@ -91,7 +101,9 @@ def read_molecules(
     smiles_list = frame[smiles_column].tolist()
     positions: list[np.ndarray | None] = [None] * len(smiles_list)
     if conformers:
-        results = generate_conformers(smiles_list, ConformerOptions(), processes=max(1, num_workers))
+        results = generate_conformers(
+            smiles_list, ConformerOptions(), processes=max(1, num_workers)
+        )
         positions = [r.positions for r in results]
         failed = {r.index: r.reason for r in results if r.positions is None}
     else:
@@ -136,7 +148,10 @@ def predict_file(
 ) -> PredictResult:
     """Predict every readable molecule of ``path``; see the module docstring."""
     molecules, rejected = read_molecules(
-        path, smiles_column=smiles_column, on_invalid=on_invalid, conformers=conformers,
+        path,
+        smiles_column=smiles_column,
+        on_invalid=on_invalid,
+        conformers=conformers,
         num_workers=num_workers,
     )
     model = model.to(device).eval()
@@ -147,11 +162,15 @@ def predict_file(
         items = [dataset[i] for i in range(start, min(start + batch_size, len(molecules)))]
         batch = collate_dense(items).to(device)
         values[start : start + len(items)] = model.predict(batch, mode=mode).cpu().numpy()
-    frame = pd.DataFrame({"row": [r for r, _, _ in molecules], "smiles": [s for _, s, _ in molecules]})
+    frame = pd.DataFrame(
+        {"row": [r for r, _, _ in molecules], "smiles": [s for _, s, _ in molecules]}
+    )
     suffix = "_probability" if model.config.task == "classification" else ""
     for t, name in enumerate(targets):
         frame[f"{name}{suffix}"] = values[:, t]
-    frame["used_3d"] = [getattr(d, "pos", None) is not None and mode != "2d" for _, _, d in molecules]
+    frame["used_3d"] = [
+        getattr(d, "pos", None) is not None and mode != "2d" for _, _, d in molecules
+    ]
     reasons = [_domain_reason(model, d) for _, _, d in molecules]
     frame["out_of_domain"] = [bool(r) for r in reasons]
     frame["domain_reason"] = reasons
