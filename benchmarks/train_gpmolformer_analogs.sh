@@ -2,7 +2,7 @@
 # Reproduce the shipped analog base molfm/assets/gp-molformer-small-moses-analogs (CPU, ~16-18 min
 # on 2 cores): 2,000 steps of analog rows on the shipped 30,000-step model.
 set -euo pipefail
-molfm train gp-molformer-analogs --output-dir runs/analogs --base-model gp-molformer-small-moses \
+molfm train gp-molformer-analogs --output-dir runs/analogs --init gp-molformer-small-moses \
   --max-steps 2000 --val-every-n-steps 500 --seed 0 --data-seed 0
 python - <<'PY'
 import torch

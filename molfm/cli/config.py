@@ -40,8 +40,9 @@ def merge_config(ctx: typer.Context, config: Path | None, params: dict[str, Any]
 
 def save_resolved_config(params: dict[str, Any], directory: Path) -> Path:
     """Write the fully resolved options as ``resolved_config.yaml`` into an output directory."""
-    directory.mkdir(parents=True, exist_ok=True)
+    from molfm.atomic import atomic_write_text
+
     clean = json.loads(json.dumps(params, default=str))  # Paths/enums to plain strings
-    path = directory / "resolved_config.yaml"
-    path.write_text(yaml.safe_dump(clean, sort_keys=True), encoding="utf-8")
-    return path
+    return atomic_write_text(
+        directory / "resolved_config.yaml", yaml.safe_dump(clean, sort_keys=True)
+    )

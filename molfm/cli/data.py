@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -11,30 +10,62 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from molfm.chem.featurize import get_schema
-from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions
-from molfm.cli.config import merge_config
-from molfm.data.cache import find_prepared
-from molfm.data.prepare import prepare_dataset
-from molfm.data.sources import get_source, list_sources
+from molfm.cli.errors import fail, user_errors
+from molfm.cli.options import (
+    INPUT_FORMATS,
+    OnInvalid,
+    cache_dir_option,
+    config_option,
+    data_option,
+    data_path_option,
+    merge_typed_config,
+    num_workers_option,
+    on_invalid_option,
+    resolve_data,
+    smiles_column_option,
+    target_columns_option,
+    text_column_option,
+)
 
 app = typer.Typer(help="List, prepare and inspect data sets.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
+
+_USE_SKIP = "Use --on-invalid skip to continue and collect the rejected rows in invalid.csv."
 
 
-class OnInvalid(StrEnum):
-    error = "error"
-    skip = "skip"
+def _out() -> Console:
+    """The console for tables: the terminal's width on a terminal; when piped or redirected,
+    wide enough that no cell is ever cut (``molfm data list | cat`` shows whole names)."""
+    return console if console.is_terminal else Console(width=1_000, highlight=False)
+
+
+def _fits(table: Table, width: int, folded: int = 10) -> bool:
+    """Whether ``table`` fits ``width`` with every no-wrap column whole (folding columns get
+    at least ``folded`` characters)."""
+    need = 3 * len(table.columns) + 1  # borders and padding
+    for column in table.columns:
+        if column.no_wrap:
+            lines = [str(column.header)]
+            lines += [line for cell in column.cells for line in str(cell).splitlines()]
+            need += max(len(line) for line in lines)
+        else:
+            need += folded
+    return need <= width
+
+
+def _name_argument(name: str | None, data: str | None) -> str | None:
+    if name is not None and data is not None and name != data:
+        raise ValueError(f"give the data set once: NAME {name!r} or --data {data!r}")
+    return name if name is not None else data
 
 
 def _user_source(
     data_path: Path, smiles_column: str, target_columns: list[str] | None, text_column
 ):
-    if not data_path.exists():
-        raise typer.BadParameter(f"{data_path} does not exist", param_hint="--data-path")
-    kind = "sdf" if data_path.suffix.lower() in (".sdf", ".sd") else "csv"
-    if kind == "sdf":
+    from molfm.data.sources import get_source
+
+    resolve_data(None, data_path)  # one line when it does not exist or is a directory
+    if data_path.suffix.lower() in (".sdf", ".sd"):
         return get_source("sdf", path=data_path, target_columns=target_columns)
     return get_source(
         "csv",
@@ -46,77 +77,123 @@ def _user_source(
 
 
 @app.command("list")
-def list_command(
-    cache_dir: Path | None = typer.Option(None, help="Dataset cache root (default: molfm cache)."),
-) -> None:
-    """List the built-in data sets and whether they are prepared."""
-    table = Table("name", "task", "subsets", "targets", "license", "prepared")
-    for info in list_sources():
-        prepared = find_prepared(info.name, cache_dir)
-        subsets = sorted({d.manifest["subset"] for d in prepared})
-        targets = ", ".join(info.targets[:6]) + (" ..." if len(info.targets) > 6 else "")
-        table.add_row(
-            info.name,
-            info.task,
-            ", ".join(info.subsets),
-            targets or "-",
-            info.license.split(" (")[0],
-            ", ".join(subsets) or "no",
-        )
-    console.print(table)
+def list_command(cache_dir: Path | None = cache_dir_option()) -> None:
+    """List the registered data sets, their subsets, and which subsets are prepared."""
+    from molfm.data.cache import find_prepared
+    from molfm.data.fetch import use_cache_dir
+    from molfm.data.sources import list_sources
+
+    infos = [info for info in list_sources() if info.name not in INPUT_FORMATS]
+    # names and subsets are typed by users: never wrapped or cut, one subset per line
+    longest = max(len(s) for info in infos for s in (info.name, *info.subsets))
+    table = Table()
+    table.add_column("name", no_wrap=True, min_width=longest)
+    table.add_column("task", no_wrap=True)
+    table.add_column("subsets", no_wrap=True, min_width=longest)
+    table.add_column("targets", overflow="fold")
+    table.add_column("license", overflow="fold")
+    table.add_column("prepared", no_wrap=True)
+    with use_cache_dir(cache_dir):
+        for info in infos:
+            prepared = sorted({d.manifest["subset"] for d in find_prepared(info.name)})
+            targets = ", ".join(info.targets[:6]) + (" ..." if len(info.targets) > 6 else "")
+            table.add_row(
+                info.name,
+                info.task,
+                "\n".join(info.subsets),
+                escape(targets) or "-",
+                escape(info.license.split(" (")[0]),
+                "\n".join(prepared) or "no",
+            )
+    out = _out()
+    if _fits(table, out.width):
+        out.print(table)
+    else:  # a terminal too narrow for the table: one plain line per data set, nothing cut
+        for info, row in zip(infos, table.columns[5].cells, strict=True):
+            subsets = ", ".join(info.subsets)
+            out.print(
+                f"{info.name}  ({info.task}; subsets: {subsets}; "
+                f"prepared: {str(row).replace(chr(10), ', ')})",
+                highlight=False,
+            )
+    out.print(
+        f"Input formats (files of your own, not data sets): {', '.join(INPUT_FORMATS)}; "
+        "give them with --data-path FILE, e.g. `molfm data prepare --data-path mols.csv`.",
+        highlight=False,
+    )
 
 
 @app.command("prepare")
 def prepare_command(
     ctx: typer.Context,
-    name: str | None = typer.Argument(None, help="Data set name (see `molfm data list`)."),
-    subset: str | None = typer.Option(None, help="Subset, e.g. train/test for moses."),
-    data_path: Path | None = typer.Option(None, help="A user CSV or SDF file instead of NAME."),
-    smiles_column: str = typer.Option("smiles", help="SMILES column of --data-path CSV."),
-    target_columns: list[str] | None = typer.Option(None, help="Target columns (repeatable)."),
-    text_column: str | None = typer.Option(None, help="Text column of --data-path CSV."),
-    on_invalid: OnInvalid = typer.Option(OnInvalid.error, help="Stop at a bad row or skip it."),
-    processes: int = typer.Option(1, "--processes", "-j", help="Worker processes."),
-    shard_size: int = typer.Option(10_000, help="Input rows per cache shard."),
-    limit: int | None = typer.Option(None, help="Only the first N rows."),
-    largest_fragment: bool = typer.Option(False, help="Keep only the largest fragment."),
+    name: str | None = typer.Argument(
+        None, help="The data set to prepare (see `molfm data list`); the same as --data NAME."
+    ),
+    data: str | None = data_option(help="The data set to prepare (see `molfm data list`)."),
+    subset: str | None = typer.Option(
+        None, help="The subset to prepare, e.g. train or test for moses (default: its default)."
+    ),
+    data_path: Path | None = data_path_option(
+        help="A file of your own to prepare instead of a data set: CSV/TSV of SMILES or SDF."
+    ),
+    smiles_column: str = smiles_column_option(),
+    target_columns: list[str] | None = target_columns_option(),
+    text_column: str | None = text_column_option(),
+    on_invalid: OnInvalid = on_invalid_option(),
+    num_workers: int = num_workers_option(
+        help="Worker processes that featurize shards in parallel (0 or 1 = in this process)."
+    ),
+    shard_size: int = typer.Option(10_000, min=1, help="Input rows per cache shard."),
+    limit: int | None = typer.Option(None, min=1, help="Prepare only the first N rows."),
+    largest_fragment: bool = typer.Option(
+        False, help="Keep only the largest fragment of each molecule (drops salts and solvents)."
+    ),
     neutralize: bool = typer.Option(False, help="Neutralize charges where possible."),
-    max_heavy_atoms: int | None = typer.Option(None, help="Reject larger molecules."),
-    feature_schema: str = typer.Option("ogb", help="2D feature schema."),
-    cache_dir: Path | None = typer.Option(None, help="Dataset cache root (default: molfm cache)."),
-    config: Path | None = typer.Option(None, help="YAML file of options (flags win)."),
+    max_heavy_atoms: int | None = typer.Option(
+        None, min=1, help="Reject molecules with more heavy atoms than this."
+    ),
+    feature_schema: str = typer.Option("ogb", help="The 2D atom and bond feature schema."),
+    cache_dir: Path | None = cache_dir_option(),
+    config: Path | None = config_option(),
 ) -> None:
-    """Featurize a data set once into the parquet cache (resumable, parallel)."""
-    p = merge_config(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
-    if p["data_path"] is not None:
-        source = _user_source(
-            Path(p["data_path"]), p["smiles_column"], p["target_columns"], p["text_column"]
+    """Featurize a data set once into the parquet cache (resumable and parallel)."""
+    from molfm.chem.featurize import get_schema
+    from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions
+    from molfm.data.fetch import use_cache_dir
+    from molfm.data.prepare import prepare_dataset
+    from molfm.data.sources import get_source
+
+    p = merge_typed_config(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
+    with user_errors(), use_cache_dir(p["cache_dir"]):
+        chosen = _name_argument(p["name"], p["data"])
+        if p["data_path"] is not None:
+            if chosen is not None:
+                raise ValueError("give a data set NAME (or --data) or --data-path FILE, not both")
+            source = _user_source(
+                Path(p["data_path"]), p["smiles_column"], p["target_columns"], p["text_column"]
+            )
+        elif chosen is not None:
+            flag = "--data" if p["data"] is not None else "NAME"
+            source = get_source(resolve_data(chosen, None, flag=flag))
+        else:
+            raise ValueError("give a data set NAME (see `molfm data list`) or --data-path FILE")
+        standardize = StandardizeOptions(
+            largest_fragment=p["largest_fragment"], neutralize=p["neutralize"]
         )
-    elif p["name"]:
-        source = get_source(p["name"])
-    else:
-        raise typer.BadParameter("give a data set NAME or --data-path")
-    standardize = StandardizeOptions(
-        largest_fragment=p["largest_fragment"], neutralize=p["neutralize"]
-    )
-    policy = OnInvalid(p["on_invalid"]).value
-    try:
-        result = prepare_dataset(
-            source,
-            p["subset"],
-            schema=get_schema(p["feature_schema"]),
-            standardize=standardize,
-            max_heavy_atoms=p["max_heavy_atoms"],
-            on_invalid=policy,
-            processes=max(1, min(int(p["processes"]), os.cpu_count() or 1)),
-            shard_size=int(p["shard_size"]),
-            limit=p["limit"],
-            root=p["cache_dir"],
-        )
-    except InvalidMoleculeError as err:
-        err_console.print(f"[red]invalid input[/red]: {escape(str(err))}")
-        err_console.print("Use --on-invalid skip to continue and collect rejected rows.")
-        raise typer.Exit(1) from None
+        try:
+            result = prepare_dataset(
+                source,
+                p["subset"],
+                schema=get_schema(p["feature_schema"]),
+                standardize=standardize,
+                max_heavy_atoms=p["max_heavy_atoms"],
+                on_invalid=OnInvalid(p["on_invalid"]).value,
+                processes=max(1, min(int(p["num_workers"]), os.cpu_count() or 1)),
+                shard_size=int(p["shard_size"]),
+                limit=p["limit"],
+            )
+        except InvalidMoleculeError as err:
+            raise fail(f"invalid input: {' '.join(str(err).split())}", _USE_SKIP) from None
     manifest = result.dataset.manifest
     state = "already prepared" if result.cached else f"prepared in {manifest['seconds']} s"
     console.print(f"[bold]{manifest['name']}[/bold] ({manifest['subset']}): {state}")
@@ -124,48 +201,69 @@ def prepare_command(
         f"  rows {result.n_rows}, molecules {result.n_valid}, rejected {result.n_invalid}"
     )
     if result.n_invalid:
-        console.print(f"  rejected rows with reasons: {result.invalid_csv}")
-    console.print(f"  location: {result.dataset.path}")
+        console.print(f"  rejected rows with reasons: {result.invalid_csv}", highlight=False)
+    console.print(f"  location: {result.dataset.path}", highlight=False)
 
 
 @app.command("info")
 def info_command(
-    name: str = typer.Argument(..., help="Data set name."),
-    cache_dir: Path | None = typer.Option(None, help="Dataset cache root (default: molfm cache)."),
-    show_invalid: int = typer.Option(5, help="How many rejected rows to print."),
+    name: str | None = typer.Argument(
+        None, help="The data set (see `molfm data list`); the same as --data NAME."
+    ),
+    data: str | None = data_option(help="The data set (see `molfm data list`)."),
+    cache_dir: Path | None = cache_dir_option(),
+    show_invalid: int = typer.Option(5, min=0, help="How many rejected rows to print."),
 ) -> None:
-    """Counts, columns, rejected rows and cache location of a prepared data set."""
-    prepared = find_prepared(name, cache_dir)
+    """Show the counts, columns, rejected rows and cache location of a prepared data set."""
+    from molfm.data.cache import find_prepared
+    from molfm.data.fetch import use_cache_dir
+    from molfm.data.sources import get_source
+
+    with user_errors(), use_cache_dir(cache_dir):
+        chosen = _name_argument(name, data)
+        if chosen is None:
+            raise ValueError("give a data set NAME (see `molfm data list`)")
+        prepared = find_prepared(chosen)
+        if not prepared:
+            if chosen.lower() in INPUT_FORMATS:
+                raise ValueError(
+                    f"no prepared {chosen} file in the cache; prepare one with "
+                    "`molfm data prepare --data-path FILE`"
+                )
+            try:
+                info = get_source(chosen).info
+            except (KeyError, TypeError):
+                raise ValueError(
+                    f"no data set or prepared data named {chosen!r} (see `molfm data list`)"
+                ) from None
     if not prepared:
-        try:
-            info = get_source(name).info
-        except KeyError:
-            raise typer.BadParameter(f"no data set or prepared data named {name!r}") from None
         console.print(f"[bold]{info.name}[/bold]: {escape(info.description)}")
         console.print(f"  provenance: {escape(info.provenance)}\n  license: {escape(info.license)}")
         console.print(f"  not prepared yet: run `molfm data prepare {info.name}`")
-        raise typer.Exit(0)
+        return
     import pandas as pd
 
+    out = _out()
     for dataset in prepared:
         m = dataset.manifest
-        console.print(f"[bold]{m['name']}[/bold] ({m['subset']})  {dataset.path}")
-        console.print(f"  {escape(m['source']['description'])}")
-        console.print(
-            f"  provenance: {escape(m['source']['provenance'])}  license: {escape(m['source']['license'])}"
+        out.print(f"[bold]{m['name']}[/bold] ({m['subset']})  {dataset.path}", highlight=False)
+        out.print(f"  {escape(m['source']['description'])}")
+        out.print(
+            f"  provenance: {escape(m['source']['provenance'])}  "
+            f"license: {escape(m['source']['license'])}"
         )
-        console.print(
+        out.print(
             f"  rows {m['n_rows']}, molecules {m['n_valid']}, rejected {m['n_invalid']}"
             f", shards {len(m['shards'])}, feature schema {m['feature_schema']['name']}"
             f" v{m['feature_schema']['version']}, created {m['created']}"
         )
         units = m.get("units", {})
         targets = ", ".join(f"{t} [{units.get(t, '-')}]" for t in m["targets"])
-        console.print(f"  targets: {escape(targets) or '-'}")
-        console.print(f"  columns: {escape(', '.join(m['columns']))}")
+        out.print(f"  targets: {escape(targets) or '-'}")
+        out.print(f"  columns: {escape(', '.join(m['columns']))}")
         if m["n_invalid"] and show_invalid:
             bad = pd.read_csv(dataset.invalid_csv, nrows=show_invalid, keep_default_na=False)
             table = Table("row", "smiles", "reason", title=f"rejected rows ({dataset.invalid_csv})")
             for r in bad.itertuples():
                 table.add_row(str(r.row), escape(str(r.smiles)[:60]), escape(str(r.reason)[:80]))
-            console.print(table)
+            out.print(table)

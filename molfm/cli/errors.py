@@ -22,7 +22,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["USER_ERRORS", "user_errors", "fail"]
+from molfm.data.fetch import FetchError
+
+__all__ = ["USER_ERRORS", "CreatedOutputs", "user_errors", "fail"]
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -36,6 +38,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     IsADirectoryError,
     PermissionError,
+    FetchError,  # a pinned data-set wheel that cannot be downloaded (no network) or verified
 )
 
 
@@ -54,8 +57,24 @@ def fail(message: str, hint: str | None = None) -> typer.Exit:
     return typer.Exit(1)
 
 
+class CreatedOutputs:
+    """What :func:`user_errors` yields: the outputs it would remove on failure.
+
+    Call :meth:`keep` once they are worth keeping whatever happens next, e.g. when training
+    starts writing checkpoints: an interrupted or failed run must stay resumable, not vanish.
+    """
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def keep(self) -> None:
+        self.paths = []
+
+
 @contextlib.contextmanager
-def user_errors(created: Iterable[Path | None] = (), hint: str | None = None) -> Iterator[None]:
+def user_errors(
+    created: Iterable[Path | None] = (), hint: str | None = None
+) -> Iterator[CreatedOutputs]:
     """Turn :data:`USER_ERRORS` raised in the block into one line and exit code 1.
 
     Parameters
@@ -66,14 +85,14 @@ def user_errors(created: Iterable[Path | None] = (), hint: str | None = None) ->
     hint
         A second line printed under the error (e.g. how to skip bad rows).
     """
-    fresh = [Path(p) for p in created if p is not None and not Path(p).exists()]
+    outputs = CreatedOutputs([Path(p) for p in created if p is not None and not Path(p).exists()])
     try:
-        yield
+        yield outputs
     except USER_ERRORS as err:
-        _remove(fresh)
+        _remove(outputs.paths)
         raise fail(_message(err), hint) from None
     except BaseException:
-        _remove(fresh)
+        _remove(outputs.paths)
         raise
 
 

@@ -57,6 +57,11 @@ __all__ = [
     "top_p_option",
     "count_option",
     "batch_size_option",
+    "INPUT_FORMATS",
+    "data_set_names",
+    "resolve_data",
+    "merge_typed_config",
+    "must_be_positive",
 ]
 
 
@@ -214,13 +219,17 @@ def top_k_option() -> Any:
     return typer.Option(None, "--top-k", min=1, help="Sample from the k most likely tokens.")
 
 
+def _check_top_p(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value <= 1.0:
+        raise typer.BadParameter(f"{value} is not in the range 0 < p <= 1.")
+    return value
+
+
 def top_p_option() -> Any:
     return typer.Option(
         None,
         "--top-p",
-        min=0.0,
-        max=1.0,
-        min_open=True,
+        callback=_check_top_p,  # typer's Option has no min_open
         help="Sample from the smallest set of tokens whose probability reaches p (0 < p <= 1).",
     )
 
@@ -229,5 +238,107 @@ def count_option(default: int, help: str) -> Any:
     return typer.Option(default, "-n", min=1, help=help)
 
 
-def batch_size_option(default: int) -> Any:
-    return typer.Option(default, "--batch-size", min=1, help="Rows per batch.")
+def batch_size_option(default: int, help: str | None = None) -> Any:
+    return typer.Option(default, "--batch-size", min=1, help=help or "Rows per batch.")
+
+
+# --- data sets and user files -------------------------------------------------------------
+
+INPUT_FORMATS = ("csv", "tsv", "sdf")
+"""File formats read with ``--data-path FILE``. They are not data sets: ``molfm data list``
+shows them apart, and ``--data csv`` is refused with a pointer to ``--data-path``."""
+
+
+def data_set_names() -> list[str]:
+    """Names of the registered data sets (``--data NAME``), input formats left out."""
+    from molfm.data.sources import list_sources
+
+    return [info.name for info in list_sources() if info.name not in INPUT_FORMATS]
+
+
+def resolve_data(
+    data: str | None,
+    data_path: Path | str | None,
+    *,
+    default: str | None = None,
+    flag: str = "--data",
+    path_flag: str = "--data-path",
+) -> str | None:
+    """The one data argument the library takes: a registered data set's name (``--data``,
+    aliases resolved to the name) or a user file's path (``--data-path``); ``default`` when
+    neither is given.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        One line: both flags given, a name that is not a registered data set (e.g. a file
+        name given to ``--data``), or a file that does not exist.
+    """
+    if data is not None and data_path is not None:
+        raise ValueError(f"give {flag} NAME or {path_flag} FILE, not both")
+    if data_path is not None:
+        path = Path(data_path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path_flag} {path} is a directory, not a file")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path_flag} {path} does not exist")
+        return str(path)
+    if data is None:
+        return default
+    from molfm.data.sources import get_source
+
+    names = data_set_names()
+    text = str(data).strip()
+    if text.lower() in INPUT_FORMATS:
+        raise ValueError(
+            f"{flag} {text!r} is a file format, not a data set; give the file with {path_flag} FILE"
+        )
+    try:
+        return get_source(text).info.name
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"{flag} {text!r} is not a registered data set (choose from {', '.join(names)}); "
+            f"for a file of your own use {path_flag} {text}"
+        ) from None
+
+
+# --- --config files with the flags' own types and ranges ------------------------------------
+
+
+def merge_typed_config(
+    ctx: typer.Context, config: Path | None, params: dict[str, Any]
+) -> dict[str, Any]:
+    """:func:`molfm.cli.config.merge_config`, then every value the file supplied is converted
+    and checked as its flag would be (type, ``min``/``max``, enum choices), so ``lr: 1e-3``
+    becomes a float and ``on-invalid: bogus`` is refused like ``--on-invalid bogus``.
+
+    Raises
+    ------
+    typer.BadParameter
+        Naming the key, the file and what is wrong with the value.
+    """
+    from molfm.cli.config import merge_config
+
+    merged = merge_config(ctx, config, params)
+    by_name = {param.name: param for param in ctx.command.params}
+    for key, value in merged.items():
+        param = by_name.get(key)
+        if param is None or value is None or value is params.get(key):
+            continue
+        if getattr(param, "multiple", False) and isinstance(value, str | int | float):
+            value = [value]
+        try:  # the flag's own conversion: type, range, choices and callback
+            merged[key] = param.process_value(ctx, value)
+        except Exception as err:  # click's BadParameter (typer bundles its own click)
+            message = err.format_message() if hasattr(err, "format_message") else str(err)
+            raise typer.BadParameter(
+                f"{key.replace('_', '-')}: {message} (in {config})", param_hint="--config"
+            ) from None
+    return merged
+
+
+def must_be_positive(value: float | None) -> float | None:
+    """Option callback for an open lower bound (typer has ``min=`` but no ``min_open``)."""
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value} is not > 0.")
+    return value

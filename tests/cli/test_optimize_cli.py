@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import typer
+import yaml
 from typer.testing import CliRunner
 
-from molfm.cli.optimize import optimize
+from molfm.cli.main import app
 from molfm.hub import save_pretrained
 from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
@@ -18,8 +18,6 @@ from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 DATA = Path(__file__).parents[1] / "data"
 SMILES = pd.read_csv(DATA / "moses_train_500.csv")["SMILES"].tolist()
 runner = CliRunner()
-app = typer.Typer()
-app.command()(optimize)
 
 
 def flat(output: str) -> str:
@@ -48,7 +46,7 @@ def data_csv(tmp_path_factory) -> Path:
 
 def _base(model_dir: Path, data: Path, out: Path) -> list[str]:
     return [
-        "--model", str(model_dir), "--data", str(data), "--n-molecules", "300",
+        "optimize", "--model", str(model_dir), "--data-path", str(data), "--n-molecules", "300",
         "--max-steps", "2", "--batch-size", "8", "--n-prompt", "3", "--n-sources", "3",
         "--n-candidates", "2", "--output-dir", str(out), "--no-progress",
     ]  # fmt: skip
@@ -74,10 +72,18 @@ def test_train_then_reuse_prompt(model_dir, data_csv, tmp_path):
     # reuse the prompt on an input file holding an unreadable row
     mols = tmp_path / "input.csv"
     pd.DataFrame({"smiles": [SMILES[400], "CC[Xe]", SMILES[401]]}).to_csv(mols, index=False)
-    reuse = ["--model", str(model_dir), "--prompt", str(out / "prompt"), "--input", str(mols)]
+    reuse = [
+        "optimize",
+        "--model",
+        str(model_dir),
+        "--prompt",
+        str(out / "prompt"),
+        "--input",
+        str(mols),
+    ]
     reuse += ["--n-candidates", "2", "--output-dir", str(tmp_path / "reuse")]
     failed = runner.invoke(app, reuse)
-    assert failed.exit_code == 1
+    assert failed.exit_code == 1 and not (tmp_path / "reuse").exists()  # nothing half-written
     assert "input row 1: 'CC[Xe]'" in flat(failed.output) and "[Xe]" in flat(failed.output)
     skipped = runner.invoke(app, [*reuse, "--on-invalid", "skip"])
     assert skipped.exit_code == 0, skipped.output
@@ -107,11 +113,30 @@ def test_bad_inputs_give_clear_errors(model_dir, data_csv, tmp_path):
     base = _base(model_dir, data_csv, tmp_path)
     unknown = runner.invoke(app, [*base, "--property", "potency"])
     assert unknown.exit_code == 1 and "column(s) ['potency'] not found" in flat(unknown.output)
-    column = runner.invoke(app, [*base, "--smiles-column", "SMILES"])
+    out = tmp_path / "fresh"
+    column = runner.invoke(app, [*_base(model_dir, data_csv, out), "--smiles-column", "SMILES"])
     assert column.exit_code == 1 and "['SMILES'] not found" in flat(column.output)
+    assert not out.exists()  # no run_config.json or any other half-written output
     empty = tmp_path / "empty.csv"
     empty.write_text("smiles\n")
     no_rows = runner.invoke(app, [*base, "--input", str(empty)])
     assert no_rows.exit_code == 1 and "no data rows" in flat(no_rows.output)
-    missing = runner.invoke(app, ["--prompt", str(tmp_path / "nope"), "--input", str(empty)])
-    assert missing.exit_code != 0 and "does not exist" in flat(missing.output)
+    missing = runner.invoke(
+        app, ["optimize", "--prompt", str(tmp_path / "nope"), "--input", str(empty)]
+    )
+    assert missing.exit_code == 1 and "--prompt" in flat(missing.output)
+    assert "does not exist" in flat(missing.output)
+
+
+def test_config_file_and_resolved_config(model_dir, data_csv, tmp_path):
+    config = tmp_path / "opt.yaml"
+    config.write_text(yaml.safe_dump({"property": "qed", "top-k": 5, "max_steps": 1}))
+    out = tmp_path / "run"
+    args = [*_base(model_dir, data_csv, out), "--config", str(config)]
+    result = runner.invoke(app, args)  # --max-steps 2 on the command line wins over the file
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((out / "resolved_config.yaml").read_text())
+    assert resolved["top_k"] == 5 and resolved["max_steps"] == 2
+    assert resolved["property"] == "qed" and resolved["data_path"] == str(data_csv)
+    run_config = json.loads((out / "run_config.json").read_text())
+    assert run_config["top_k"] == 5 and run_config["accelerator"] == "auto"

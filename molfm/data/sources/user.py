@@ -127,6 +127,14 @@ class CSVSource(_UserFileSource):
             raw = pd.read_csv(self.path, sep=sep, dtype=str, na_filter=False)
         except pd.errors.EmptyDataError:
             raise SourceError(f"{self.path} is empty (no header, no rows)") from None
+        except UnicodeDecodeError as err:
+            raise SourceError(
+                f"{self.path} is not a UTF-8 text file (byte {err.object[err.start]:#04x} at "
+                f"offset {err.start}); give a CSV or TSV of SMILES"
+            ) from None
+        except pd.errors.ParserError as err:
+            reason = " ".join(str(err).split())
+            raise SourceError(f"{self.path} could not be read as a table: {reason}") from None
         if raw.empty:
             raise SourceError(f"{self.path} has a header but no data rows")
         wanted = [self.smiles_column, *self.target_columns]

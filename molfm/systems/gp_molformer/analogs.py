@@ -32,16 +32,17 @@ import numpy as np
 import pandas as pd
 
 from molfm.engine.fit import fit_resumable, start_or_resume
+from molfm.engine.hardware import lightning_kwargs
 from molfm.hub import save_pretrained
 from molfm.systems.gp_molformer import DEFAULT_SMILES_MODEL
 from molfm.systems.gp_molformer.data import PairDataset, SmilesDataModule, collate_pairs
 from molfm.systems.gp_molformer.model import load_smiles_model
 from molfm.systems.gp_molformer.pair_tuning.pairs import make_pairs
 from molfm.systems.gp_molformer.pair_tuning.pipeline import InvalidMoleculesError, check_molecules
-from molfm.systems.gp_molformer.pretrain import CausalLMTask, load_smiles
+from molfm.systems.gp_molformer.pretrain import CausalLMTask, check_trainable, load_smiles
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 
-__all__ = ["AnalogTrainConfig", "analog_pairs", "train_analog_lm"]
+__all__ = ["AnalogTrainConfig", "analog_pairs", "check_analog_config", "train_analog_lm"]
 
 
 @dataclass
@@ -69,6 +70,30 @@ class AnalogTrainConfig:
     precision: str = "32-true"
     on_invalid: str = "error"
     progress: bool = True
+    num_workers: int = 0  # DataLoader worker processes
+
+
+def check_analog_config(cfg: AnalogTrainConfig) -> dict[str, Any]:
+    """Refuse settings that cannot run, before anything is read or written; return the checked
+    Lightning ``accelerator``/``devices``/``precision`` arguments.
+
+    Raises
+    ------
+    ValueError
+        One line naming the setting and its value (a :class:`~molfm.engine.hardware.HardwareError`
+        for hardware this machine does not have).
+    """
+    if cfg.on_invalid not in ("error", "skip"):
+        raise ValueError(f"on_invalid must be 'error' or 'skip', got {cfg.on_invalid!r}")
+    for name in ("n_molecules", "batch_size", "max_steps", "val_every_n_steps"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.n_val_molecules < 0 or cfg.warmup_steps < 0 or cfg.num_workers < 0:
+        raise ValueError("n_val_molecules, warmup_steps and num_workers must be >= 0")
+    if not 0.0 <= cfg.min_similarity <= 1.0:
+        raise ValueError(f"min_similarity must lie in [0, 1], got {cfg.min_similarity}")
+    check_trainable(cfg.n_molecules, cfg.batch_size, "molecules (n_molecules)")
+    return lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
 
 
 def analog_pairs(
@@ -138,13 +163,12 @@ def train_analog_lm(cfg: AnalogTrainConfig, callbacks: list | None = None) -> Pa
     and the molfm checkpoint ``<output_dir>/model`` (same vocabulary as the base). A run directory
     that holds ``checkpoints/last.ckpt`` resumes from it exactly.
     """
-    if cfg.on_invalid not in ("error", "skip"):
-        raise ValueError(f"on_invalid must be 'error' or 'skip', got {cfg.on_invalid!r}")
-    out = Path(cfg.output_dir)
-    start_or_resume(out, cfg)
+    hardware = check_analog_config(cfg)
     base, tokenizer = load_smiles_model(cfg.base_model)
     max_length = base.config.max_length
     picked, rows = _molecules(cfg)
+    out = Path(cfg.output_dir)
+    start_or_resume(out, cfg)
     n = cfg.n_molecules
     rejected: list[dict[str, Any]] = []
     train_smiles = _readable(
@@ -163,7 +187,8 @@ def train_analog_lm(cfg: AnalogTrainConfig, callbacks: list | None = None) -> Pa
     if len(train_pairs) < cfg.batch_size:
         raise ValueError(
             f"only {len(train_pairs)} pairs with similarity >= {cfg.min_similarity} among "
-            f"{len(train_smiles)} molecules: raise n_molecules or lower min_similarity"
+            f"{len(train_smiles)} molecules fill no batch of {cfg.batch_size}, so the run "
+            "would train 0 steps: raise n_molecules or lower min_similarity or batch_size"
         )
     train_pairs.to_csv(out / "pairs.csv", index=False)
     val_pairs.to_csv(out / "val_pairs.csv", index=False)
@@ -187,6 +212,7 @@ def train_analog_lm(cfg: AnalogTrainConfig, callbacks: list | None = None) -> Pa
         train,
         val,
         batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
         seed=cfg.seed,
         collate_fn=functools.partial(collate_pairs, pad_id=tokenizer.pad_id),
     )
@@ -197,9 +223,7 @@ def train_analog_lm(cfg: AnalogTrainConfig, callbacks: list | None = None) -> Pa
         max_steps=cfg.max_steps,
         val_every_n_steps=cfg.val_every_n_steps,
         batches_per_epoch=len(train) // cfg.batch_size,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        precision=cfg.precision,
+        **hardware,
         progress=cfg.progress,
         callbacks=callbacks,
     )

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
-from rdkit import Chem
 
-from molfm.eval.moses_features import get_mol
+from molfm.chem.parse import canonical_smiles
+from molfm.engine.hardware import inference_autocast
 from molfm.systems.gp_molformer.decoration import decorate, keeps_scaffold, scaffold_template
 from molfm.systems.gp_molformer.sampling import sample
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
@@ -23,9 +23,12 @@ __all__ = ["canonicalize", "generate_frame", "decorate_frame", "summarize", "Run
 
 
 def canonicalize(smiles: str | None) -> str | None:
-    """RDKit canonical SMILES, or None when RDKit cannot parse it (MOSES's parsing rules)."""
-    mol = get_mol(smiles) if smiles else None
-    return Chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() else None
+    """RDKit canonical SMILES, or None when RDKit cannot parse it (MOSES's parsing rules).
+
+    :func:`molfm.chem.parse.canonical_smiles` restricted to strings (``None`` stays ``None``);
+    kept for callers of this name, new code calls ``canonical_smiles`` directly.
+    """
+    return canonical_smiles(smiles) if isinstance(smiles, str) else None
 
 
 @dataclass
@@ -37,7 +40,7 @@ class RunningStats:
     unique: set[str] = field(default_factory=set)
 
     def update(self, smiles: list[str | None]) -> list[str | None]:
-        canonical = [canonicalize(s) for s in smiles]
+        canonical = [canonical_smiles(s) for s in smiles]
         self.n += len(smiles)
         valid = [c for c in canonical if c is not None]
         self.n_valid += len(valid)
@@ -56,10 +59,19 @@ def generate_frame(
     tokenizer: SmilesTokenizer,
     n: int,
     *,
+    device: torch.device | str = "cpu",
+    precision: str = "32-true",
     on_batch: Callable[[int, RunningStats], None] | None = None,
     **sample_kwargs,
 ) -> pd.DataFrame:
-    """De novo sampling: columns smiles, canonical_smiles, valid, truncated."""
+    """De novo sampling: columns smiles, canonical_smiles, valid, truncated.
+
+    ``device`` is where the model runs (:func:`molfm.engine.hardware.inference_device` turns
+    ``--accelerator``/``--devices`` into one); ``precision`` ``32-true`` samples in full
+    float32, ``bf16-mixed``/``16-mixed`` under autocast
+    (:func:`molfm.engine.hardware.inference_autocast`). The other keyword arguments go to
+    :func:`molfm.systems.gp_molformer.sampling.sample`.
+    """
     stats = RunningStats()
     canonical: list[str | None] = []
 
@@ -69,7 +81,8 @@ def generate_frame(
             on_batch(len(batch), stats)
 
     start = time.perf_counter()
-    smiles = sample(model, tokenizer, n, callback=callback, **sample_kwargs)
+    with inference_autocast(torch.device(device), precision):
+        smiles = sample(model, tokenizer, n, device=device, callback=callback, **sample_kwargs)
     frame = pd.DataFrame(
         {
             "smiles": list(smiles),
@@ -87,12 +100,20 @@ def decorate_frame(
     tokenizer: SmilesTokenizer,
     scaffold: str,
     n: int,
+    *,
+    device: torch.device | str = "cpu",
+    precision: str = "32-true",
     **decorate_kwargs,
 ) -> pd.DataFrame:
-    """Scaffold decoration: columns scaffold, smiles, canonical_smiles, valid, keeps_scaffold."""
+    """Scaffold decoration: columns scaffold, smiles, canonical_smiles, valid, keeps_scaffold.
+
+    ``device`` and ``precision`` as in :func:`generate_frame`; the other keyword arguments go
+    to :func:`molfm.systems.gp_molformer.decoration.decorate`.
+    """
     template = scaffold_template(scaffold)
-    smiles = decorate(model, tokenizer, template, n, **decorate_kwargs)
-    canonical = [canonicalize(s) for s in smiles]
+    with inference_autocast(torch.device(device), precision):
+        smiles = decorate(model, tokenizer, template, n, device=device, **decorate_kwargs)
+    canonical = [canonical_smiles(s) for s in smiles]
     return pd.DataFrame(
         {
             "scaffold": scaffold,

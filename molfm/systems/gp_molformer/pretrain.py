@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from molfm.engine.fit import RngStateMixin, fit_resumable, start_or_resume
+from molfm.engine.hardware import lightning_kwargs
 from molfm.engine.schedules import warmup_cosine
 from molfm.hub import save_pretrained
 from molfm.systems.gp_molformer.data import EncodedSmiles, SmilesDataModule, pair_positions
@@ -26,6 +27,9 @@ from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 __all__ = [
     "CausalLMTask",
     "LMTrainConfig",
+    "PRESETS",
+    "check_train_config",
+    "check_trainable",
     "train_causal_lm",
     "load_smiles",
     "export_checkpoint",
@@ -124,6 +128,53 @@ class LMTrainConfig:
     progress: bool = True
 
 
+PRESETS = {"small": GPMoLFormerConfig.small, "paper": GPMoLFormerConfig.paper}
+"""Model sizes of ``LMTrainConfig.preset``: ``small`` (CPU-sized) and ``paper`` (46.8M)."""
+
+_AT_LEAST_ONE = ("batch_size", "max_steps", "val_every_n_steps", "val_size", "max_length")
+
+
+def check_train_config(cfg: LMTrainConfig) -> dict[str, Any]:
+    """Refuse settings that cannot run, before any data is read or anything is written.
+
+    Returns the checked Lightning ``accelerator``/``devices``/``precision`` arguments.
+
+    Raises
+    ------
+    ValueError
+        One line naming the setting and its value (a :class:`~molfm.engine.hardware.HardwareError`
+        for hardware this machine does not have).
+    """
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"preset {cfg.preset!r}: expected one of {', '.join(PRESETS)}")
+    if cfg.on_invalid not in ("error", "skip"):
+        raise ValueError(f"on_invalid must be 'error' or 'skip', got {cfg.on_invalid!r}")
+    for name in _AT_LEAST_ONE:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.limit_train is not None and cfg.limit_train < 1:
+        raise ValueError(f"limit_train must be >= 1, got {cfg.limit_train}")
+    if cfg.warmup_steps < 0 or cfg.lr <= 0:
+        raise ValueError(f"need lr > 0 and warmup_steps >= 0, got {cfg.lr} and {cfg.warmup_steps}")
+    known = {f.name for f in dataclasses.fields(GPMoLFormerConfig)}
+    unknown = sorted(set(cfg.model_overrides) - known)
+    if unknown:
+        raise ValueError(f"model_overrides: unknown keys {unknown}; known: {sorted(known)}")
+    # the model's own checks (e.g. heads that do not divide the width), with a stand-in vocabulary
+    PRESETS[cfg.preset](vocab_size=8, max_length=cfg.max_length, **cfg.model_overrides)
+    return lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
+
+
+def check_trainable(n_rows: int, batch_size: int, what: str = "training molecules") -> None:
+    """Raise ``ValueError`` when ``n_rows`` fill no full batch: training drops the last partial
+    batch of an epoch, so such a run would train 0 steps and export an untrained model."""
+    if n_rows // batch_size < 1:
+        raise ValueError(
+            f"{n_rows} {what} fill no batch of {batch_size} (the last partial batch is "
+            "dropped), so the run would train 0 steps: lower batch_size or use more data"
+        )
+
+
 def load_smiles(data: str, smiles_column: str = "smiles", subset: str | None = None) -> list[str]:
     """SMILES of a registered source (``moses``) or of a CSV file's column."""
     from molfm.data.sources import resolve_source
@@ -161,11 +212,21 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
 
     A run directory that already holds ``checkpoints/last.ckpt`` is resumed from it, with
     the same vocabulary, data order, optimizer, scheduler and RNG state.
+
+    Raises
+    ------
+    ValueError
+        Before anything is written: settings that cannot run (:func:`check_train_config`),
+        data that cannot be read, or too few training molecules for one batch, which would
+        train 0 steps (:func:`check_trainable`). Also when ``output_dir`` holds a run started
+        with other settings.
     """
+    hardware = check_train_config(cfg)
+    train_smiles, val_smiles = _split_data(cfg)
+    check_trainable(len(train_smiles), cfg.batch_size)
     out = Path(cfg.output_dir)
     start_or_resume(out, cfg)
     L.seed_everything(cfg.seed, workers=True)
-    train_smiles, val_smiles = _split_data(cfg)
     vocab_path = out / "tokenizer.json"
     if vocab_path.exists():  # a resumed run must keep its vocabulary
         tokenizer = SmilesTokenizer.load(vocab_path)
@@ -180,7 +241,8 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
         import pandas as pd
 
         pd.DataFrame(rejected).to_csv(out / "invalid.csv", index=False)
-    preset = {"small": GPMoLFormerConfig.small, "paper": GPMoLFormerConfig.paper}[cfg.preset]
+    check_trainable(len(train), cfg.batch_size, "training molecules the tokenizer encodes")
+    preset = PRESETS[cfg.preset]
     model_config = preset(
         vocab_size=tokenizer.vocab_size,
         max_length=cfg.max_length,
@@ -206,9 +268,7 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
         max_steps=cfg.max_steps,
         val_every_n_steps=cfg.val_every_n_steps,
         batches_per_epoch=len(train) // cfg.batch_size,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        precision=cfg.precision,
+        **hardware,
         progress=cfg.progress,
         callbacks=callbacks,
     )

@@ -1,6 +1,7 @@
 """Analog pretraining: the pairs, the row layout, a run that learns and resumes exactly."""
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -96,9 +97,9 @@ def test_cli_run_learns_analog_rows(tmp_path):
             "gp-molformer-analogs",
             "--output-dir",
             str(out),
-            "--base-model",
+            "--init",
             TINY,
-            "--data",
+            "--data-path",
             str(DATA / "moses_train_500.csv"),
             "--smiles-column",
             "SMILES",
@@ -143,8 +144,10 @@ def test_resumed_analog_run_matches_uninterrupted_run(tmp_path, kill_before_step
     straight = train_analog_lm(_config(tmp_path / "a"))
     with pytest.raises(killed):  # killed after the step-6 checkpoint
         train_analog_lm(_config(tmp_path / "b"), callbacks=[stop_at(9)])
+    other = tmp_path / "other"
+    shutil.copytree(TINY, other)
     with pytest.raises(ValueError, match="base_model"):  # another base is another run
-        train_analog_lm(_config(tmp_path / "b", base_model=str(tmp_path / "other")))
+        train_analog_lm(_config(tmp_path / "b", base_model=str(other)))
     resumed = train_analog_lm(_config(tmp_path / "b"))
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(resumed / "model.safetensors"))
@@ -155,8 +158,30 @@ def test_resumed_analog_run_matches_uninterrupted_run(tmp_path, kill_before_step
 
 
 def test_too_few_pairs_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="raise n_molecules"):
-        train_analog_lm(_config(tmp_path / "x", n_molecules=6))
+    with pytest.raises(ValueError, match="would train 0 steps: raise n_molecules"):
+        train_analog_lm(_config(tmp_path / "x", n_molecules=12, min_similarity=0.95))
+    # fewer molecules than one batch: refused before anything is read or written
+    with pytest.raises(ValueError, match=r"6 molecules \(n_molecules\) fill no batch of 8"):
+        train_analog_lm(_config(tmp_path / "y", n_molecules=6))
+    assert not (tmp_path / "y").exists()
+
+
+def test_settings_that_cannot_run_are_refused_before_writing(tmp_path):
+    from molfm.engine.hardware import HardwareError
+
+    for bad, match in [
+        (dict(on_invalid="bogus"), "on_invalid"),
+        (dict(max_steps=0), "max_steps must be >= 1"),
+        (dict(precision="8-bit"), "--precision '8-bit'"),
+        (dict(base_model=str(tmp_path / "nomodel")), "nomodel"),
+        (dict(n_molecules=600), "fewer than n_molecules"),
+    ]:
+        with pytest.raises((ValueError, FileNotFoundError), match=match):
+            train_analog_lm(_config(tmp_path / "z", **bad))
+        assert not (tmp_path / "z").exists()
+    if not torch.cuda.is_available():
+        with pytest.raises(HardwareError, match="no CUDA device"):
+            train_analog_lm(_config(tmp_path / "z", accelerator="gpu"))
 
 
 def test_bad_molecules_name_their_row_or_are_reported(tmp_path):

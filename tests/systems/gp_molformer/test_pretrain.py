@@ -1,7 +1,5 @@
 """GP-MoLFormer pretraining task: a resumed run continues exactly; the loss goes down."""
 
-import dataclasses
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +7,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from molfm.engine.fit import start_or_resume
 from molfm.systems.gp_molformer.pretrain import LMTrainConfig, train_causal_lm
 
 DATA = Path(__file__).parents[2] / "data"
@@ -89,21 +86,28 @@ def test_export_lightning_checkpoint_matches_final_model(tmp_path, smiles_csv):
     torch.testing.assert_close(exported(ids), final(ids), rtol=0, atol=0)
 
 
-def test_resume_guard_allows_only_resumable_changes(tmp_path):
-    @dataclasses.dataclass
-    class Config:
-        output_dir: str
-        lr: float = 1e-3
-        max_steps: int = 10
-        devices: int = 1
+def test_runs_that_cannot_train_are_refused_before_writing(tmp_path, smiles_csv):
+    from molfm.engine.hardware import HardwareError
 
     out = tmp_path / "run"
-    start_or_resume(out, Config(str(out)))  # no checkpoint yet: anything goes
-    start_or_resume(out, Config(str(out), lr=5e-4))
-    (out / "checkpoints").mkdir()
-    (out / "checkpoints" / "last.ckpt").write_bytes(b"")
-    start_or_resume(out, Config(str(out), lr=5e-4, max_steps=20, devices=2))  # raise the budget
-    assert json.loads((out / "train_config.json").read_text())["max_steps"] == 20
-    with pytest.raises(ValueError, match=r"lr: 0\.0005 -> 0\.001"):
-        start_or_resume(out, Config(str(out), max_steps=20))
-    assert json.loads((out / "train_config.json").read_text())["lr"] == 5e-4  # left as it was
+    for bad, match in [
+        # 72 training SMILES cut to 5 fill no batch of 8: 0 steps, an untrained model
+        (dict(limit_train=5), r"5 training molecules fill no batch of 8 .* 0 steps"),
+        (dict(batch_size=100), r"72 training molecules fill no batch of 100"),
+        (dict(max_steps=0), "max_steps must be >= 1"),
+        (dict(preset="huge"), "preset 'huge'"),
+        (dict(on_invalid="bogus"), "on_invalid"),
+        (dict(model_overrides={"n_head": 3, "n_embd": 32}), "n_head=3"),
+        (dict(model_overrides={"depth": 2}), "unknown keys"),
+        (dict(devices="two"), "--devices 'two'"),
+    ]:
+        with pytest.raises((ValueError, FileNotFoundError), match=match):
+            train_causal_lm(_config(out, smiles_csv, **bad))
+        assert not out.exists()
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        train_causal_lm(_config(out, tmp_path / "missing.csv"))
+    assert not out.exists()
+    if not torch.cuda.is_available():
+        with pytest.raises(HardwareError, match="no CUDA device"):
+            train_causal_lm(_config(out, smiles_csv, accelerator="cuda"))
+        assert not out.exists()

@@ -32,10 +32,10 @@ import pandas as pd
 import torch
 from rdkit import Chem
 
-from molfm.systems.gp_molformer.generation import canonicalize
+from molfm.chem.fingerprints import bulk_tanimoto
+from molfm.chem.parse import canonical_smiles, mol_or_none
 from molfm.systems.gp_molformer.model import GPMoLFormer, State
 from molfm.systems.gp_molformer.pair_tuning.pairs import (
-    mol_or_none,
     property_function,
     similarity_fingerprints,
 )
@@ -264,16 +264,15 @@ def _score(
     source_mol = mol_or_none(source)
     if source_value is None:
         source_value = prop_fn(source_mol) if prop_fn and source_mol is not None else np.nan
-    canonical = [canonicalize(c) for c in candidates]
-    mols = [mol_or_none(c) if c is not None else None for c in canonical]
+    canonical = [canonical_smiles(c) for c in candidates]
+    mols = [mol_or_none(c) for c in canonical]
     valid_mols = [m for m in mols if m is not None]
     sims = np.full(len(candidates), np.nan)
     if source_mol is not None and valid_mols:
-        fps = similarity_fingerprints([source_mol, *valid_mols]).astype(np.float64)
-        inter = fps[1:] @ fps[0]
-        union = fps[1:].sum(1) + fps[0].sum() - inter
-        valid_sims = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-        sims[[i for i, m in enumerate(mols) if m is not None]] = valid_sims
+        source_fp, *candidate_fps = similarity_fingerprints([source_mol, *valid_mols])
+        sims[[i for i, m in enumerate(mols) if m is not None]] = bulk_tanimoto(
+            source_fp, candidate_fps
+        )
     rows = []
     for i, (candidate, canon, mol) in enumerate(zip(candidates, canonical, mols, strict=True)):
         value = prop_fn(mol) if prop_fn is not None and mol is not None else np.nan
@@ -331,7 +330,7 @@ def optimization_report(
     key = "source_index" if "source_index" in frame.columns else "source"
     n_sources = int(frame[key].nunique())
     valid = frame[frame["valid"].astype(bool)]
-    source_canon = {s: canonicalize(s) for s in frame["source"].unique()}
+    source_canon = {s: canonical_smiles(s) for s in frame["source"].unique()}
     identical = valid["canonical"] == valid["source"].map(source_canon)
     n_unique = int(valid.groupby(key)["canonical"].nunique().sum()) if len(valid) else 0
     report: dict[str, Any] = {

@@ -31,8 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from molfm.atomic import atomic_write_text, atomic_writer
 from molfm.chem.parse import InvalidMoleculeError, parse_smiles
 from molfm.data.sources import SourceError, get_source, resolve_source
+from molfm.engine.hardware import inference_autocast, inference_device, lightning_kwargs
 from molfm.systems.gp_molformer import DEFAULT_PAIR_TUNING_MODEL
 from molfm.systems.gp_molformer.model import GPMoLFormer, load_smiles_model
 from molfm.systems.gp_molformer.pair_tuning.optimize import optimization_report, optimize
@@ -66,7 +68,7 @@ class PairTuningConfig:
     model: str = DEFAULT_PAIR_TUNING_MODEL
     property: str | None = None  # qed | plogp | a numeric column of data; default qed
     property_column: str | None = None  # precomputed values of `property` in data / input
-    data: str = "moses"  # "moses" or a CSV path
+    data: str = "moses"  # a registered data set (moses) or a CSV path
     smiles_column: str = "smiles"
     n_molecules: int = 20_000
     min_similarity: float = 0.4
@@ -85,7 +87,9 @@ class PairTuningConfig:
     syntax_mask: bool = False
     seed: int = 0
     data_seed: int = 0
-    device: str = "cpu"
+    accelerator: str = "auto"  # auto | cpu | gpu (engine.hardware); auto: a GPU when there is one
+    devices: int | str | list[int] = 1  # training: Lightning's devices; sampling: the first one
+    precision: str = "32-true"  # 32-true: exact float32; bf16-mixed / 16-mixed: autocast
     prompt: str | None = None  # reuse a saved prompt: only optimize `input`
     input: str | None = None  # CSV of molecules to optimize (column smiles_column)
     on_invalid: str = "error"
@@ -230,7 +234,8 @@ def _mine_and_train(
         max_pairs_per_source=cfg.max_pairs_per_source,
         seed=cfg.data_seed,
     )
-    pairs.to_csv(out / "pairs.csv", index=False)
+    with atomic_writer(out / "pairs.csv") as tmp:
+        pairs.to_csv(tmp, index=False)
     if pairs.empty:
         raise ValueError(
             f"no pairs with similarity >= {cfg.min_similarity} among {len(mining)} "
@@ -248,7 +253,7 @@ def _mine_and_train(
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         seed=cfg.seed,
-        **_lightning_device(cfg.device),
+        **lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision),
         log_dir=out,
         progress=cfg.progress,
     )
@@ -274,7 +279,9 @@ def run_pair_tuning(
     say = log or (lambda message: None)
     if cfg.prompt is not None and cfg.input is None:
         raise ValueError("--prompt needs --input: the molecules to optimize")
-    model, tokenizer = load_smiles_model(cfg.model, device=cfg.device)
+    lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)  # check before any work
+    device = inference_device(cfg.accelerator, cfg.devices)
+    model, tokenizer = load_smiles_model(cfg.model, device=device)
     max_length = model.config.max_length
     prompt_config = None
     if cfg.prompt is not None:
@@ -282,8 +289,6 @@ def run_pair_tuning(
     cfg = _resolve(cfg, prompt_config)
     prop_fn = property_function(cfg.property)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     rejected: list[dict[str, Any]] = []
     sources = None
     if cfg.input is not None:  # read and check the input before any training
@@ -292,6 +297,7 @@ def run_pair_tuning(
     if cfg.prompt is None:
         mining, pool = _split(cfg)
         mining = _checked(mining, tokenizer, max_length, "pairs", cfg, rejected)
+        _write_run_config(cfg)  # the data has been read and checked
         prompt, training, n_pairs = _mine_and_train(cfg, model, tokenizer, mining, say)
     else:
         training, n_pairs = prompt_config.get("training", {}), None
@@ -305,28 +311,33 @@ def run_pair_tuning(
         values = _values(sources, cfg, column) if column or prop_fn else None
     if sources.empty:
         raise ValueError("no valid molecules to optimize")
+    if cfg.prompt is not None:
+        _write_run_config(cfg)
     say(f"optimizing {len(sources)} molecules, {cfg.n_candidates} candidates each")
-    frame = optimize(
-        model,
-        tokenizer,
-        prompt,
-        sources["smiles"].tolist(),
-        n_candidates=cfg.n_candidates,
-        temperature=cfg.temperature,
-        top_k=cfg.top_k,
-        top_p=cfg.top_p,
-        seed=cfg.seed,
-        property=prop_fn,
-        syntax_mask=cfg.syntax_mask,
-        source_values=None if values is None else values.tolist(),
-    )
-    frame.to_csv(out / "candidates.csv", index=False)
+    with inference_autocast(device, cfg.precision):
+        frame = optimize(
+            model,
+            tokenizer,
+            prompt,
+            sources["smiles"].tolist(),
+            n_candidates=cfg.n_candidates,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            seed=cfg.seed,
+            property=prop_fn,
+            syntax_mask=cfg.syntax_mask,
+            source_values=None if values is None else values.tolist(),
+        )
+    with atomic_writer(out / "candidates.csv") as tmp:
+        frame.to_csv(tmp, index=False)
     report = optimization_report(frame)
     report.update(property=cfg.property, n_pairs=n_pairs, n_invalid=len(rejected))
     report["training"] = training
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=_json_default))
     if rejected:
-        pd.DataFrame(rejected).to_csv(out / "invalid.csv", index=False)
+        with atomic_writer(out / "invalid.csv") as tmp:
+            pd.DataFrame(rejected).to_csv(tmp, index=False)
     return {
         "output_dir": str(out),
         "report": report,
@@ -336,12 +347,10 @@ def run_pair_tuning(
     }
 
 
-def _lightning_device(device: str) -> dict[str, Any]:
-    """Lightning ``accelerator``/``devices`` for a torch device string."""
-    if device.startswith("cuda"):
-        index = device.partition(":")[2]
-        return {"accelerator": "gpu", "devices": [int(index)] if index else 1}
-    return {"accelerator": device, "devices": 1}
+def _write_run_config(cfg: PairTuningConfig) -> None:
+    """``run_config.json``: the resolved config, written once the inputs have been checked."""
+    text = json.dumps(dataclasses.asdict(cfg), indent=2)
+    atomic_write_text(Path(cfg.output_dir) / "run_config.json", text)
 
 
 def _json_default(value: object) -> object:
