@@ -21,6 +21,7 @@ from molfm.cli import data as data_cli
 from molfm.cli import evaluate as evaluate_cli
 from molfm.cli import generate as generate_cli
 from molfm.cli import optimize as optimize_cli
+from molfm.cli import property as property_cli
 from molfm.cli import train as train_cli
 from molfm.cli.errors import err_console
 
@@ -61,6 +62,8 @@ app.add_typer(evaluate_cli.app, name="evaluate")
 app.command("generate")(generate_cli.generate)
 app.command("decorate")(generate_cli.decorate)
 app.command("optimize")(optimize_cli.optimize)
+app.command("predict")(property_cli.predict)
+train_cli.app.command("property")(property_cli.train_property)
 
 
 def _version(value: bool) -> None:

@@ -26,6 +26,16 @@ class GINEConfig:
     atom_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.atom_dims))
     bond_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.bond_dims))
 
+    @classmethod
+    def paper(cls, **overrides) -> GINEConfig:
+        """Hu et al. (2020): 5 layers, hidden 300 (also MolCA's graph encoder)."""
+        return cls(**overrides)
+
+    @classmethod
+    def small(cls, **overrides) -> GINEConfig:
+        """The paper size already trains on a CPU."""
+        return cls(**overrides)
+
 
 @register_model("gine")
 class GINEEncoder(nn.Module):

@@ -41,6 +41,7 @@ class PropertyTrainConfig:
 
     output_dir: str
     model: str = "transformer-m"  # a registered encoder type
+    init: str | None = None  # start the encoder from a checkpoint (an encoder or property model)
     data: str | None = None  # a registered data set
     data_path: str | None = None  # or a user CSV/SDF
     subset: str | None = None
@@ -131,6 +132,22 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
     """Run (or resume) a property-prediction run; return ``<output_dir>/model``."""
     hardware = lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
     encoder_config = _encoder_config(cfg)  # bad presets/overrides fail before any data work
+    if cfg.init is not None:
+        from molfm.hub import load_config, resolve_checkpoint
+
+        stored = load_config(resolve_checkpoint(cfg.init))
+        is_property = stored["model_type"] == "property"
+        stored_type = (
+            stored["model_config"]["encoder_type"] if is_property else stored["model_type"]
+        )
+        if stored_type != cfg.model:
+            raise ValueError(
+                f"--init {cfg.init} holds a {stored_type} encoder, but --model is {cfg.model}"
+            )
+        # --init fixes the encoder's sizes
+        encoder_config = dict(
+            stored["model_config"]["encoder_config"] if is_property else stored["model_config"]
+        )
     dataset = prepare_property_data(cfg)
     manifest = dataset.manifest
     targets = list(cfg.target_columns) or list(manifest["targets"])
@@ -190,6 +207,8 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
         eval_mode=cfg.eval_mode,
         auxiliary_weight=cfg.auxiliary_weight,
     )
+    if cfg.init is not None and not (out / "checkpoints" / "last.ckpt").exists():
+        load_encoder_weights(task.model, cfg.init)
     best = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1
     )
@@ -221,6 +240,24 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
     report["training"] = meta
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2))
     return model_dir
+
+
+def load_encoder_weights(model: PropertyModel, init: str | Path) -> None:
+    """Copy a pretrained encoder into ``model.encoder`` (from an encoder checkpoint or from a
+    property model's encoder); the encoder types and sizes must match."""
+    from molfm.hub import from_pretrained, resolve_checkpoint
+
+    source = from_pretrained(resolve_checkpoint(init))
+    encoder = source.encoder if isinstance(source, PropertyModel) else source
+    wanted = model.config.encoder_type
+    if getattr(type(encoder), "model_type", None) != wanted:
+        raise ValueError(
+            f"--init {init} holds a {getattr(type(encoder), 'model_type', '?')} encoder, "
+            f"but --model is {wanted}"
+        )
+    if dataclasses.asdict(encoder.config) != dataclasses.asdict(model.encoder.config):
+        raise ValueError(f"--init {init}: its encoder sizes differ from the configured ones")
+    model.encoder.load_state_dict(encoder.state_dict())
 
 
 @torch.no_grad()
