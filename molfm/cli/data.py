@@ -153,10 +153,17 @@ def prepare_command(
         None, min=1, help="Reject molecules with more heavy atoms than this."
     ),
     feature_schema: str = typer.Option("ogb", help="The 2D atom and bond feature schema."),
+    conformers: bool = typer.Option(
+        False,
+        help="Give molecules without coordinates an RDKit conformer (ETKDGv3 + MMFF, seeded); "
+        "molecules that cannot be embedded are rejected rows.",
+    ),
+    conformer_seed: int = typer.Option(0, help="Seed of the conformer embedding."),
     cache_dir: Path | None = cache_dir_option(),
     config: Path | None = config_option(),
 ) -> None:
     """Featurize a data set once into the parquet cache (resumable and parallel)."""
+    from molfm.chem.conformers import ConformerOptions
     from molfm.chem.featurize import get_schema
     from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions
     from molfm.data.fetch import use_cache_dir
@@ -191,6 +198,7 @@ def prepare_command(
                 processes=max(1, min(int(p["num_workers"]), os.cpu_count() or 1)),
                 shard_size=int(p["shard_size"]),
                 limit=p["limit"],
+                conformers=ConformerOptions(seed=p["conformer_seed"]) if p["conformers"] else None,
             )
         except InvalidMoleculeError as err:
             raise fail(f"invalid input: {' '.join(str(err).split())}", _USE_SKIP) from None

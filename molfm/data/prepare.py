@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from molfm import __version__
 from molfm.atomic import TMP_PREFIX, atomic_write_text, atomic_writer
+from molfm.chem.conformers import ConformerOptions, generate_conformer
 from molfm.chem.featurize import OGB_SCHEMA, FeatureSchema, featurize
 from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions, canonical_smiles
 from molfm.chem.scaffolds import murcko_scaffold
@@ -80,8 +81,13 @@ def featurize_frame(
     standardize: StandardizeOptions | None = None,
     max_heavy_atoms: int | None = None,
     carry_columns: Iterable[str] = (),
+    conformers: ConformerOptions | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Featurize the records of ``frame`` (index = source row number).
+
+    With ``conformers``, a record whose source has no coordinates gets an RDKit conformer
+    (:func:`~molfm.chem.conformers.generate_conformer`); a molecule that cannot be embedded is
+    rejected with the reason, like any other bad row.
 
     Returns
     -------
@@ -103,6 +109,8 @@ def featurize_frame(
             if max_heavy_atoms is not None and mol.GetNumAtoms() > max_heavy_atoms:
                 reason = f"{mol.GetNumAtoms()} heavy atoms exceed the limit {max_heavy_atoms}"
                 raise InvalidMoleculeError(raw, reason, row=row)
+            if pos is None and conformers is not None:
+                pos = generate_conformer(mol, conformers)
             graph = featurize(mol, schema)
             scaffold = murcko_scaffold(mol)
         except InvalidMoleculeError as err:
@@ -183,6 +191,7 @@ def prepare_dataset(
     limit: int | None = None,
     root: str | Path | None = None,
     progress: bool = True,
+    conformers: ConformerOptions | None = None,
 ) -> PrepareResult:
     """Featurize ``source`` (a :class:`molfm.data.sources.Source`) into the parquet cache.
 
@@ -196,6 +205,9 @@ def prepare_dataset(
         Worker processes (spawned, so RDKit/torch state is never forked).
     limit
         Only the first ``limit`` rows of the subset (part of the cache key).
+    conformers
+        Generate RDKit coordinates (``pos``) for sources without them; the options are part of
+        the cache key, and molecules that cannot be embedded are rejected rows.
     """
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', not {on_invalid!r}")
@@ -209,6 +221,8 @@ def prepare_dataset(
         "limit": limit,
         "shard_size": shard_size,
     }
+    if conformers is not None:  # only then: keys of data prepared without conformers stay put
+        key_parts["conformers"] = conformers.to_dict()
     path = dataset_dir(source.info.name, subset, dataset_key(key_parts), root)
     if (path / MANIFEST_NAME).exists():
         dataset = PreparedDataset(path)
@@ -239,6 +253,7 @@ def prepare_dataset(
         standardize=standardize,
         max_heavy_atoms=max_heavy_atoms,
         carry_columns=carry,
+        conformers=conformers,
     )
 
     def shard_frame(i: int) -> pd.DataFrame:
@@ -269,6 +284,7 @@ def prepare_dataset(
         "max_heavy_atoms": max_heavy_atoms,
         "limit": limit,
         "shard_size": shard_size,
+        "conformers": None if conformers is None else conformers.to_dict(),
         "task": source.task_for(subset),
         "targets": targets,
         "units": dict(source.info.units),

@@ -178,3 +178,25 @@ def test_kill_and_resume_leaves_no_corrupt_shard(tmp_path):
     rows = resumed.dataset.read_column("row")
     assert np.array_equal(rows, np.arange(len(smiles)))
     assert done_before <= {p.name for p in dataset_dir.glob("shards/shard-*.parquet")}
+
+
+def test_conformers_give_smiles_sources_coordinates(tmp_path):
+    from molfm.chem.conformers import ConformerOptions
+
+    csv = tmp_path / "mols.csv"
+    pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CC(=O)Nc1ccccc1"]}).to_csv(csv, index=False)
+    source = get_source("csv", path=csv)
+    plain = prepare_dataset(source, root=tmp_path / "cache", progress=False)
+    assert "pos" not in plain.dataset.manifest["columns"]
+    options = ConformerOptions(seed=3)
+    with_3d = prepare_dataset(source, root=tmp_path / "cache", progress=False, conformers=options)
+    assert with_3d.dataset.path != plain.dataset.path  # the options are part of the cache key
+    assert with_3d.dataset.manifest["conformers"]["seed"] == 3
+    store = GraphStore(with_3d.dataset)
+    assert store.pos.shape == (store.x.shape[0], 3)
+    # bonded heavy atoms sit 1.2-1.6 Angstrom apart in a real conformer
+    src, dst = store.edge_index[:, : store.edge_ptr[1]]
+    lengths = np.linalg.norm(store.pos[src] - store.pos[dst], axis=1)
+    assert ((lengths > 1.2) & (lengths < 1.6)).all()
+    again = prepare_dataset(source, root=tmp_path / "cache", progress=False, conformers=options)
+    assert again.cached and again.dataset.path == with_3d.dataset.path
