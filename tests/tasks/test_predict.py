@@ -91,3 +91,15 @@ def test_missing_and_empty_files_are_clear_errors(model_dir, tmp_path):
     other.write_text("name\nx\n")
     with pytest.raises(ValueError, match="no column 'smiles'"):
         predict_file(model, other)
+
+
+def test_3d_mode_on_molecules_without_coordinates_is_a_clear_error(model_dir, tmp_path):
+    model = load_property_model(model_dir)
+    sdf = tmp_path / "flat.sdf"
+    writer = Chem.SDWriter(str(sdf))
+    flat = Chem.MolFromSmiles("CCO")
+    flat.AddConformer(Chem.Conformer(flat.GetNumAtoms()))  # an SDF written without coordinates
+    writer.write(flat)
+    writer.close()
+    with pytest.raises(ValueError, match="needs coordinates"):
+        predict_file(model, sdf, mode="3d")

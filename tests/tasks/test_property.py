@@ -89,3 +89,30 @@ def test_regression_run_writes_model_metrics_and_predictions(qm9_csv, tmp_path):
     # the stored scaler is the training split's: predictions land in the data's range (eV)
     assert 3.0 < model.config.mean[0] < 12.0 and model.config.std[0] > 0.1
     assert set(model.config.domain) == {"atomic_number_ids", "max_atoms", "n_train"}
+
+
+def test_missing_targets_are_masked_not_dropped(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLFM_CACHE", str(tmp_path / "cache"))
+    frame = pd.read_csv(DATA / "qm9_100.csv")
+    gap = frame["HOMO_LUMO_gap_au"] * 27.211386
+    homo = (frame["HOMO_au"] * 27.211386).where(frame.index % 3 != 0)  # a third unlabelled
+    path = tmp_path / "partial.csv"
+    pd.DataFrame({"smiles": frame["SMILES"], "gap": gap, "homo": homo}).to_csv(path, index=False)
+    out = tmp_path / "run"
+    cfg = PropertyTrainConfig(
+        output_dir=str(out),
+        model="gine",
+        data_path=str(path),
+        target_columns=["gap", "homo"],
+        encoder_overrides=TINY_GINE,
+        max_steps=4,
+        batch_size=16,
+        warmup_steps=1,
+        accelerator="cpu",
+        progress=False,
+    )
+    train_property(cfg)
+    report = json.loads((out / "metrics.json").read_text())["metrics"]
+    test = pd.read_csv(out / "test_predictions.csv")
+    assert len(test) == 10 and report["gap"]["n"] == 10  # every molecule kept
+    assert report["homo"]["n"] == int(test["homo"].notna().sum()) < 10  # scored where labelled

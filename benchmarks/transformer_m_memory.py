@@ -1,0 +1,110 @@
+"""Peak memory and time of Transformer-M (small) against molecule size, 10 to 100 heavy atoms.
+
+Real molecules: PubChem compounds from the ``pubchem-names`` data set (the ``chemicals`` wheel),
+binned by heavy-atom count; 3D coordinates from RDKit (ETKDGv3 + MMFF). For each size, one fresh
+process builds a batch of ``--batch-size`` molecules of that size and runs one training step
+(forward + backward, 2D+3D mode, denoising loss on) and one inference pass; the peak resident
+memory above the process's baseline (model and batch already built) is read from
+``getrusage``. Attention over all atom pairs makes the pair tensors grow as N^2.
+
+Usage::
+
+    python benchmarks/transformer_m_memory.py --out benchmarks/results/transformer_m_memory.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+
+
+def pick(size: int, count: int) -> list[str]:
+    """SMILES of ``count`` PubChem compounds with exactly ``size`` heavy atoms (first in file order)."""
+    from rdkit import Chem
+
+    from molfm.data.sources import get_source
+
+    frame = get_source("pubchem-names").load(None)
+    chosen = []
+    for smiles in frame["smiles"]:
+        mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) else None
+        if mol is not None and mol.GetNumAtoms() == size and "." not in smiles:
+            chosen.append(smiles)
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+def measure(size: int, batch_size: int) -> dict:
+    import torch
+
+    from molfm.chem.conformers import ConformerOptions, generate_conformers
+    from molfm.chem.featurize import mol_to_data
+    from molfm.chem.parse import parse_smiles
+    from molfm.data.dense import DenseGraphDataset, collate_dense
+    from molfm.systems.transformer_m.model import TransformerM, TransformerMConfig
+
+    torch.set_num_threads(2)
+    smiles = pick(size, batch_size * 2)
+    results = generate_conformers(smiles, ConformerOptions(), processes=2)
+    graphs = []
+    for result in results:
+        if result.positions is not None:
+            graphs.append(mol_to_data(parse_smiles(result.smiles), pos=result.positions))
+        if len(graphs) == batch_size:
+            break
+    dataset = DenseGraphDataset(graphs)
+    batch = collate_dense([dataset[i] for i in range(len(dataset))])
+    model = TransformerM(TransformerMConfig.small()).train()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    out = model(batch, mode="2d3d")
+    loss = out.graph_embedding.square().mean() + model.auxiliary_loss(batch, out)
+    loss.backward()
+    train_s = time.perf_counter() - start
+    train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model.eval()
+    with torch.no_grad():
+        start = time.perf_counter()
+        model(batch)
+        infer_s = time.perf_counter() - start
+    return {
+        "heavy_atoms": size,
+        "batch": len(graphs),
+        "train_step_s": train_s,
+        "train_peak_rss_mib": (train_peak - base) / 1024,
+        "inference_s": infer_s,
+        "inference_molecules_per_s": len(graphs) / infer_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", type=int, help="(internal) measure one size in this process")
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/transformer_m_memory.json")
+    )
+    args = parser.parse_args()
+    if args.size is not None:
+        print(json.dumps(measure(args.size, args.batch_size)))
+        return
+    rows = []
+    for size in SIZES:
+        cmd = [sys.executable, __file__, "--size", str(size), "--batch-size", str(args.batch_size)]
+        output = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(output.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": "TransformerMConfig.small()", "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
