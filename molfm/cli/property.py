@@ -39,10 +39,9 @@ from molfm.cli.options import (
     smiles_column_option,
     target_columns_option,
 )
+from molfm.systems.transformer_m import DEFAULT_PROPERTY_MODEL
 
 console = Console()
-
-DEFAULT_PROPERTY_MODEL = "transformer-m-small-qm9"
 
 
 class Encoder(StrEnum):

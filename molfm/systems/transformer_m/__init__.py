@@ -1,10 +1,18 @@
 """Transformer-M (Luo et al., ICLR 2023): one transformer over 2D graphs, 3D geometry or both.
 
-* :mod:`.model` -- the encoder (2D and 3D channels, per-molecule mode sampling).
+* :mod:`.model` -- the encoder (2D and 3D channels, per-molecule mode sampling);
+* :mod:`.denoise` -- the equivariant 3D position-denoising head (auxiliary loss).
 
-This ``__init__`` stays import-light (no torch): it only registers the model type.
+Shipped: ``transformer-m-small-qm9``, a property model (QM9 HOMO, LUMO, gap in eV) on the
+small encoder, trained jointly on 2D and 3D (``benchmarks/train_transformer_m_qm9.sh``).
+
+This ``__init__`` stays import-light (no torch): it only registers the model type and the
+shipped checkpoint.
 """
 
-from molfm.hub import register_model_module
+from molfm.hub import register_model_module, register_shipped
+
+DEFAULT_PROPERTY_MODEL = "transformer-m-small-qm9"
 
 register_model_module("transformer-m", "molfm.systems.transformer_m.model")
+register_shipped(DEFAULT_PROPERTY_MODEL)
