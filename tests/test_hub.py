@@ -80,16 +80,20 @@ def test_weights_file_is_not_a_pickle(tmp_path):
     assert head != b"\x80\x04" and head != b"PK"  # neither a pickle nor a torch zip
 
 
-SHIPPED = {"gp-molformer-small-moses", "gp-molformer-small-moses-analogs"}
+SHIPPED = {
+    "gp-molformer-small-moses": "gp-molformer",
+    "gp-molformer-small-moses-analogs": "gp-molformer",
+    "transformer-m-small-qm9": "property",
+}
 
 
-def test_shipped_models_are_the_two_gp_molformer_checkpoints():
+def test_shipped_models_are_registered_by_their_systems():
     shipped = hub.shipped_models()
-    assert set(shipped) == SHIPPED
+    assert set(shipped) == set(SHIPPED)
     for name, path in shipped.items():
         assert path == hub.ASSETS / name
-        assert hub.load_config(path)["model_type"] == "gp-molformer"
-        assert (path / hub.WEIGHTS_NAME).stat().st_size > 100_000
+        assert hub.load_config(path)["model_type"] == SHIPPED[name]
+        assert 100_000 < (path / hub.WEIGHTS_NAME).stat().st_size < 20 * 2**20
         assert hub.resolve_checkpoint(name) == path
 
 
