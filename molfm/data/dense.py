@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Batch, Data
 
 from molfm.data.dataset import MolDataModule, MolGraphDataset
+from molfm.data.samplers import SeededSampler
 
 __all__ = [
     "MAX_DISTANCE",
@@ -234,24 +235,6 @@ def split_fractions(sizes: Sequence[float], n: int) -> tuple[float, float, float
     return train, val, max(0.0, 1.0 - train - val)
 
 
-class EpochShuffle(Sampler[int]):
-    """A permutation drawn from ``seed + epoch``: the order of an epoch depends on nothing else,
-    so a run resumed at an epoch boundary sees the same batches (Lightning calls
-    :meth:`set_epoch` on samplers that have it)."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        return iter(np.random.default_rng(self.seed + self.epoch).permutation(self.n).tolist())
-
-
 class DenseDataModule(MolDataModule):
     """:class:`~molfm.data.dataset.MolDataModule` that yields :class:`DenseBatch` es.
 
@@ -279,13 +262,21 @@ class DenseDataModule(MolDataModule):
 
     def _dense_loader(self, part: str, shuffle: bool) -> DataLoader:
         dataset = self.part_dataset(part)
+        sampler = None
+        if shuffle:  # seed + epoch order, resumable mid-epoch (full batches only)
+            sampler = SeededSampler(len(dataset), self.data_seed)
+            sampler.resume(getattr(self, "trainer", None), self.batch_size)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(len(dataset), self.data_seed) if shuffle else None,
+            sampler=sampler,
+            drop_last=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_dense,
+            # a DataLoader draws its workers' base seed from this generator (else from the global
+            # RNG, which dropout also draws from: a resumed run would then drift)
+            generator=torch.Generator().manual_seed(self.data_seed),
         )
 
     def train_dataloader(self) -> DataLoader:

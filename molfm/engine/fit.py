@@ -5,7 +5,7 @@ Every system trains through :func:`fit_resumable`: checkpoints in ``<run>/checkp
 version directory per start), and a run directory that already holds ``last.ckpt`` is resumed
 from it. :func:`start_or_resume` refuses to resume a run with other settings than those it was
 started with. Exactness of a resume also needs the data module to continue its epoch where the
-interrupted run left it (e.g. GP-MoLFormer's ``SeededSampler``) and the task to store the RNG
+interrupted run left it (``molfm.data.samplers.SeededSampler``) and the task to store the RNG
 state it draws from (:class:`RngStateMixin`).
 """
 

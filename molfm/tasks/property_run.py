@@ -174,11 +174,11 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
     )
     data.setup()
     train_index = data.indices("train")
-    batches_per_epoch = len(train_index) // cfg.batch_size + (len(train_index) % cfg.batch_size > 0)
-    if len(train_index) == 0 or len(data.split.val) == 0:
+    batches_per_epoch = len(train_index) // cfg.batch_size  # full batches only (exact resume)
+    if batches_per_epoch == 0 or len(data.split.val) == 0:
         raise ValueError(
             f"the split leaves {len(train_index)} training and {len(data.split.val)} validation "
-            "molecules; a run needs both"
+            f"molecules; a run needs at least one batch of {cfg.batch_size} and a validation set"
         )
     y_train = data.store.y[train_index]
     mean = np.nanmean(y_train, axis=0) if task_type == "regression" else np.zeros(len(targets))

@@ -116,3 +116,35 @@ def test_missing_targets_are_masked_not_dropped(tmp_path, monkeypatch):
     test = pd.read_csv(out / "test_predictions.csv")
     assert len(test) == 10 and report["gap"]["n"] == 10  # every molecule kept
     assert report["homo"]["n"] == int(test["homo"].notna().sum()) < 10  # scored where labelled
+
+
+def test_a_killed_run_resumes_exactly(qm9_csv, tmp_path, kill_before_step):
+    """80 training molecules, batch 16: 5 steps an epoch, a checkpoint at each epoch's end."""
+    make_stop, killed = kill_before_step
+
+    def config(out):
+        return PropertyTrainConfig(
+            output_dir=str(out),
+            model="gine",
+            data_path=str(qm9_csv),
+            target_columns=["gap"],
+            encoder_overrides={**TINY_GINE, "dropout": 0.2},
+            max_steps=15,
+            batch_size=16,
+            warmup_steps=2,
+            accelerator="cpu",
+            progress=False,
+        )
+
+    train_property(config(tmp_path / "a"))
+    with pytest.raises(killed):
+        train_property(config(tmp_path / "b"), callbacks=[make_stop(12)])
+    train_property(config(tmp_path / "b"))
+
+    def last(run):
+        return torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=False)
+
+    straight, resumed = last("a"), last("b")
+    assert straight["global_step"] == resumed["global_step"] == 15
+    for name, value in straight["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=0, msg=name)

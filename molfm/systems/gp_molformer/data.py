@@ -21,8 +21,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from molfm.data.samplers import SeededSampler
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 
 __all__ = [
@@ -113,30 +114,6 @@ def pad_batch(sequences: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Ten
     return ids, mask
 
 
-class SeededSampler(Sampler[int]):
-    """Shuffles with ``seed + epoch`` and can start part-way into an epoch.
-
-    Lightning calls :meth:`set_epoch` before every epoch. A run resumed from a mid-epoch
-    checkpoint sets ``skip`` to the number of samples that epoch already consumed, so the
-    resumed run sees exactly the batches the uninterrupted run would have seen.
-    """
-
-    def __init__(self, n: int, seed: int = 0):
-        self.n, self.seed, self.epoch, self.skip = n, seed, 0, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        order = np.random.default_rng(self.seed + self.epoch).permutation(self.n)
-        skip, self.skip = self.skip, 0  # only the first epoch after a resume is partial
-        return iter(order[skip:].tolist())
-
-    def __len__(self) -> int:
-        # the full epoch: Lightning restores its batch counter and stops at this length
-        return self.n
-
-
 class SmilesDataModule(L.LightningDataModule):
     """Train/val loaders of padded SMILES token batches, resumable mid-epoch.
 
@@ -169,12 +146,7 @@ class SmilesDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         sampler = SeededSampler(len(self.train), self.seed)
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.global_step:
-            per_epoch = len(self.train) // self.batch_size
-            done_in_epoch = trainer.global_step - trainer.current_epoch * per_epoch
-            sampler.set_epoch(trainer.current_epoch)
-            sampler.skip = max(0, done_in_epoch) * self.batch_size
+        sampler.resume(getattr(self, "trainer", None), self.batch_size)
         return DataLoader(
             self.train,
             batch_size=self.batch_size,

@@ -1,0 +1,51 @@
+"""Samplers whose order depends only on a seed and the epoch, so a resumed run continues exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Sampler
+
+__all__ = ["SeededSampler"]
+
+
+class SeededSampler(Sampler[int]):
+    """Shuffles with ``seed + epoch`` and can start part-way into an epoch.
+
+    Lightning calls :meth:`set_epoch` before every epoch. A run resumed from a mid-epoch
+    checkpoint sets ``skip`` to the number of samples that epoch already consumed, so the
+    resumed run sees exactly the batches the uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch, self.skip = n, seed, 0, 0
+        self._trainer: Any = None
+        self._batch_size = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = np.random.default_rng(self.seed + self.epoch).permutation(self.n)
+        skip, self.skip = self.skip, 0  # only the first epoch after a resume is partial
+        if self._trainer is not None:  # where the trainer stands now, whenever Lightning asks
+            per_epoch = self.n // self._batch_size
+            done = self._trainer.global_step - self.epoch * per_epoch
+            skip = min(max(0, done), per_epoch) * self._batch_size
+        return iter(order[skip:].tolist())
+
+    def __len__(self) -> int:
+        # the full epoch: Lightning restores its batch counter and stops at this length
+        return self.n
+
+    def resume(self, trainer: Any, batch_size: int) -> None:
+        """Position the sampler where ``trainer`` (restored from a checkpoint) stands: its
+        epoch, and the samples that epoch already consumed (batches of ``batch_size`` with
+        ``drop_last``, no gradient accumulation). No-op for a fresh run."""
+        if trainer is None:
+            return
+        # computed at each __iter__ from the trainer's step: Lightning may restore a checkpoint
+        # taken at an epoch's last batch as that epoch (nothing left) or as the next one
+        self._trainer, self._batch_size = trainer, batch_size
+        self.set_epoch(trainer.current_epoch)
