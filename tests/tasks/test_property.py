@@ -148,3 +148,36 @@ def test_a_killed_run_resumes_exactly(qm9_csv, tmp_path, kill_before_step):
     assert straight["global_step"] == resumed["global_step"] == 15
     for name, value in straight["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=0, msg=name)
+
+
+def test_classification_run_reports_roc_auc_and_draws_the_curve(tmp_path, monkeypatch):
+    """B3DB blood-brain-barrier labels (BBB+ = 1): a binary task with the BCE head."""
+    monkeypatch.setenv("MOLFM_CACHE", str(tmp_path / "cache"))
+    frame = pd.read_csv(DATA / "b3db_classification_150.tsv", sep="\t")
+    path = tmp_path / "bbb.csv"
+    labels = (frame["BBB+/BBB-"] == "BBB+").astype(float)
+    pd.DataFrame({"smiles": frame["SMILES"], "bbb": labels}).to_csv(path, index=False)
+    out = tmp_path / "run"
+    cfg = PropertyTrainConfig(
+        output_dir=str(out),
+        model="gine",
+        data_path=str(path),
+        target_columns=["bbb"],
+        task="classification",
+        encoder_overrides=TINY_GINE,
+        max_steps=6,
+        batch_size=16,
+        warmup_steps=1,
+        split="scaffold",
+        accelerator="cpu",
+        progress=False,
+    )
+    model = from_pretrained(train_property(cfg))
+    assert model.config.task == "classification" and model.config.mean == [0.0]
+    report = json.loads((out / "metrics.json").read_text())["metrics"]["bbb"]
+    test = pd.read_csv(out / "test_predictions.csv")
+    assert set(test["bbb"].unique()) <= {0.0, 1.0} and test["bbb_pred"].between(0, 1).all()
+    from sklearn.metrics import roc_auc_score
+
+    assert report["roc_auc"] == pytest.approx(roc_auc_score(test["bbb"], test["bbb_pred"]))
+    assert (out / "test_roc.png").stat().st_size > 0
