@@ -75,6 +75,36 @@ class PropertyTrainConfig:
     progress: bool = True
 
 
+class BestCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
+    """Keeps the best validation checkpoint, and remembers it across a kill.
+
+    ``last.ckpt`` is written after a step's training batch, before that step's validation, so
+    the best score restored from it can be older than ``best.ckpt`` on disk. This callback also
+    writes its best score to ``best.json`` whenever it saves, and a resumed run takes whichever
+    is better, so it chooses the same best model as an uninterrupted run.
+    """
+
+    def _record(self) -> Path:
+        return Path(self.dirpath) / "best.json"
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if trainer.is_global_zero and self.best_model_score is not None:
+            state = {"score": float(self.best_model_score), "path": self.best_model_path}
+            atomic_write_text(self._record(), json.dumps(state))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if self.dirpath is not None and self._record().exists():
+            stored = json.loads(self._record().read_text())
+            if self.best_model_score is None or stored["score"] < float(self.best_model_score):
+                self.best_model_score = torch.tensor(stored["score"])
+                self.best_model_path = stored["path"]
+                self.best_k_models = {stored["path"]: self.best_model_score}
+                self.kth_best_model_path = stored["path"]
+                self.kth_value = self.best_model_score
+
+
 def prepare_property_data(cfg: PropertyTrainConfig):
     """The prepared dataset (featurized once, cached) for ``cfg.data`` or ``cfg.data_path``."""
     from molfm.data.prepare import prepare_dataset
@@ -209,7 +239,7 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
     )
     if cfg.init is not None and not (out / "checkpoints" / "last.ckpt").exists():
         load_encoder_weights(task.model, cfg.init)
-    best = L.pytorch.callbacks.ModelCheckpoint(
+    best = BestCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1
     )
     val_every = cfg.val_every_n_steps or batches_per_epoch
