@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from molfm.cli.errors import user_errors
+from molfm.cli.errors import fail, user_errors
 from molfm.cli.options import (
     Accelerator,
     OnInvalid,
@@ -42,6 +42,7 @@ from molfm.cli.options import (
 from molfm.systems.transformer_m import DEFAULT_PROPERTY_MODEL
 
 console = Console()
+USE_SKIP = "Use --on-invalid skip to continue and collect the rejected rows in invalid.csv."
 
 
 class Encoder(StrEnum):
@@ -149,6 +150,7 @@ def train_property(
     p = merge_typed_config(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
     out = Path(p["output_dir"])
     with user_errors(created=[out]):
+        from molfm.chem.parse import InvalidMoleculeError
         from molfm.data.fetch import use_cache_dir
         from molfm.tasks.property_run import PropertyTrainConfig
         from molfm.tasks.property_run import train_property as run
@@ -192,7 +194,10 @@ def train_property(
             progress=p["progress"],
         )
         with use_cache_dir(p["cache_dir"]):
-            model_dir = run(cfg)
+            try:
+                model_dir = run(cfg)
+            except InvalidMoleculeError as err:  # the data's bad rows: say how to skip them
+                raise fail(f"invalid input: {' '.join(str(err).split())}", USE_SKIP) from None
     report = json.loads((out / "metrics.json").read_text())
     console.print(f"[bold]saved[/bold] {model_dir}", highlight=False)
     console.print(json.dumps(report["metrics"], indent=2), markup=False, highlight=False)

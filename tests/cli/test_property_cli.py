@@ -111,3 +111,26 @@ def test_user_errors_are_one_line(tmp_path):
         ],
     )
     assert gpu.exit_code == 1 and "no CUDA device" in gpu.output and "Traceback" not in gpu.output
+
+
+def test_bad_rows_in_the_data_stop_the_run_with_a_hint(tmp_path):
+    csv = tmp_path / "mols.csv"
+    pd.DataFrame({"smiles": ["CCO", "C1CC", "CCN"] * 10, "y": range(30)}).to_csv(csv, index=False)
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "property",
+        "--data-path",
+        str(csv),
+        "--target-columns",
+        "y",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "1",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "row 1" in result.output and "C1CC" in result.output
+    assert "--on-invalid skip" in result.output and not out.exists()
