@@ -62,14 +62,11 @@ def _name_argument(name: str | None, data: str | None) -> str | None:
 def _user_source(
     data_path: Path, smiles_column: str, target_columns: list[str] | None, text_column
 ):
-    from molfm.data.sources import get_source
+    from molfm.data.sources import user_file_source
 
     resolve_data(None, data_path)  # one line when it does not exist or is a directory
-    if data_path.suffix.lower() in (".sdf", ".sd"):
-        return get_source("sdf", path=data_path, target_columns=target_columns)
-    return get_source(
-        "csv",
-        path=data_path,
+    return user_file_source(
+        data_path,
         smiles_column=smiles_column,
         target_columns=target_columns,
         text_column=text_column,

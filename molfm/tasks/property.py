@@ -12,7 +12,7 @@ plus the encoder's auxiliary loss when it has one (Transformer-M's 3D denoising)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import lightning as L
@@ -186,6 +186,3 @@ class PropertyTask(RngStateMixin, L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
-
-    def model_config_dict(self) -> dict[str, Any]:
-        return asdict(self.model.config)

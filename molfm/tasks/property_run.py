@@ -108,23 +108,16 @@ class BestCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
 def prepare_property_data(cfg: PropertyTrainConfig):
     """The prepared dataset (featurized once, cached) for ``cfg.data`` or ``cfg.data_path``."""
     from molfm.data.prepare import prepare_dataset
-    from molfm.data.sources import get_source
+    from molfm.data.sources import get_source, user_file_source
 
     if (cfg.data is None) == (cfg.data_path is None):
         raise ValueError("give exactly one of --data NAME or --data-path FILE")
     if cfg.data_path is not None:
-        path = Path(cfg.data_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist")
-        if path.suffix.lower() in (".sdf", ".sd"):
-            source = get_source("sdf", path=path, target_columns=cfg.target_columns or None)
-        else:
-            source = get_source(
-                "csv",
-                path=path,
-                smiles_column=cfg.smiles_column,
-                target_columns=cfg.target_columns or None,
-            )
+        source = user_file_source(
+            cfg.data_path,
+            smiles_column=cfg.smiles_column,
+            target_columns=cfg.target_columns or None,
+        )
     else:
         source = get_source(cfg.data)
     result = prepare_dataset(source, cfg.subset, on_invalid=cfg.on_invalid, progress=cfg.progress)
@@ -149,11 +142,13 @@ def _encoder_config(cfg: PropertyTrainConfig) -> dict[str, Any]:
 
 def _domain(store, indices: np.ndarray) -> dict[str, Any]:
     """Atomic-number feature ids and the largest molecule seen in training."""
-    counts = np.diff(store.node_ptr)[indices]
-    rows = np.concatenate([np.arange(store.node_ptr[i], store.node_ptr[i + 1]) for i in indices])
+    counts = np.diff(store.node_ptr)
+    in_train = np.zeros(len(counts), dtype=bool)
+    in_train[indices] = True
+    atoms = store.x[np.repeat(in_train, counts), 0]  # atoms of the training molecules
     return {
-        "atomic_number_ids": sorted(int(v) for v in np.unique(store.x[rows, 0])),
-        "max_atoms": int(counts.max()),
+        "atomic_number_ids": sorted(int(v) for v in np.unique(atoms)),
+        "max_atoms": int(counts[indices].max()),
         "n_train": int(len(indices)),
     }
 

@@ -23,7 +23,7 @@ from molfm.data.sources.base import (
 from molfm.data.sources.moses import MosesSource, reference_stats
 from molfm.data.sources.pubchem_names import PubChemNamesSource
 from molfm.data.sources.qm9 import HARTREE_TO_EV, QM9Source
-from molfm.data.sources.user import CSVSource, SDFSource
+from molfm.data.sources.user import CSVSource, SDFSource, user_file_source
 
 __all__ = [
     "TASKS",
@@ -35,6 +35,7 @@ __all__ = [
     "list_sources",
     "register_source",
     "resolve_source",
+    "user_file_source",
     "B3DBSource",
     "MosesSource",
     "reference_stats",

@@ -25,7 +25,7 @@ from molfm.data.sources.base import (
     to_float,
 )
 
-__all__ = ["CSVSource", "SDFSource", "parse_sd_fields"]
+__all__ = ["CSVSource", "SDFSource", "parse_sd_fields", "user_file_source"]
 
 _USER_LICENSE = "as provided by the user"
 
@@ -299,3 +299,30 @@ class SDFSource(_UserFileSource):
         if mol.GetNumConformers() and mol.GetConformer().Is3D():
             positions = mol.GetConformer().GetPositions().astype(np.float32)
         return mol, positions
+
+
+def user_file_source(
+    path: str | PathLike[str],
+    *,
+    smiles_column: str = "smiles",
+    target_columns: Sequence[str] | None = None,
+    text_column: str | None = None,
+) -> CSVSource | SDFSource:
+    """The source of a user file: an SDF (``.sdf``/``.sd``, 3D) or else a CSV/TSV of SMILES.
+
+    Raises
+    ------
+    FileNotFoundError
+        One line when ``path`` is not an existing file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist or is not a file")
+    if path.suffix.lower() in (".sdf", ".sd"):
+        return SDFSource(path=path, target_columns=target_columns)
+    return CSVSource(
+        path=path,
+        smiles_column=smiles_column,
+        target_columns=target_columns,
+        text_column=text_column,
+    )
