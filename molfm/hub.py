@@ -81,7 +81,8 @@ def shipped_models() -> dict[str, Path]:
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """A shipped model name (see :func:`shipped_models`) or a checkpoint directory.
+    """A shipped model name (see :func:`shipped_models`), a checkpoint directory, or a run
+    directory holding its exported ``model/``.
 
     Raises
     ------
@@ -90,6 +91,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     """
     shipped = shipped_models()
     path = shipped.get(str(name_or_path), Path(name_or_path))
+    if not (path / CONFIG_NAME).exists() and (path / "model" / CONFIG_NAME).exists():
+        path = path / "model"  # a run directory: its exported model
     if not (path / CONFIG_NAME).exists():
         names = ", ".join(sorted(shipped))
         raise FileNotFoundError(

@@ -84,6 +84,7 @@ SHIPPED = {
     "gp-molformer-small-moses": "gp-molformer",
     "gp-molformer-small-moses-analogs": "gp-molformer",
     "transformer-m-small-qm9": "property",
+    "gps-3dpgt-small-qm9": "gps",
 }
 
 
@@ -101,6 +102,8 @@ def test_resolve_checkpoint_takes_a_directory_and_names_what_failed(tmp_path):
     hub.save_pretrained(TinyMLP(TinyConfig()), tmp_path / "mine")
     assert hub.resolve_checkpoint(tmp_path / "mine") == tmp_path / "mine"
     assert hub.resolve_checkpoint(str(tmp_path / "mine")) == tmp_path / "mine"
+    hub.save_pretrained(TinyMLP(TinyConfig()), tmp_path / "run" / "model")
+    assert hub.resolve_checkpoint(tmp_path / "run") == tmp_path / "run" / "model"  # a run dir
     names = ", ".join(sorted(SHIPPED))
     for value in ("gp-molformer-large", tmp_path / "empty"):
         (tmp_path / "empty").mkdir(exist_ok=True)  # a directory without config.json

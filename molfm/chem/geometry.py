@@ -11,9 +11,16 @@ Conventions
 - Angles are radians. Bond angles are in ``[0, pi]``; dihedrals are signed, in ``(-pi, pi]``,
   with the IUPAC/RDKit sign: looking along j->k, positive when i-j turns clockwise onto k-l
   (same as ``rdMolTransforms.GetDihedralRad``).
+
+:func:`geometry_targets` gives the 3D-PGT pretext targets (bond lengths, per-atom sums of bond
+angle cosines, per-bond sums of weighted dihedral cosines) in time linear in the number of bonds:
+the angle and dihedral sums come from per-atom sums of unit bond vectors, never from an
+enumeration of angle triplets or dihedral quadruplets.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from rdkit import Chem
@@ -26,6 +33,9 @@ __all__ = [
     "dihedral_quadruplets",
     "dihedral_angles",
     "shortest_path_matrix",
+    "GeometryTargets",
+    "geometry_targets_from_positions",
+    "geometry_targets",
 ]
 
 
@@ -253,3 +263,117 @@ def shortest_path_matrix(
         np.minimum(out, max_distance, out=out)
         out[unreachable] = max_distance + 1
     return out
+
+
+@dataclass(frozen=True)
+class GeometryTargets:
+    """3D-PGT geometry pretext targets, raw (not normalized), float32.
+
+    Attributes
+    ----------
+    bond_length
+        ``[M]`` distance between the two atoms of each bond, in the units of ``pos``.
+    angle_cos_sum
+        ``[N]`` for atom ``i``: ``sum_{j < k in N(i)} cos(theta_jik)`` over the bond angles
+        centred on ``i`` (0 for atoms with fewer than two neighbours).
+    dihedral_sum
+        ``[M]`` for bond ``(j, k)``: ``sum sin(theta_ijk) sin(theta_jkl) cos(phi_ijkl)`` over
+        ``i in N(j) - {k}``, ``l in N(k) - {j}``, pairs with ``i == l`` (3-rings) included.
+        Each term is the dot product of the components of unit vectors ``j->i`` and ``k->l``
+        perpendicular to the bond, so terms with a linear angle (``sin = 0``) are exactly 0.
+    """
+
+    bond_length: np.ndarray
+    angle_cos_sum: np.ndarray
+    dihedral_sum: np.ndarray
+
+
+def geometry_targets_from_positions(
+    pos: np.ndarray, bonds: np.ndarray, num_atoms: int | None = None
+) -> GeometryTargets:
+    """Bond lengths, per-atom angle cosine sums and per-bond dihedral sums from coordinates.
+
+    With ``u_ij`` the unit vector from atom ``i`` to neighbour ``j`` and ``S_i = sum_j u_ij``:
+    ``|S_i|^2 = deg(i) + 2 sum_{j<k} cos(theta_jik)`` gives the angle sums, and for bond
+    ``(j, k)`` with unit direction ``b``, ``P = perp_b(S_j - u_jk)``, ``Q = perp_b(S_k - u_kj)``
+    (``perp_b(v) = v - (v . b) b``) gives ``dihedral_sum = P . Q``. One scatter-add over the
+    bonds builds every ``S_i``, so the cost is ``O(N + M)`` whatever the degrees.
+
+    Parameters
+    ----------
+    pos
+        float ``[N, 3]`` coordinates.
+    bonds
+        int ``[M, 2]`` atom pairs in bond order (see :func:`bond_index`; from a featurized graph,
+        ``edge_index[:, 0::2].T``). Bonds must not repeat or join an atom to itself.
+    num_atoms
+        Optional node count to check ``pos`` against (e.g. ``len(graph.x)``).
+
+    Returns
+    -------
+    GeometryTargets
+        float32 ``bond_length`` ``[M]``, ``angle_cos_sum`` ``[N]``, ``dihedral_sum`` ``[M]``.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, a bond index is out of range, or a bond has zero length.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"pos must have shape [N, 3], got {pos.shape}")
+    n = pos.shape[0]
+    if num_atoms is not None and num_atoms != n:
+        raise ValueError(f"pos has {n} rows but num_atoms={num_atoms}")
+    bonds = _index_array(bonds, 2, "bonds")
+    if bonds.size and (bonds.min() < 0 or bonds.max() >= n):
+        raise ValueError(f"bond atom indices must lie in [0, {n})")
+    j, k = bonds[:, 0], bonds[:, 1]
+    vec = pos[k] - pos[j]
+    length = np.linalg.norm(vec, axis=-1)
+    if np.any(length == 0) or not np.all(np.isfinite(length)):
+        raise ValueError("every bond needs two distinct, finite atom positions")
+    b = vec / length[:, None]  # u_jk; u_kj = -b
+    summed = np.zeros((n, 3))  # S_i = sum of unit vectors from i to its neighbours
+    np.add.at(summed, np.concatenate([j, k]), np.concatenate([b, -b]))
+    degree = np.bincount(bonds.ravel(), minlength=n)
+    cos_sum = 0.5 * ((summed * summed).sum(-1) - degree)
+    cos_sum[degree < 2] = 0.0  # exactly 0 (rounding would leave ~1e-16 at degree 1)
+    p = summed[j] - b  # S_j - u_jk: unit vectors j -> i, i != k
+    q = summed[k] + b  # S_k - u_kj: unit vectors k -> l, l != j
+    # The projection would remove the bond's own direction anyway; subtracting it first keeps
+    # the vectors equal to the neighbour sums of the docstring.
+    p -= (p * b).sum(-1, keepdims=True) * b
+    q -= (q * b).sum(-1, keepdims=True) * b
+    return GeometryTargets(
+        bond_length=length.astype(np.float32),
+        angle_cos_sum=cos_sum.astype(np.float32),
+        dihedral_sum=(p * q).sum(-1).astype(np.float32),
+    )
+
+
+def geometry_targets(mol: Chem.Mol, conf_id: int = -1) -> GeometryTargets:
+    """:func:`geometry_targets_from_positions` for a molecule's conformer.
+
+    Aligned with :func:`molfm.chem.featurize.featurize` of the same molecule: every atom of
+    ``mol`` is a node (hydrogens count only if ``mol`` holds them as atoms, as featurize does;
+    molfm's parsed and xyz-built molecules are heavy-atom only) and bonds are in RDKit order.
+
+    Parameters
+    ----------
+    mol
+        A molecule with a 3D conformer (e.g. from :func:`~molfm.chem.io.mol_from_xyz`).
+    conf_id
+        Which conformer (default: the first).
+
+    Raises
+    ------
+    ValueError
+        If the molecule has no conformer, or the conformer is 2D.
+    """
+    if mol.GetNumConformers() == 0:
+        raise ValueError("geometry_targets needs a molecule with a conformer; it has none")
+    conf = mol.GetConformer(conf_id)
+    if not conf.Is3D():
+        raise ValueError("geometry_targets needs a 3D conformer; this one is 2D")
+    return geometry_targets_from_positions(conf.GetPositions(), bond_index(mol), mol.GetNumAtoms())

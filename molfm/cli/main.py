@@ -21,6 +21,7 @@ from molfm.cli import data as data_cli
 from molfm.cli import evaluate as evaluate_cli
 from molfm.cli import generate as generate_cli
 from molfm.cli import optimize as optimize_cli
+from molfm.cli import pretrain as pretrain_cli
 from molfm.cli import property as property_cli
 from molfm.cli import train as train_cli
 from molfm.cli.errors import err_console
@@ -58,6 +59,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(train_cli.app, name="train")
+app.add_typer(pretrain_cli.app, name="pretrain")
 app.add_typer(evaluate_cli.app, name="evaluate")
 app.command("generate")(generate_cli.generate)
 app.command("decorate")(generate_cli.decorate)

@@ -50,6 +50,7 @@ class Encoder(StrEnum):
 
     transformer_m = "transformer-m"
     gine = "gine"
+    gps = "gps"
 
 
 class TrainMode(StrEnum):
@@ -124,6 +125,13 @@ def train_property(
         (0.8, 0.1, 0.1),
         help="Train, validation and test: fractions, or counts (-1 = the rest), e.g. 110000 10000 -1.",
     ),
+    split_file: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="A saved split (.npz with train, val, test row positions of the prepared data), "
+        "e.g. a protocol's; replaces --split and --split-sizes.",
+    ),
     limit_train: int | None = typer.Option(
         None, min=1, help="Train on N molecules of the training split (the same N for a data seed)."
     ),
@@ -177,6 +185,7 @@ def train_property(
             auxiliary_weight=p["auxiliary_weight"],
             split=str(p["split"]),
             split_sizes=[float(s) for s in p["split_sizes"]],
+            split_file=str(p["split_file"]) if p["split_file"] else None,
             limit_train=p["limit_train"],
             batch_size=p["batch_size"],
             lr=p["lr"],

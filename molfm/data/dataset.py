@@ -140,6 +140,7 @@ class MolDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         split_dir: str | Path | None = None,
+        split_file: str | Path | None = None,
     ):
         super().__init__()
         if not isinstance(dataset, PreparedDataset):
@@ -152,11 +153,14 @@ class MolDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.split_dir = Path(split_dir) if split_dir else self.dataset.path / "splits"
+        self.split_file = Path(split_file) if split_file else None
         self.store: GraphStore | None = None
         self.split: Split | None = None
 
     @property
     def split_path(self) -> Path:
+        if self.split_file is not None:
+            return self.split_file
         sizes = "-".join(f"{s:g}" for s in self.split_sizes)
         return self.split_dir / f"{self.split_method}_{sizes}_seed{self.data_seed}.npz"
 
@@ -164,7 +168,22 @@ class MolDataModule(L.LightningDataModule):
         if self.store is None:
             self.store = GraphStore(self.dataset, self.target_columns)
         if self.split is None:
-            if self.split_path.exists():
+            if self.split_file is not None:
+                self.split = Split.load(self.split_file)
+                largest = max(
+                    (
+                        int(i.max())
+                        for i in (self.split.train, self.split.val, self.split.test)
+                        if len(i)
+                    ),
+                    default=-1,
+                )
+                if largest >= len(self.store):
+                    raise ValueError(
+                        f"{self.split_file}: index {largest} is out of range for a dataset of "
+                        f"{len(self.store)} molecules"
+                    )
+            elif self.split_path.exists():
                 self.split = Split.load(self.split_path)
             else:
                 scaffolds = None

@@ -19,6 +19,10 @@ molecule (first access) and keeps them; an epoch never recomputes them.
     has_pos     bool  [B]              the molecule came with coordinates
     y           float [B, T]           targets (NaN = missing), when present
     graph       the same molecules as one sparse PyG ``Batch`` (for message-passing encoders)
+
+Message-passing encoders (GINE, GPS) need no pair structure: a dataset built with
+``pair_structure=False`` skips it, and its batches carry an all-zero ``spd`` and an
+``edge_path`` with zero hops.
 """
 
 from __future__ import annotations
@@ -151,16 +155,21 @@ class DenseGraphDataset(Dataset):
         ``MolGraphDataset`` over the parquet cache, ...).
     """
 
-    def __init__(self, graphs: Sequence[Data], max_hops: int = MAX_HOPS) -> None:
+    def __init__(
+        self, graphs: Sequence[Data], max_hops: int = MAX_HOPS, pair_structure: bool = True
+    ) -> None:
         self.graphs = graphs
         self.max_hops = max_hops
+        self.pair_structure = pair_structure
         self._paths: dict[int, GraphPaths] = {}
 
     def __len__(self) -> int:
         return len(self.graphs)
 
-    def __getitem__(self, index: int) -> tuple[Data, GraphPaths]:
+    def __getitem__(self, index: int) -> tuple[Data, GraphPaths | None]:
         data = self.graphs[index]
+        if not self.pair_structure:  # message-passing encoders read only ``graph``
+            return data, None
         paths = self._paths.get(index)
         if paths is None:
             paths = graph_paths(data.edge_index.numpy(), data.num_nodes, self.max_hops)
@@ -169,16 +178,18 @@ class DenseGraphDataset(Dataset):
 
 
 def collate_dense(
-    items: Sequence[tuple[Data, GraphPaths]], max_distance: int = MAX_DISTANCE
+    items: Sequence[tuple[Data, GraphPaths | None]], max_distance: int = MAX_DISTANCE
 ) -> DenseBatch:
-    """Pad ``(Data, GraphPaths)`` items (from :class:`DenseGraphDataset`) into a :class:`DenseBatch`."""
+    """Pad ``(Data, GraphPaths)`` items (from :class:`DenseGraphDataset`) into a :class:`DenseBatch`
+    (``GraphPaths`` None: no pair structure, see the module docstring)."""
     if not items:
         raise ValueError("cannot collate an empty batch")
     batch_size = len(items)
     n_max = max(int(data.num_nodes) for data, _ in items)
     n_atom = items[0][0].x.shape[1]
     n_bond = items[0][0].edge_attr.shape[1] if items[0][0].edge_attr is not None else 0
-    max_hops = items[0][1].path_edges.shape[-1]
+    pairs = items[0][1] is not None
+    max_hops = items[0][1].path_edges.shape[-1] if pairs else 0
     x = torch.zeros(batch_size, n_max, n_atom, dtype=torch.long)
     node_mask = torch.zeros(batch_size, n_max, dtype=torch.bool)
     degree = torch.zeros(batch_size, n_max, dtype=torch.long)
@@ -192,9 +203,10 @@ def collate_dense(
         x[b, :n] = data.x
         node_mask[b, :n] = True
         degree[b, :n] = torch.bincount(data.edge_index[0], minlength=n)
-        dist = torch.from_numpy(paths.spd)
-        spd[b, :n, :n] = torch.where((dist < 0) | (dist > max_distance), max_distance + 1, dist)
-        if n_bond and data.edge_attr.shape[0]:
+        if paths is not None:
+            dist = torch.from_numpy(paths.spd)
+            spd[b, :n, :n] = torch.where((dist < 0) | (dist > max_distance), max_distance + 1, dist)
+        if paths is not None and n_bond and data.edge_attr.shape[0]:
             ids = torch.from_numpy(paths.path_edges)  # [n, n, H]
             has_edge = ids >= 0
             bond_ids = data.edge_attr[ids.clamp(min=0)] + 1  # [n, n, H, F_bond]
@@ -240,11 +252,15 @@ class DenseDataModule(MolDataModule):
 
     ``limit_train`` keeps the first N molecules of the (seeded, shuffled) training split, so
     every experiment row with the same ``data_seed`` and limit sees the same subset.
+    ``pair_structure=False`` skips the per-pair structure (for message-passing encoders).
     """
 
-    def __init__(self, *args, limit_train: int | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, limit_train: int | None = None, pair_structure: bool = True, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.limit_train = limit_train
+        self.pair_structure = pair_structure
         self._datasets: dict[str, DenseGraphDataset] = {}
 
     def indices(self, part: str) -> np.ndarray:
@@ -257,7 +273,7 @@ class DenseDataModule(MolDataModule):
     def part_dataset(self, part: str) -> DenseGraphDataset:
         if part not in self._datasets:  # kept: the pair structure is computed once per molecule
             graphs = MolGraphDataset(self.store, self.indices(part))
-            self._datasets[part] = DenseGraphDataset(graphs)
+            self._datasets[part] = DenseGraphDataset(graphs, pair_structure=self.pair_structure)
         return self._datasets[part]
 
     def _dense_loader(self, part: str, shuffle: bool) -> DataLoader:

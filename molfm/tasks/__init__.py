@@ -9,3 +9,4 @@ from molfm.hub import register_model_module
 
 register_model_module("property", "molfm.tasks.property")
 register_model_module("gine", "molfm.nn.gine")
+register_model_module("gps", "molfm.nn.gps")

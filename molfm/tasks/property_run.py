@@ -56,6 +56,7 @@ class PropertyTrainConfig:
     auxiliary_weight: float = 0.0  # Transformer-M 3D denoising
     split: str = "random"
     split_sizes: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_file: str | None = None  # a saved split (train/val/test positions) instead
     limit_train: int | None = None
     batch_size: int = 64
     lr: float = 5e-4
@@ -140,6 +141,12 @@ def _encoder_config(cfg: PropertyTrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(factory(**cfg.encoder_overrides))
 
 
+def uses_pair_structure(encoder_type: str) -> bool:
+    """Whether an encoder reads the dense pair structure (graph transformers with structural
+    biases, e.g. Transformer-M) or only the sparse graph (GINE, GPS)."""
+    return bool(getattr(get_model_class(encoder_type), "uses_pair_structure", False))
+
+
 def _domain(store, indices: np.ndarray) -> dict[str, Any]:
     """Atomic-number feature ids and the largest molecule seen in training."""
     counts = np.diff(store.node_ptr)
@@ -196,6 +203,8 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
         limit_train=cfg.limit_train,
+        split_file=cfg.split_file,
+        pair_structure=uses_pair_structure(cfg.model),
     )
     data.setup()
     train_index = data.indices("train")

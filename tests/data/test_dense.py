@@ -75,3 +75,16 @@ def test_collate_pads_and_clips():
     assert batch.edge_path[0, a, b, 1:].abs().sum() == 0
     assert not batch.has_pos.any() and batch.y.shape == (3, 2)
     assert dataset._paths.keys() == {0, 1, 2}  # computed once, kept for the next epoch
+
+
+def test_without_pair_structure_batches_keep_the_graph_and_skip_the_pairs():
+    from molfm.chem.featurize import smiles_to_data
+
+    graphs = [smiles_to_data(s) for s in ("CCO", "c1ccccc1O", "CC(=O)N")]
+    full = collate_dense([DenseGraphDataset(graphs)[i] for i in range(3)])
+    light = collate_dense([DenseGraphDataset(graphs, pair_structure=False)[i] for i in range(3)])
+    assert light.edge_path.shape[3] == 0 and not light.spd.any()
+    for name in ("x", "node_mask", "degree", "pos", "has_pos"):
+        assert torch.equal(getattr(light, name), getattr(full, name)), name
+    assert torch.equal(light.graph.edge_index, full.graph.edge_index)
+    assert torch.equal(light.graph.edge_attr, full.graph.edge_attr)

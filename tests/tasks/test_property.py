@@ -184,3 +184,32 @@ def test_classification_run_reports_roc_auc_and_draws_the_curve(tmp_path, monkey
 
     assert report["roc_auc"] == pytest.approx(roc_auc_score(test["bbb"], test["bbb_pred"]))
     assert (out / "test_roc.png").stat().st_size > 0
+
+
+def test_a_saved_split_file_decides_the_parts(qm9_csv, tmp_path):
+    """A protocol's split file (row positions) replaces --split/--split-sizes; a message-passing
+    encoder's batches skip the dense pair structure."""
+    from molfm.data.splits import Split
+
+    split = Split(np.arange(0, 60), np.arange(60, 70), np.arange(90, 100)).save(tmp_path / "s.npz")
+    out = tmp_path / "run"
+    cfg = PropertyTrainConfig(
+        output_dir=str(out),
+        model="gps",
+        data_path=str(qm9_csv),
+        target_columns=["gap"],
+        encoder_overrides={"num_layers": 1, "dim": 32, "num_heads": 2, "rwse_dim": 8},
+        split_file=str(split),
+        max_steps=2,
+        batch_size=16,
+        warmup_steps=1,
+        accelerator="cpu",
+        progress=False,
+    )
+    train_property(cfg)
+    test = pd.read_csv(out / "test_predictions.csv")
+    assert list(test["row"]) == list(range(90, 100))
+    bad = Split(np.arange(0, 60), np.arange(60, 70), np.arange(95, 105)).save(tmp_path / "b.npz")
+    cfg.output_dir, cfg.split_file = str(tmp_path / "bad"), str(bad)
+    with pytest.raises(ValueError, match="index 104 is out of range"):
+        train_property(cfg)

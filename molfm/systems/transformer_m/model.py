@@ -86,6 +86,7 @@ class TransformerM(nn.Module):
     """The Transformer-M encoder (see the module docstring) with the shared encoder interface."""
 
     config_class = TransformerMConfig
+    uses_pair_structure = True  # spd / multi-hop edge biases come from the dense batch
 
     def __init__(self, config: TransformerMConfig) -> None:
         super().__init__()

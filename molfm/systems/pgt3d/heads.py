@@ -1,0 +1,70 @@
+"""Prediction heads of 3D-PGT pretraining, on top of any molfm graph encoder's node embeddings.
+
+Every head reads the sparse node embeddings ``h`` ``[N, C]`` of a batch (atoms of all molecules
+concatenated, PyG order). Bond heads see the two atoms of a bond through symmetric functions
+(``h_u + h_v`` and ``h_u * h_v``), because both bond targets are symmetric in the bond's
+direction. The energy head is a sum of per-atom contributions, so it is extensive like the total
+energy it predicts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.utils import scatter
+
+__all__ = ["mlp", "PretextHeads"]
+
+
+def mlp(dim_in: int, hidden: int, dim_out: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim_in, hidden), nn.SiLU(), nn.Linear(hidden, dim_out))
+
+
+class PretextHeads(nn.Module):
+    """Bond length, angle and dihedral regressors plus a total-energy probe.
+
+    Parameters
+    ----------
+    dim
+        Width ``C`` of the encoder's node embeddings.
+    hidden
+        Width of each head's hidden layer.
+    """
+
+    def __init__(self, dim: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.bond_length = mlp(2 * dim, hidden)
+        self.angle = mlp(dim, hidden)
+        self.dihedral = mlp(2 * dim, hidden)
+        self.energy = mlp(dim, hidden)
+
+    @staticmethod
+    def _pair(h: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
+        hu, hv = h[bonds[0]], h[bonds[1]]
+        return torch.cat([hu + hv, hu * hv], dim=-1)
+
+    def forward(self, h: torch.Tensor, bonds: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Standardized predictions of the three geometry targets.
+
+        Parameters
+        ----------
+        h
+            ``[N, C]`` node embeddings.
+        bonds
+            int ``[2, M]`` atom pairs, one column per bond.
+
+        Returns
+        -------
+        dict
+            ``bond_length`` ``[M]``, ``angle_cos_sum`` ``[N]``, ``dihedral_sum`` ``[M]``.
+        """
+        pair = self._pair(h, bonds)
+        return {
+            "bond_length": self.bond_length(pair).squeeze(-1),
+            "angle_cos_sum": self.angle(h).squeeze(-1),
+            "dihedral_sum": self.dihedral(pair).squeeze(-1),
+        }
+
+    def predict_energy(self, h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+        """``[B]`` standardized energy: the sum of per-atom contributions of each molecule."""
+        return scatter(self.energy(h).squeeze(-1), batch, dim=0, dim_size=num_graphs, reduce="sum")

@@ -1,0 +1,204 @@
+"""The 3D-PGT pretraining objective as one LightningModule.
+
+:class:`PGTPretrainTask` trains a graph encoder (GPS by default; any registered molfm encoder)
+to regress three geometry targets from the 2D graph alone (bond lengths, per-atom bond-angle
+sums, per-bond dihedral sums; :mod:`molfm.chem.geometry`), with task weights that are fixed or
+searched against a total-energy surrogate (:mod:`.weighting`). An energy probe (a sum of per-atom
+contributions) is trained on detached embeddings, so it measures the representation without
+shaping it; its held-out error is the surrogate the search follows and the score a run reports.
+
+Targets are standardized with the training split's mean/std. The energy is first reduced by a
+least-squares per-element reference (``E - sum_atoms e[Z]``), which removes the part any atom
+count predicts and leaves what the structure has to explain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from molfm.engine.fit import RngStateMixin
+from molfm.engine.schedules import warmup_cosine
+from molfm.hub import get_model_class
+from molfm.systems.pgt3d.data import TARGETS, PretrainBatch
+from molfm.systems.pgt3d.heads import PretextHeads
+from molfm.systems.pgt3d.weighting import TaskWeights, gradient_alignment
+
+__all__ = ["PGTPretrainTask", "NUM_HS"]
+
+NUM_HS = 4
+"""Column of the hydrogen count in OGB atom features (its id is the count)."""
+
+
+def _nodes(encoded) -> torch.Tensor:
+    """``[N, C]`` sparse node embeddings from an EncoderOutput."""
+    extras = encoded.extras or {}
+    if "nodes" in extras:
+        return extras["nodes"]
+    return encoded.node_embeddings[encoded.node_mask]
+
+
+class PGTPretrainTask(RngStateMixin, L.LightningModule):
+    """Encoder + pretext heads + task weights.
+
+    Parameters
+    ----------
+    encoder_type, encoder_config
+        A registered encoder type (``"gps"``) and its config as a dict.
+    target_stats
+        ``{target: (mean, std)}`` of the three geometry targets on the training split.
+    energy_reference
+        Reference energies per element (indexed by the atomic-number feature id), then one per
+        hydrogen; None when there is no energy (then the weights cannot be searched).
+    energy_stats
+        ``(mean, std)`` of the reference-reduced energy on the training split.
+    weighting
+        ``auto`` (searched), ``equal`` or ``fixed`` (``initial_weights``).
+    """
+
+    def __init__(
+        self,
+        encoder_type: str,
+        encoder_config: dict[str, Any],
+        target_stats: dict[str, tuple[float, float]],
+        *,
+        energy_reference: list[float] | None = None,
+        energy_stats: tuple[float, float] = (0.0, 1.0),
+        weighting: str = "auto",
+        initial_weights: list[float] | None = None,
+        search_every: int = 10,
+        search_step: float = 0.05,
+        head_hidden: int = 128,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+        max_steps: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if weighting not in ("auto", "equal", "fixed"):
+            raise ValueError(f"weighting must be auto, equal or fixed, got {weighting!r}")
+        if weighting == "auto" and energy_reference is None:
+            raise ValueError("automatic task weights need a total energy (--energy-column)")
+        encoder_cls = get_model_class(encoder_type)
+        self.encoder = encoder_cls(encoder_cls.config_class(**encoder_config))
+        self.heads = PretextHeads(self.encoder.embedding_dim, head_hidden)
+        self.task_weights = TaskWeights(
+            TARGETS,
+            None if weighting != "fixed" else initial_weights,
+            search=weighting == "auto",
+            step_size=search_step,
+        )
+        stats = torch.tensor([target_stats[t] for t in TARGETS], dtype=torch.float32)
+        self.register_buffer("target_mean", stats[:, 0], persistent=False)
+        self.register_buffer("target_std", stats[:, 1], persistent=False)
+        reference = torch.tensor(energy_reference or [0.0, 0.0], dtype=torch.float64)
+        self.register_buffer("energy_reference", reference, persistent=False)
+        self.search_batches: list[PretrainBatch] = []  # held-out batches for the weight search
+        self.trajectory: list[dict[str, float]] = []
+
+    # -- targets and losses ------------------------------------------------------------------
+    def _standardized(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
+        graph = batch.graph
+        return {
+            t: (getattr(graph, t) - self.target_mean[k]) / self.target_std[k]
+            for k, t in enumerate(TARGETS)
+        }
+
+    def energy_target(self, batch: PretrainBatch) -> torch.Tensor:
+        """``[B]`` standardized, reference-reduced total energy (NaN where missing)."""
+        graph = batch.graph
+        per_element, per_hydrogen = self.energy_reference[:-1], self.energy_reference[-1]
+        element = graph.x[:, 0].clamp(max=len(per_element) - 1)
+        per_atom = per_element[element] + per_hydrogen * graph.x[:, NUM_HS].float()
+        reference = torch.zeros(
+            graph.num_graphs, dtype=per_atom.dtype, device=per_atom.device
+        ).index_add_(0, graph.batch, per_atom)
+        mean, std = self.hparams.energy_stats
+        # float64: U0 is ~1e4 eV and the residual ~0.1 eV, below float32's resolution there
+        return ((graph.energy.double() - reference - mean) / std).float()
+
+    def losses(self, batch: PretrainBatch, *, detach_probe: bool = True):
+        """Per-task MSE on standardized targets, the energy-probe MSE, and the node embeddings."""
+        encoded = self.encoder(batch)
+        h = _nodes(encoded)
+        predicted = self.heads(h, batch.bonds)
+        targets = self._standardized(batch)
+        losses = {t: F.mse_loss(predicted[t], targets[t]) for t in TARGETS}
+        energy = self.energy_target(batch)
+        known = ~torch.isnan(energy)
+        probe_input = h.detach() if detach_probe else h
+        probe = self.heads.predict_energy(probe_input, batch.graph.batch, len(batch))
+        probe_loss = F.mse_loss(probe[known], energy[known]) if known.any() else h.sum() * 0
+        return losses, probe_loss, predicted, probe
+
+    # -- the weight search -------------------------------------------------------------------
+    def _search_step(self, losses: dict[str, torch.Tensor]) -> None:
+        index = (self.global_step // self.hparams.search_every) % len(self.search_batches)
+        heldout = self.search_batches[index].to(self.device)
+        params = [p for p in self.encoder.parameters() if p.requires_grad]
+        was_training = self.encoder.training
+        self.encoder.eval()  # held-out data must not move BatchNorm statistics
+        _, probe_loss, _, _ = self.losses(heldout, detach_probe=False)
+        self.encoder.train(was_training)
+        surrogate = torch.autograd.grad(probe_loss, params, allow_unused=True)
+        alignment = gradient_alignment(losses, TARGETS, surrogate, params)
+        self.task_weights.update(alignment)
+        row = {"step": int(self.global_step), "heldout_energy_mse": float(probe_loss.detach())}
+        row.update(self.task_weights.as_dict())
+        self.trajectory.append(row)
+
+    # -- Lightning hooks ---------------------------------------------------------------------
+    def training_step(self, batch: PretrainBatch, batch_idx: int) -> torch.Tensor:
+        losses, probe_loss, _, _ = self.losses(batch)
+        searching = self.task_weights.search and self.search_batches
+        if searching and self.global_step % self.hparams.search_every == 0:
+            self._search_step(losses)
+        total = self.task_weights.combine(losses) + probe_loss
+        size = len(batch)
+        for t in TARGETS:
+            self.log(f"train/{t}", losses[t], batch_size=size)
+            self.log(f"weight/{t}", self.task_weights.weights[TARGETS.index(t)], batch_size=size)
+        self.log("train/energy_probe", probe_loss, batch_size=size)
+        self.log("train/loss", total, prog_bar=True, batch_size=size)
+        return total
+
+    def validation_step(self, batch: PretrainBatch, batch_idx: int) -> None:
+        losses, probe_loss, predicted, probe = self.losses(batch)
+        size = len(batch)
+        for k, t in enumerate(TARGETS):
+            self.log(f"val/{t}", losses[t], batch_size=size)
+            error = (predicted[t] - self._standardized(batch)[t]).abs().mean()
+            self.log(f"val/{t}_mae", error * self.target_std[k], batch_size=size)
+        energy = self.energy_target(batch)
+        known = ~torch.isnan(energy)
+        if known.any():
+            mae = (probe[known] - energy[known]).abs().mean() * self.hparams.energy_stats[1]
+            self.log("val/energy_mae", mae, prog_bar=True, batch_size=size)
+        self.log("val/energy_probe", probe_loss, batch_size=size)
+        self.log("val/loss", sum(losses.values()) / len(losses), prog_bar=True, batch_size=size)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["molfm_weight_trajectory"] = list(self.trajectory)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.trajectory = list(checkpoint.get("molfm_weight_trajectory", []))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        scheduler = warmup_cosine(
+            optimizer,
+            warmup_steps=max(1, hp.warmup_steps),
+            max_steps=hp.max_steps,
+            min_lr_ratio=0.01,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
