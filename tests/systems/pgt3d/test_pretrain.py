@@ -122,9 +122,9 @@ def test_alignment_is_the_one_step_hypergradient():
     eta, eps = 1e-5, 1e-3
     losses = task_losses(params)
     grads = {t: torch.autograd.grad(losses[t], params, retain_graph=True) for t in TARGETS}
-    for k, t in enumerate(TARGETS):
+    for k in range(len(TARGETS)):
 
-        def after_step(w_k):
+        def after_step(w_k, k=k):
             w = torch.ones(3, dtype=torch.float64)
             w[k] = w_k
             return surrogate(
