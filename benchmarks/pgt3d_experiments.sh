@@ -42,21 +42,41 @@ b3db() {  # NAME SEED [INIT]
     --output-dir "$R/b3db_$1_seed$2"
 }
 
+wait_for() { while [ ! -f "$1/metrics.json" ]; do sleep 20; done; }
+
+# As run for RESULTS.md: lane1 and lane2 side by side, then (after the seed-0 B3DB runs) b3db_a,
+# b3db_b and single side by side.
 case "${1:-}" in
   lane1)
     pretrain auto auto
     finetune_qm9 pgt_auto 0 "$R/pretrain_auto"
-    for s in 0 1 2; do b3db pgt_auto "$s" "$R/pretrain_auto"; done
-    pretrain bond_only fixed 1,0,0
-    pretrain dihedral_only fixed 0,0,1
+    b3db pgt_auto 0 "$R/pretrain_auto"
     ;;
   lane2)
     pretrain equal equal
     finetune_qm9 pgt_equal 0 "$R/pretrain_equal"
     finetune_qm9 scratch 0
-    for s in 0 1 2; do b3db scratch "$s"; done
-    pretrain angle_only fixed 0,1,0
+    b3db scratch 0
+    ;;
+  b3db_a)
+    wait_for "$R/b3db_pgt_auto_seed0"
+    for s in 1 2; do b3db pgt_auto "$s" "$R/pretrain_auto"; done
     finetune_qm9_transformer_m 0
     ;;
-  *) echo "usage: $0 lane1|lane2" >&2; exit 2 ;;
+  b3db_b)
+    wait_for "$R/b3db_scratch_seed0"
+    for s in 1 2; do b3db scratch "$s"; done
+    ;;
+  single)  # each task alone, a shorter budget: compared at matched steps on the energy probe
+    PRETRAIN_STEPS=${SINGLE_STEPS:-3000}
+    pretrain bond_only fixed 1,0,0
+    pretrain angle_only fixed 0,1,0
+    pretrain dihedral_only fixed 0,0,1
+    ;;
+  short)  # searched and equal weights at the single-task budget (the same schedule)
+    PRETRAIN_STEPS=${SINGLE_STEPS:-3000}
+    pretrain auto_3k auto
+    pretrain equal_3k equal
+    ;;
+  *) echo "usage: $0 lane1|lane2|b3db_a|b3db_b|single|short" >&2; exit 2 ;;
 esac

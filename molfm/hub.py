@@ -11,6 +11,12 @@ whose fields are JSON-serializable), a constructor ``Model(config)`` and a ``con
 attribute. Extras such as the feature schema or tokenizer go next to the model config so a
 checkpoint is self-describing.
 
+A model whose checkpoint holds only part of its state (MolCA: not the frozen LM weights, which
+it rebuilds from the LM's identity in its config) defines two methods, used when present:
+``checkpoint_state_dict()`` (what :func:`save_pretrained` writes, instead of ``state_dict()``)
+and ``load_checkpoint_state_dict(state)`` (what :func:`from_pretrained` calls, instead of a
+strict ``load_state_dict``; it must check the keys itself).
+
 The registries are filled by the systems (``molfm/systems/<name>/__init__.py``), not here:
 each system declares the module that defines its model types (:func:`register_model_module`,
 imported on first use so that naming a model does not load torch) and the checkpoints it
@@ -159,7 +165,8 @@ def save_pretrained(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {}
-    for key, tensor in model.state_dict().items():
+    partial = getattr(model, "checkpoint_state_dict", None)  # see the module docstring
+    for key, tensor in (partial() if partial is not None else model.state_dict()).items():
         tensor = tensor.detach().cpu()
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
@@ -200,5 +207,9 @@ def from_pretrained(
     state = load_file(str(Path(directory) / WEIGHTS_NAME), device=str(map_location))
     reference = model.state_dict()
     state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True)
+    load_partial = getattr(model, "load_checkpoint_state_dict", None)
+    if load_partial is not None:
+        load_partial(state)
+    else:
+        model.load_state_dict(state, strict=True)
     return model.to(map_location).eval()

