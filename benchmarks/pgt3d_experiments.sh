@@ -78,5 +78,13 @@ case "${1:-}" in
     pretrain auto_3k auto
     pretrain equal_3k equal
     ;;
-  *) echo "usage: $0 lane1|lane2|b3db_a|b3db_b|single|short" >&2; exit 2 ;;
+  seeds1)  # second seeds of the QM9 rows, side by side with seeds2
+    finetune_qm9 scratch 1
+    finetune_qm9 pgt_auto 1 "$R/pretrain_auto"
+    ;;
+  seeds2)
+    finetune_qm9 pgt_equal 1 "$R/pretrain_equal"
+    finetune_qm9_transformer_m 1
+    ;;
+  *) echo "usage: $0 lane1|lane2|b3db_a|b3db_b|single|short|seeds1|seeds2" >&2; exit 2 ;;
 esac
