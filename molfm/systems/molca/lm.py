@@ -254,7 +254,9 @@ def tiny_llama(tokenizer=None, *, seed: int = 0, **overrides: Any):
         "tie_word_embeddings": True,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
+        # no padding_idx: with tied embeddings it would zero the eos row, and an LM whose
+        # output layer is frozen (LoRA) could then never learn to stop
+        "pad_token_id": None,
     }
     fields.update(overrides)
     with torch.random.fork_rng(devices=[]):
