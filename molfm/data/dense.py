@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Batch, Data
 
 from molfm.data.dataset import MolDataModule, MolGraphDataset
-from molfm.data.samplers import SeededSampler
+from molfm.data.samplers import seeded_loader
 
 __all__ = [
     "MAX_DISTANCE",
@@ -277,22 +277,14 @@ class DenseDataModule(MolDataModule):
         return self._datasets[part]
 
     def _dense_loader(self, part: str, shuffle: bool) -> DataLoader:
-        dataset = self.part_dataset(part)
-        sampler = None
-        if shuffle:  # seed + epoch order, resumable mid-epoch (full batches only)
-            sampler = SeededSampler(len(dataset), self.data_seed)
-            sampler.resume(getattr(self, "trainer", None), self.batch_size)
-        return DataLoader(
-            dataset,
+        return seeded_loader(
+            self.part_dataset(part),
             batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            shuffle=shuffle,
             collate_fn=collate_dense,
-            # a DataLoader draws its workers' base seed from this generator (else from the global
-            # RNG, which dropout also draws from: a resumed run would then drift)
-            generator=torch.Generator().manual_seed(self.data_seed),
+            seed=self.data_seed,
+            num_workers=self.num_workers,
+            trainer=getattr(self, "trainer", None),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["SeededSampler"]
+__all__ = ["SeededSampler", "seeded_loader"]
 
 
 class SeededSampler(Sampler[int]):
@@ -49,3 +50,35 @@ class SeededSampler(Sampler[int]):
         # taken at an epoch's last batch as that epoch (nothing left) or as the next one
         self._trainer, self._batch_size = trainer, batch_size
         self.set_epoch(trainer.current_epoch)
+
+
+def seeded_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    collate_fn: Any,
+    seed: int,
+    num_workers: int = 0,
+    trainer: Any = None,
+) -> DataLoader:
+    """The loader every molfm data module uses: when ``shuffle``, a :class:`SeededSampler`
+    positioned where ``trainer`` stands and full batches only (exact resume); else file order.
+
+    The DataLoader's own generator is seeded too: it draws the workers' base seed, which would
+    otherwise come from the global RNG that dropout also draws from (a resumed run would drift).
+    """
+    sampler = None
+    if shuffle:
+        sampler = SeededSampler(len(dataset), seed)
+        sampler.resume(trainer, batch_size)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=shuffle,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -8,7 +8,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["EncoderOutput", "FeatureEmbedding"]
+__all__ = ["EncoderOutput", "FeatureEmbedding", "PRESETS", "encoder_config"]
+
+PRESETS = ("small", "paper")
+"""Sizes every encoder config offers as classmethods: ``small`` (CPU) and ``paper``."""
+
+
+def encoder_config(encoder_type: str, preset: str = "small", overrides: dict | None = None):
+    """The config dataclass of a registered encoder at a preset size, with field overrides."""
+    from molfm.hub import get_model_class
+
+    config_cls = get_model_class(encoder_type).config_class
+    factory = getattr(config_cls, preset, None)
+    if preset not in PRESETS or factory is None:
+        raise ValueError(f"--preset {preset!r}: {encoder_type} has the presets small, paper")
+    return factory(**(overrides or {}))
 
 
 @dataclass

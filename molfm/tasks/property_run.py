@@ -28,6 +28,7 @@ from molfm.engine.fit import fit_resumable, start_or_resume
 from molfm.engine.hardware import lightning_kwargs, seed_everything
 from molfm.eval.property import classification_metrics, parity_plot, regression_metrics, roc_plot
 from molfm.hub import get_model_class, save_pretrained
+from molfm.nn.encoder import encoder_config
 from molfm.tasks.property import LOSSES, PropertyModel, PropertyTask
 
 __all__ = ["PropertyTrainConfig", "train_property", "prepare_property_data", "evaluate_split"]
@@ -133,12 +134,7 @@ def _task_type(cfg: PropertyTrainConfig, manifest: dict[str, Any]) -> str:
 
 
 def _encoder_config(cfg: PropertyTrainConfig) -> dict[str, Any]:
-    cls = get_model_class(cfg.model)
-    config_cls = cls.config_class
-    factory = getattr(config_cls, cfg.preset, None)
-    if cfg.preset not in ("small", "paper") or factory is None:
-        raise ValueError(f"--preset {cfg.preset!r}: {cfg.model} has the presets small, paper")
-    return dataclasses.asdict(factory(**cfg.encoder_overrides))
+    return dataclasses.asdict(encoder_config(cfg.model, cfg.preset, cfg.encoder_overrides))
 
 
 def uses_pair_structure(encoder_type: str) -> bool:

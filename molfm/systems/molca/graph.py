@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from molfm.hub import from_pretrained, get_model_class, resolve_checkpoint
+from molfm.nn.encoder import encoder_config
 
 __all__ = ["build_graph_encoder", "graph_encoder_spec"]
 
@@ -26,11 +27,7 @@ def build_graph_encoder(
     """A graph encoder with the shared interface (``forward(batch) -> EncoderOutput``,
     ``embedding_dim``)."""
     if name_or_dir in FRESH:
-        config_cls = get_model_class(name_or_dir).config_class
-        factory = getattr(config_cls, preset, None)
-        if preset not in ("small", "paper") or factory is None:
-            raise ValueError(f"preset {preset!r}: {name_or_dir} has the presets small, paper")
-        return get_model_class(name_or_dir)(factory(**(overrides or {})))
+        return get_model_class(name_or_dir)(encoder_config(name_or_dir, preset, overrides))
     if overrides:
         raise ValueError(f"{name_or_dir} is a pretrained encoder: its sizes cannot be overridden")
     model = from_pretrained(resolve_checkpoint(name_or_dir))

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from molfm.atomic import atomic_write_text, atomic_writer
-from molfm.data.samplers import SeededSampler
+from molfm.data.samplers import seeded_loader
 from molfm.systems.molca.data import MolTextDataset, MolTextSplits, collate_mol_text
 
 __all__ = ["STAGES", "MolCATrainConfig", "MolTextDataModule", "load_splits", "train_molca"]
@@ -97,30 +97,22 @@ class MolTextDataModule(L.LightningDataModule):
         self.train, self.val = train, val
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
 
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed)
+    def _loader(self, dataset: MolTextDataset, shuffle: bool) -> DataLoader:
+        return seeded_loader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            collate_fn=collate_mol_text,
+            seed=self.seed,
+            num_workers=self.num_workers,
+            trainer=getattr(self, "trainer", None),
+        )
 
     def train_dataloader(self) -> DataLoader:
-        sampler = SeededSampler(len(self.train), self.seed)
-        sampler.resume(getattr(self, "trainer", None), self.batch_size)
-        return DataLoader(
-            self.train,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=self.num_workers,
-            collate_fn=collate_mol_text,
-            generator=self._generator(),
-        )
+        return self._loader(self.train, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.val,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            collate_fn=collate_mol_text,
-            generator=self._generator(),
-        )
+        return self._loader(self.val, shuffle=False)
 
 
 def subset(dataset: MolTextDataset, index) -> MolTextDataset:

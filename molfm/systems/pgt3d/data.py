@@ -31,7 +31,7 @@ from torch_geometric.data import Batch, Data
 from molfm.atomic import atomic_write_text, atomic_writer
 from molfm.chem.geometry import geometry_targets_from_positions
 from molfm.data.dataset import GraphStore, MolDataModule
-from molfm.data.samplers import SeededSampler
+from molfm.data.samplers import seeded_loader
 
 __all__ = [
     "TARGETS",
@@ -183,20 +183,14 @@ class PretrainDataModule(MolDataModule):
         )
 
     def _pretrain_loader(self, part: str, shuffle: bool) -> DataLoader:
-        dataset = self.part_dataset(part)
-        sampler = None
-        if shuffle:
-            sampler = SeededSampler(len(dataset), self.data_seed)
-            sampler.resume(getattr(self, "trainer", None), self.batch_size)
-        return DataLoader(
-            dataset,
+        return seeded_loader(
+            self.part_dataset(part),
             batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            shuffle=shuffle,
             collate_fn=collate_pretrain,
-            generator=torch.Generator().manual_seed(self.data_seed),
+            seed=self.data_seed,
+            num_workers=self.num_workers,
+            trainer=getattr(self, "trainer", None),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -27,7 +27,8 @@ from molfm.atomic import atomic_write_text, atomic_writer
 from molfm.data.dense import split_fractions
 from molfm.engine.fit import fit_resumable, start_or_resume
 from molfm.engine.hardware import lightning_kwargs, seed_everything
-from molfm.hub import get_model_class, save_pretrained
+from molfm.hub import save_pretrained
+from molfm.nn.encoder import encoder_config as build_config
 from molfm.systems.pgt3d.data import TARGETS, PretrainDataModule
 from molfm.systems.pgt3d.pretrain import NUM_HS, PGTPretrainTask
 
@@ -143,18 +144,12 @@ def prepare_pretrain_data(cfg: PGTPretrainConfig):
     return result.dataset
 
 
-def _encoder_config(cfg: PGTPretrainConfig) -> dict[str, Any]:
-    config_cls = get_model_class(cfg.encoder).config_class
-    factory = getattr(config_cls, cfg.preset, None)
-    if cfg.preset not in ("small", "paper") or factory is None:
-        raise ValueError(f"--preset {cfg.preset!r}: {cfg.encoder} has the presets small, paper")
-    return dataclasses.asdict(factory(**cfg.encoder_overrides))
-
-
 def pretrain_3dpgt(cfg: PGTPretrainConfig, callbacks: list | None = None) -> Path:
     """Run (or resume) 3D-PGT pretraining; return ``<output_dir>/model``."""
     hardware = lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
-    encoder_config = _encoder_config(cfg)
+    encoder_config = dataclasses.asdict(
+        build_config(cfg.encoder, cfg.preset, cfg.encoder_overrides)
+    )
     if cfg.weighting == "fixed" and (cfg.task_weights is None or len(cfg.task_weights) != 3):
         raise ValueError("--weighting fixed needs --task-weights BOND,ANGLE,DIHEDRAL")
     dataset = prepare_pretrain_data(cfg)
