@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from molfm.cli.errors import fail, user_errors
+from molfm.cli.errors import invalid_input, user_errors
 from molfm.cli.options import (
     INPUT_FORMATS,
     OnInvalid,
@@ -29,8 +29,6 @@ from molfm.cli.options import (
 
 app = typer.Typer(help="List, prepare and inspect data sets.", no_args_is_help=True)
 console = Console()
-
-_USE_SKIP = "Use --on-invalid skip to continue and collect the rejected rows in invalid.csv."
 
 
 def _out() -> Console:
@@ -198,7 +196,7 @@ def prepare_command(
                 conformers=ConformerOptions(seed=p["conformer_seed"]) if p["conformers"] else None,
             )
         except InvalidMoleculeError as err:
-            raise fail(f"invalid input: {' '.join(str(err).split())}", _USE_SKIP) from None
+            raise invalid_input(err) from None
     manifest = result.dataset.manifest
     state = "already prepared" if result.cached else f"prepared in {manifest['seconds']} s"
     console.print(f"[bold]{manifest['name']}[/bold] ({manifest['subset']}): {state}")

@@ -57,6 +57,14 @@ def fail(message: str, hint: str | None = None) -> typer.Exit:
     return typer.Exit(1)
 
 
+USE_SKIP = "Use --on-invalid skip to continue and collect the rejected rows in invalid.csv."
+
+
+def invalid_input(err: BaseException) -> typer.Exit:
+    """The one line for a bad row of the user's data (row, value, reason), with the skip hint."""
+    return fail(f"invalid input: {_message(err)}", USE_SKIP)
+
+
 class CreatedOutputs:
     """What :func:`user_errors` yields: the outputs it would remove on failure.
 

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from molfm.cli.errors import fail, user_errors
+from molfm.cli.errors import fail, invalid_input, user_errors
 from molfm.cli.options import (
     Accelerator,
     OnInvalid,
@@ -40,7 +40,6 @@ __all__ = ["train_molca", "name", "caption", "retrieve", "DEFAULT_NAMING_MODEL"]
 
 console = Console(soft_wrap=True)
 DEFAULT_NAMING_MODEL = "molca-small-pubchem-names"
-USE_SKIP = "use --on-invalid skip to leave such rows out (they are listed in invalid.csv)"
 
 
 class Stage(StrEnum):
@@ -187,7 +186,7 @@ def train_molca(
             try:
                 model_dir = run(cfg)
             except InvalidMoleculeError as err:
-                raise fail(f"invalid input: {' '.join(str(err).split())}", USE_SKIP) from None
+                raise invalid_input(err) from None
     report = json.loads((out / "metrics.json").read_text())
     console.print(f"[bold]saved[/bold] {model_dir}", highlight=False)
     console.print(json.dumps(report["metrics"], indent=2), markup=False, highlight=False)
@@ -278,7 +277,7 @@ def _generate_file(
         try:
             rows, smiles, graphs, rejected = _read_molecules(data_path, smiles_column, on_invalid)
         except InvalidMoleculeError as err:
-            raise fail(f"invalid input: {' '.join(str(err).split())}", USE_SKIP) from None
+            raise invalid_input(err) from None
         molca = _load(model, "molca", device)
         molca.config.instruction(task)  # a model without this task fails in one line
         dataset = MolTextDataset(graphs, smiles, [""] * len(smiles))
@@ -437,7 +436,7 @@ def retrieve(
                     data_path, smiles_column, str(on_invalid)
                 )
             except InvalidMoleculeError as err:
-                raise fail(f"invalid input: {' '.join(str(err).split())}", USE_SKIP) from None
+                raise invalid_input(err) from None
             shown = cand_smiles
         else:
             direction = "molecule-to-text"

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from molfm.cli.errors import fail, user_errors
+from molfm.cli.errors import invalid_input, user_errors
 from molfm.cli.options import (
     Accelerator,
     OnInvalid,
@@ -38,7 +38,6 @@ from molfm.cli.options import (
 
 app = typer.Typer(help="Pretrain graph encoders (3D-PGT).", no_args_is_help=True)
 console = Console()
-USE_SKIP = "Use --on-invalid skip to continue and collect the rejected rows in invalid.csv."
 
 
 class PretrainEncoder(StrEnum):
@@ -172,7 +171,7 @@ def pretrain_3dpgt(
             try:
                 model_dir = run(cfg)
             except InvalidMoleculeError as err:
-                raise fail(f"invalid input: {' '.join(str(err).split())}", USE_SKIP) from None
+                raise invalid_input(err) from None
     report = json.loads((out / "metrics.json").read_text())
     console.print(f"[bold]saved[/bold] {model_dir}", highlight=False)
     console.print(json.dumps(report["heldout"], indent=2), markup=False, highlight=False)

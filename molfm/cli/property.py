@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from molfm.cli.errors import fail, user_errors
+from molfm.cli.errors import invalid_input, user_errors
 from molfm.cli.options import (
     Accelerator,
     OnInvalid,
@@ -42,7 +42,6 @@ from molfm.cli.options import (
 from molfm.systems.transformer_m import DEFAULT_PROPERTY_MODEL
 
 console = Console()
-USE_SKIP = "Use --on-invalid skip to continue and collect the rejected rows in invalid.csv."
 
 
 class Encoder(StrEnum):
@@ -206,7 +205,7 @@ def train_property(
             try:
                 model_dir = run(cfg)
             except InvalidMoleculeError as err:  # the data's bad rows: say how to skip them
-                raise fail(f"invalid input: {' '.join(str(err).split())}", USE_SKIP) from None
+                raise invalid_input(err) from None
     report = json.loads((out / "metrics.json").read_text())
     console.print(f"[bold]saved[/bold] {model_dir}", highlight=False)
     console.print(json.dumps(report["metrics"], indent=2), markup=False, highlight=False)
