@@ -85,7 +85,10 @@ def geometry_target_cache(store: GraphStore, cache_dir: Path) -> GeometryTargetA
         a, b = store.node_ptr[i], store.node_ptr[i + 1]
         c, d = store.edge_ptr[i], store.edge_ptr[i + 1]
         bonds = store.edge_index[:, c:d:2].T
-        targets = geometry_targets_from_positions(store.pos[a:b], bonds, num_atoms=int(b - a))
+        try:
+            targets = geometry_targets_from_positions(store.pos[a:b], bonds, num_atoms=int(b - a))
+        except ValueError as err:  # e.g. two bonded atoms at the same position
+            raise ValueError(f"row {store.rows[i]}: {store.smiles[i]!r}: {err}") from None
         bond_length[c // 2 : d // 2] = targets.bond_length
         dihedral[c // 2 : d // 2] = targets.dihedral_sum
         angle[a:b] = targets.angle_cos_sum
