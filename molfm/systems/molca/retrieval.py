@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch_geometric.data import Data
 
 from molfm.chem.featurize import smiles_to_data
@@ -35,6 +36,7 @@ __all__ = [
     "encode_molecules",
     "encode_texts",
     "match_pairs",
+    "match_indexed",
     "retrieve",
     "full_similarity",
 ]
@@ -121,13 +123,60 @@ def _rerank_window(
     q_idx = torch.arange(cosine.shape[0]).repeat_interleave(window)
     c_idx = top_idx.reshape(-1)
     if direction == "text-to-molecule":
-        graphs = [cand_items[int(c)] for c in c_idx]
-        texts = [query_items[int(q)] for q in q_idx]
+        graphs, g_idx, texts, t_idx = cand_items, c_idx, query_items, q_idx
     else:
-        graphs = [query_items[int(q)] for q in q_idx]
-        texts = [cand_items[int(c)] for c in c_idx]
-    match = match_pairs(model, graphs, texts, batch_size).reshape(-1, window)
-    return top_idx, top_cos, match
+        graphs, g_idx, texts, t_idx = query_items, q_idx, cand_items, c_idx
+    match = match_indexed(model, graphs, texts, g_idx, t_idx, batch_size)
+    return top_idx, top_cos, match.reshape(-1, window)
+
+
+@torch.no_grad()
+def match_indexed(
+    model,
+    graphs: Sequence[Data],
+    texts: Sequence[str],
+    graph_index: torch.Tensor,
+    text_index: torch.Tensor,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """``[P]`` matching log-odds of the pairs ``(graphs[graph_index[p]], texts[text_index[p]])``.
+
+    The same as :func:`match_pairs` on the listed pairs, but each molecule that appears is
+    encoded once and each text tokenized once (re-ranking pairs every query with up to 128
+    candidates, so pairs repeat molecules and texts many times over)."""
+    model.eval()
+    used_g, g_pos = torch.unique(graph_index, return_inverse=True)
+    used_t, t_pos = torch.unique(text_index, return_inverse=True)
+    nodes, masks = [], []
+    for i in range(0, len(used_g), batch_size):
+        batch = [graphs[int(j)] for j in used_g[i : i + batch_size]]
+        n, m = model.encode_nodes(_collate(model, batch))
+        nodes += list(n)
+        masks += list(m)
+    width = max((int(m.shape[0]) for m in masks), default=0)
+    nodes = torch.stack([F.pad(n, (0, 0, 0, width - n.shape[0])) for n in nodes]) if nodes else None
+    masks = torch.stack([F.pad(m, (0, width - m.shape[0])) for m in masks]) if masks else None
+    ids, text_mask = (
+        model.tokenize([texts[int(j)] for j in used_t]) if len(used_t) else (None, None)
+    )
+    out = []
+    for i in range(0, len(graph_index), batch_size):
+        g = g_pos[i : i + batch_size].to(nodes.device)
+        t = t_pos[i : i + batch_size].to(ids.device)
+        node_mask, token_mask = masks[g], text_mask[t]
+        n_nodes = int(node_mask.sum(1).max())  # trim to the batch's largest molecule and text
+        n_tokens = int(token_mask.sum(1).max())
+        out.append(
+            model.match_scores(
+                nodes[g, :n_nodes],
+                node_mask[:, :n_nodes],
+                ids[t, :n_tokens],
+                token_mask[:, :n_tokens],
+            )
+            .float()
+            .cpu()
+        )
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 def _cosine(model, queries, candidates, direction, batch_size) -> tuple:

@@ -60,6 +60,7 @@ class MolCATrainConfig:
     lora_r: int = 16
     split_sizes: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     limit_train: int | None = None
+    limit_val: int | None = None  # the first N validation pairs (quick runs)
     batch_size: int = 8
     lr: float = 1e-4
     weight_decay: float = 0.05
@@ -148,7 +149,7 @@ def _task(cfg: MolCATrainConfig) -> str:
 
 def load_splits(cfg: MolCATrainConfig) -> MolTextSplits:
     """Train/val/test pairs of ``cfg.data`` or ``cfg.data_path`` (train limited to
-    ``cfg.limit_train`` molecules, a seeded subset)."""
+    ``cfg.limit_train`` molecules, a seeded subset; validation to its first ``cfg.limit_val``)."""
     from molfm.data.splits import scaffold_split
 
     if (cfg.data is None) == (cfg.data_path is None):
@@ -178,6 +179,8 @@ def load_splits(cfg: MolCATrainConfig) -> MolTextSplits:
     if cfg.limit_train is not None and cfg.limit_train < len(splits.train):
         order = np.random.default_rng(cfg.data_seed).permutation(len(splits.train))
         splits.train = subset(splits.train, np.sort(order[: cfg.limit_train]))
+    if cfg.limit_val is not None and cfg.limit_val < len(splits.val):
+        splits.val = _head(splits.val, cfg.limit_val)
     return splits
 
 
@@ -297,12 +300,35 @@ def evaluate_stage1(model, test: MolTextDataset, cfg: MolCATrainConfig) -> dict[
     sim = full_similarity(model, graphs, pairs.texts, batch_size=cfg.batch_size)
     report["contrastive"] = retrieval_metrics(sim)
     if cfg.rerank:
-        sim = full_similarity(
-            model, graphs, pairs.texts, rerank=cfg.rerank, batch_size=cfg.batch_size
+        report["reranked"] = reranked_retrieval(
+            model, graphs, pairs.texts, cfg.rerank, cfg.batch_size
         )
-        report["reranked"] = retrieval_metrics(sim)
         report["rerank"] = cfg.rerank
     report["seconds"] = time.perf_counter() - start
+    return report
+
+
+def reranked_retrieval(
+    model, graphs, texts: list[str], rerank: int, batch_size: int
+) -> dict[str, Any]:
+    """Retrieval metrics with each direction re-ranked on its own: molecule -> text ranks the
+    rows of the matrix re-ranked per molecule, text -> molecule the columns of the one re-ranked
+    per text (one matrix re-ranked in one direction would leave the other's ranks mixed)."""
+    from molfm.eval.text import retrieval_metrics
+    from molfm.systems.molca.retrieval import full_similarity
+
+    by_direction = {
+        direction: retrieval_metrics(
+            full_similarity(
+                model, graphs, texts, rerank=rerank, direction=direction, batch_size=batch_size
+            )
+        )
+        for direction in ("molecule-to-text", "text-to-molecule")
+    }
+    report = by_direction["molecule-to-text"]
+    for part in ("batch", "full"):
+        theirs = by_direction["text-to-molecule"][part]
+        report[part] |= {k: v for k, v in theirs.items() if k.startswith("text2mol")}
     return report
 
 

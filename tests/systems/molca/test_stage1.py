@@ -267,3 +267,31 @@ def test_task_steps_and_frozen_encoder(pairs):
         task.validation_step(batch, 0)
     rebuilt = Stage1Task(model_config=task.hparams["model_config"])  # load_from_checkpoint path
     assert rebuilt.model.config == model.config
+
+
+def test_reranked_retrieval_ranks_each_direction_in_its_own_reranked_matrix(model, pairs):
+    from molfm.eval.text import retrieval_metrics
+    from molfm.systems.molca.run import reranked_retrieval
+
+    smiles, names = [s for s, _ in pairs], [t for _, t in pairs]
+    report = reranked_retrieval(model, smiles, names, rerank=3, batch_size=4)
+    m2t = retrieval_metrics(full_similarity(model, smiles, names, rerank=3))
+    t2m = retrieval_metrics(
+        full_similarity(model, smiles, names, rerank=3, direction="text-to-molecule")
+    )
+    for part in ("batch", "full"):
+        for key, value in report[part].items():
+            want = (m2t if key.startswith("mol2text") else t2m)[part][key]
+            assert value == want, (part, key)
+
+
+def test_match_indexed_equals_matching_each_pair(model, pairs):
+    from molfm.systems.molca.retrieval import featurize_molecules, match_indexed, match_pairs
+
+    graphs = featurize_molecules([s for s, _ in pairs])
+    names = [t for _, t in pairs]
+    g_idx = torch.tensor([0, 3, 3, 5, 1, 0, 2])  # repeats, in any order, not every molecule
+    t_idx = torch.tensor([2, 2, 4, 0, 1, 5, 5])
+    indexed = match_indexed(model, graphs, names, g_idx, t_idx, batch_size=3)
+    direct = match_pairs(model, [graphs[i] for i in g_idx], [names[i] for i in t_idx], 3)
+    assert_close(indexed, direct, atol=1e-5, rtol=1e-4)
