@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# On the GPU machine (no network): join the bundle parts carried in .gpu/c*/ (wheels + molfm's
-# pubchem-names cache, see benchmarks/molca_gpu.md), check its sha256, install the wheels into
-# /tmp/site and run benchmarks/molca_gpu.py with results in $OUT.
+# On the GPU machine (no network): join the bundle parts (benchmarks/molca_gpu_bundle.sh: the
+# wheels + molfm's pubchem-names cache), sent one per call into $PARTS (the repository's copy
+# is replaced on every call; /tmp stays while the machine is warm) plus the one carried in
+# .gpu/c*/ with this call; check the sha256, install the wheels into /tmp/site and run
+# benchmarks/molca_gpu.py with results in $OUT. See benchmarks/molca_gpu.md.
 #   usage: bash benchmarks/molca_gpu_device.sh [TIME_LIMIT_SECONDS] [extra molca_gpu.py flags]
 set -euo pipefail
 TIME_LIMIT=${1:-470}
 shift || true
-cat .gpu/c*/part.* >/tmp/bundle.tar
-echo "$(cut -d' ' -f1 .gpu/c*/bundle.sha256)  /tmp/bundle.tar" | sha256sum -c --quiet
+PARTS=${PARTS:-/tmp/keep}
+mkdir -p "$PARTS" && cp .gpu/c*/* "$PARTS"/ 2>/dev/null || true
+cat "$PARTS"/part.* >/tmp/bundle.tar
+echo "$(cat "$PARTS"/bundle.sha256)  /tmp/bundle.tar" | sha256sum -c --quiet
 mkdir -p /tmp/b && tar xf /tmp/bundle.tar -C /tmp/b && rm /tmp/bundle.tar
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     /tmp/b/wheels/*.whl

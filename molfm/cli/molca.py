@@ -35,11 +35,12 @@ from molfm.cli.options import (
     seed_option,
     smiles_column_option,
 )
+from molfm.systems.molca import NAMING_MODEL
 
 __all__ = ["train_molca", "name", "caption", "retrieve", "DEFAULT_NAMING_MODEL"]
 
 console = Console(soft_wrap=True)
-DEFAULT_NAMING_MODEL = "molca-small-pubchem-names"
+DEFAULT_NAMING_MODEL = NAMING_MODEL
 
 
 class Stage(StrEnum):

