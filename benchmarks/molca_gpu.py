@@ -276,6 +276,9 @@ def child(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- coordinator
 def launch(args, work: Path, phase: str, runs: list[str], steps: dict[str, int], deadline: float):
+    # the CPU cores split between the runs: torch's default (all cores each) oversubscribes them
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, len(runs))))
+    env = os.environ | {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     procs = {}
     for run in runs:
         cmd = [sys.executable, __file__, "--out", args.out, "--work", str(work), "--child", run]
@@ -287,7 +290,7 @@ def launch(args, work: Path, phase: str, runs: list[str], steps: dict[str, int],
         cmd += ["--stage1-batch-size", str(args.stage1_batch_size)]
         cmd += ["--tiny"] if args.tiny else []
         log = open(work / f"{phase}_{run}.log", "w")  # noqa: SIM115 (closed by the child's exit)
-        procs[run] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        procs[run] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     return procs
 
 

