@@ -4,26 +4,18 @@ one-line errors for bad inputs. Uses OPSIN (Java), as tests/eval/test_text.py do
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from molfm.cli.molca import verify_names
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "molca_score.py"
 
+@pytest.fixture(scope="module")
+def score(benchmark_script):
+    return benchmark_script("molca_score")
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("molca_score", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-score = _load_script()
 
 ROWS = [
     # beam_0 right
@@ -38,7 +30,7 @@ ROWS = [
 ]  # fmt: skip
 
 
-def test_scores_and_table(tmp_path, capsys):
+def test_scores_and_table(score, tmp_path, capsys):
     path = tmp_path / "preds.csv"
     pd.DataFrame(ROWS).to_csv(path, index=False)  # None -> empty cell
     # a second variant: rows in another order, one extra id (not scored), all beam_0 right
@@ -74,7 +66,7 @@ def test_scores_and_table(tmp_path, capsys):
     assert "| nispo | 3 |" in table
 
 
-def test_per_k_curve_agrees_with_verify_names():
+def test_per_k_curve_agrees_with_verify_names(score):
     beams = [
         ["methanol", "ethanol", "ethanol"],
         ["benzoic acid", "benzaldehyde"],
@@ -94,7 +86,7 @@ def test_per_k_curve_agrees_with_verify_names():
     assert score.verified_at_k(hits, 3) == pytest.approx([1 / 5, 3 / 5, 4 / 5])
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+def test_bad_inputs_are_one_line_errors(score, tmp_path, capsys):
     assert score.main(["a=" + str(tmp_path / "missing.csv"), "--no-peer"]) == 1
     err = capsys.readouterr().err.strip()
     assert "missing.csv: no such file" in err and len(err.splitlines()) == 1
