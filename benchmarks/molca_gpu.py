@@ -79,6 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--max-steps", type=int, default=20_000, help="cap on the planned steps")
     p.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of the runs")
+    p.add_argument(
+        "--profile-steps",
+        type=int,
+        default=0,
+        help="profile this many training steps of each run (torch.profiler, after 5 warm-up "
+        "steps; tables in results.tgz as profile_<run>.txt)",
+    )
     p.add_argument("--tiny", action="store_true", help="CPU test: tiny LM, small data, fp32")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--phase", default=None, help=argparse.SUPPRESS)
@@ -159,6 +166,44 @@ def step_timer(deadline: float):
     return StepTimer()
 
 
+def step_profiler(path: Path, steps: int, warmup: int = 5):
+    """A Lightning callback: torch.profiler over training steps ``warmup .. warmup + steps``,
+    its op tables (by self CUDA time when on a GPU, and by self CPU time) written to ``path``."""
+    import lightning as L
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+
+    class StepProfiler(L.Callback):
+        def __init__(self) -> None:
+            self.prof = None
+            self.seen = 0
+
+        def on_train_batch_start(self, trainer, *args) -> None:
+            if self.seen == warmup:
+                self.prof = profile(activities=activities)
+                self.prof.__enter__()
+
+        def on_train_batch_end(self, trainer, *args) -> None:
+            self.seen += 1
+            if self.prof is not None and self.seen == warmup + steps:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                self.prof.__exit__(None, None, None)
+                table = self.prof.key_averages()
+                text = [f"{steps} training steps after {warmup} warm-up steps\n"]
+                if torch.cuda.is_available():
+                    text.append(table.table(sort_by="self_cuda_time_total", row_limit=40))
+                text.append(table.table(sort_by="self_cpu_time_total", row_limit=40))
+                path.write_text("\n".join(text))
+                self.prof = None
+
+    return StepProfiler()
+
+
 def name_test_molecules(model, test, args, deadline: float, out: Path) -> dict[str, Any]:
     """Beam-search the first ``eval_limit`` test molecules, batch by batch until ``deadline``."""
     import pandas as pd
@@ -234,8 +279,11 @@ def child(args: argparse.Namespace) -> None:
     run, phase, work = args.child, args.phase, Path(args.work)
     cfg = run_config(run, args, work, phase, args.steps)
     timer = step_timer(args.deadline)
+    callbacks = [timer]
+    if args.profile_steps and phase == "train":
+        callbacks.append(step_profiler(work / f"profile_{run}.txt", args.profile_steps))
     started = time.perf_counter()
-    model_dir = train_molca(cfg, callbacks=[timer])
+    model_dir = train_molca(cfg, callbacks=callbacks)
     report: dict[str, Any] = {
         "run": run,
         "phase": phase,
@@ -288,6 +336,7 @@ def launch(args, work: Path, phase: str, runs: list[str], steps: dict[str, int],
         cmd += ["--eval-reserve", str(args.eval_reserve), "--rerank", str(args.rerank)]
         cmd += ["--batch-size", str(args.batch_size), "--lr", str(args.lr)]
         cmd += ["--stage1-batch-size", str(args.stage1_batch_size)]
+        cmd += ["--profile-steps", str(args.profile_steps)]
         cmd += ["--tiny"] if args.tiny else []
         log = open(work / f"{phase}_{run}.log", "w")  # noqa: SIM115 (closed by the child's exit)
         procs[run] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -344,7 +393,11 @@ def package(args, work: Path, summary: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     with tarfile.open(out / "results.tgz", "w:gz") as tar:
-        for path in sorted(work.glob("*.json")) + sorted(work.glob("*.log")):
+        for path in (
+            sorted(work.glob("*.json"))
+            + sorted(work.glob("*.log"))
+            + sorted(work.glob("profile_*.txt"))
+        ):
             tar.add(path, arcname=path.name)
         for path in sorted(work.glob("predictions_*.csv")):
             tar.add(path, arcname=path.name)
