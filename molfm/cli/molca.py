@@ -121,6 +121,18 @@ def train_molca(
     rerank: int = typer.Option(
         0, min=0, help="Stage 1 evaluation: also re-rank each query's best N (0: skip)."
     ),
+    matching: bool = typer.Option(
+        True, help="Stage 1: train the matching head (needed by --rerank at retrieval)."
+    ),
+    captioning: bool = typer.Option(True, help="Stage 1: train Q-Former captioning."),
+    tune_word_embeddings: bool = typer.Option(
+        True,
+        help="Stage 1: train the Q-Former's word embeddings (--no-tune-word-embeddings keeps "
+        "MiniLM's, frozen and out of the checkpoint; use it with --no-captioning).",
+    ),
+    limit_val: int | None = typer.Option(
+        None, min=1, help="Validate on the first N validation pairs only."
+    ),
     seed: int = seed_option(),
     data_seed: int = data_seed_option(),
     on_invalid: OnInvalid = on_invalid_option(),
@@ -163,7 +175,13 @@ def train_molca(
             input_mode=str(p["input_mode"]),
             lm_tuning=str(p["lm_tuning"]),
             lora_r=p["lora_r"],
+            stage1_options={
+                "matching": p["matching"],
+                "captioning": p["captioning"],
+                "tune_word_embeddings": p["tune_word_embeddings"],
+            },
             limit_train=p["limit_train"],
+            limit_val=p["limit_val"],
             batch_size=p["batch_size"],
             lr=p["lr"],
             weight_decay=p["weight_decay"],

@@ -119,6 +119,29 @@ def test_retrieve_both_directions(runs):
     assert set(frame["text"]) <= {"ethanol", "benzene", "acetic acid", "water"}
 
 
+def test_stage1_without_captioning_keeps_minilm_embeddings_out_of_the_checkpoint(runs):
+    from safetensors import safe_open
+
+    root = runs["root"]
+    out = root / "stage1_small"
+    base = ["--data-path", str(runs["data"]), "--text-column", "name", "--task", "iupac"]
+    args = ["train", "molca", "--stage", "1", "--output-dir", str(out), *base, *COMMON]
+    args += [*TINY_GRAPH, "--no-captioning", "--no-tune-word-embeddings", "--limit-val", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "model" / "config.json").read_text())["model_config"]
+    assert config["captioning"] is False and config["tune_word_embeddings"] is False
+    with safe_open(out / "model" / "model.safetensors", "pt") as weights:
+        keys = list(weights.keys())
+    assert keys and not any("word_embeddings" in k or "position_embeddings" in k for k in keys)
+    hits = root / "hits_small.csv"
+    args = ["retrieve", "--text", "ethanol", "--data-path", str(runs["data"])]
+    args += ["--model", str(out / "model"), "--top-k", "3", "--rerank", "4", "-o", str(hits)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(hits)) == 3
+
+
 @pytest.mark.parametrize(
     "extra, needle",
     [
