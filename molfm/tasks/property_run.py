@@ -110,18 +110,14 @@ class BestCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
 def prepare_property_data(cfg: PropertyTrainConfig):
     """The prepared dataset (featurized once, cached) for ``cfg.data`` or ``cfg.data_path``."""
     from molfm.data.prepare import prepare_dataset
-    from molfm.data.sources import get_source, user_file_source
+    from molfm.data.sources import data_or_file_source
 
-    if (cfg.data is None) == (cfg.data_path is None):
-        raise ValueError("give exactly one of --data NAME or --data-path FILE")
-    if cfg.data_path is not None:
-        source = user_file_source(
-            cfg.data_path,
-            smiles_column=cfg.smiles_column,
-            target_columns=cfg.target_columns or None,
-        )
-    else:
-        source = get_source(cfg.data)
+    source = data_or_file_source(
+        cfg.data,
+        cfg.data_path,
+        smiles_column=cfg.smiles_column,
+        target_columns=cfg.target_columns or None,
+    )
     result = prepare_dataset(source, cfg.subset, on_invalid=cfg.on_invalid, progress=cfg.progress)
     return result.dataset
 

@@ -440,3 +440,16 @@ def test_fetch_verifies_sha256_offline(tmp_path: Path, monkeypatch: pytest.Monke
     assert not wheel.exists()
     with pytest.raises(fetch.FetchError, match="no pinned wheel"):
         fetch.fetch_wheel("not-a-pinned-package", wheel_dir=tmp_path)
+
+
+def test_data_or_file_source_takes_exactly_one(tmp_path):
+    from molfm.data.sources import CSVSource, QM9Source, data_or_file_source
+
+    path = tmp_path / "mine.csv"
+    path.write_text("smi,y\nCCO,1.0\n")
+    source = data_or_file_source(None, path, smiles_column="smi", target_columns=["y"])
+    assert isinstance(source, CSVSource) and source.load()["y"].tolist() == [1.0]
+    assert isinstance(data_or_file_source("qm9", None), QM9Source)
+    for data, data_path in ((None, None), ("qm9", path)):
+        with pytest.raises(ValueError, match="exactly one of --data NAME or --data-path FILE"):
+            data_or_file_source(data, data_path)

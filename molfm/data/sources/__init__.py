@@ -23,7 +23,7 @@ from molfm.data.sources.base import (
 from molfm.data.sources.moses import MosesSource, reference_stats
 from molfm.data.sources.pubchem_names import PubChemNamesSource
 from molfm.data.sources.qm9 import HARTREE_TO_EV, QM9Source
-from molfm.data.sources.user import CSVSource, SDFSource, user_file_source
+from molfm.data.sources.user import CSVSource, SDFSource, data_or_file_source, user_file_source
 
 __all__ = [
     "TASKS",
@@ -36,6 +36,7 @@ __all__ = [
     "register_source",
     "resolve_source",
     "user_file_source",
+    "data_or_file_source",
     "B3DBSource",
     "MosesSource",
     "reference_stats",

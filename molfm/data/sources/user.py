@@ -21,11 +21,12 @@ from molfm.data.sources.base import (
     Source,
     SourceError,
     SourceInfo,
+    get_source,
     register_source,
     to_float,
 )
 
-__all__ = ["CSVSource", "SDFSource", "parse_sd_fields", "user_file_source"]
+__all__ = ["CSVSource", "SDFSource", "data_or_file_source", "parse_sd_fields", "user_file_source"]
 
 _USER_LICENSE = "as provided by the user"
 
@@ -326,3 +327,27 @@ def user_file_source(
         target_columns=target_columns,
         text_column=text_column,
     )
+
+
+def data_or_file_source(
+    data: str | None,
+    data_path: str | PathLike[str] | None,
+    *,
+    smiles_column: str = "smiles",
+    target_columns: Sequence[str] | None = None,
+) -> Source:
+    """The source a training command reads: exactly one of a registered data set (``data``,
+    e.g. ``"qm9"``) or a user file (``data_path``, see :func:`user_file_source`).
+
+    Raises
+    ------
+    ValueError
+        Neither or both given (one line naming the two options).
+    """
+    if (data is None) == (data_path is None):
+        raise ValueError("give exactly one of --data NAME or --data-path FILE")
+    if data_path is not None:
+        return user_file_source(
+            data_path, smiles_column=smiles_column, target_columns=target_columns
+        )
+    return get_source(data)

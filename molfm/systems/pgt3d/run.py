@@ -126,17 +126,12 @@ def prepare_pretrain_data(cfg: PGTPretrainConfig):
     """The prepared 3D dataset (cached), with RDKit conformers when asked."""
     from molfm.chem.conformers import ConformerOptions
     from molfm.data.prepare import prepare_dataset
-    from molfm.data.sources import get_source, user_file_source
+    from molfm.data.sources import data_or_file_source
 
-    if (cfg.data is None) == (cfg.data_path is None):
-        raise ValueError("give exactly one of --data NAME or --data-path FILE")
-    if cfg.data_path is not None:
-        energy = [cfg.energy_column] if cfg.energy_column else None
-        source = user_file_source(
-            cfg.data_path, smiles_column=cfg.smiles_column, target_columns=energy
-        )
-    else:
-        source = get_source(cfg.data)
+    energy = [cfg.energy_column] if cfg.energy_column and cfg.data_path is not None else None
+    source = data_or_file_source(
+        cfg.data, cfg.data_path, smiles_column=cfg.smiles_column, target_columns=energy
+    )
     conformers = ConformerOptions(seed=cfg.conformer_seed) if cfg.conformers else None
     result = prepare_dataset(
         source, cfg.subset, on_invalid=cfg.on_invalid, progress=cfg.progress, conformers=conformers
