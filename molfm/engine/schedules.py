@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["warmup_cosine"]
+__all__ = ["per_step", "warmup_cosine"]
 
 
 def warmup_cosine(
@@ -42,3 +42,11 @@ def warmup_cosine(
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def per_step(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler
+) -> dict:
+    """What a LightningModule's ``configure_optimizers`` returns for a scheduler stepped after
+    every optimizer step (Lightning's default is once per epoch)."""
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

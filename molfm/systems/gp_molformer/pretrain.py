@@ -18,7 +18,7 @@ import torch
 
 from molfm.engine.fit import RngStateMixin, fit_resumable, start_or_resume
 from molfm.engine.hardware import lightning_kwargs
-from molfm.engine.schedules import warmup_cosine
+from molfm.engine.schedules import per_step, warmup_cosine
 from molfm.hub import save_pretrained
 from molfm.systems.gp_molformer.data import EncodedSmiles, SmilesDataModule, pair_positions
 from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
@@ -87,16 +87,15 @@ class CausalLMTask(RngStateMixin, L.LightningModule):
             betas=(0.9, 0.95),
         )
 
-        scheduler = warmup_cosine(
+        return per_step(
             optimizer,
-            warmup_steps=hp.warmup_steps,
-            max_steps=hp.max_steps,
-            min_lr_ratio=hp.min_lr_ratio,
+            warmup_cosine(
+                optimizer,
+                warmup_steps=hp.warmup_steps,
+                max_steps=hp.max_steps,
+                min_lr_ratio=hp.min_lr_ratio,
+            ),
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
 
 @dataclass

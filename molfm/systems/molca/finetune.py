@@ -20,7 +20,7 @@ import lightning as L
 import torch
 
 from molfm.engine.fit import RngStateMixin
-from molfm.engine.schedules import warmup_cosine
+from molfm.engine.schedules import per_step, warmup_cosine
 from molfm.hub import load_config, resolve_checkpoint
 from molfm.systems.molca.lora import LMTuning
 from molfm.systems.molca.model import MolCA, MolCAConfig
@@ -141,16 +141,15 @@ class MolCATask(RngStateMixin, L.LightningModule):
             {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
         ]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr)
-        scheduler = warmup_cosine(
+        return per_step(
             optimizer,
-            warmup_steps=max(1, hp.warmup_steps),
-            max_steps=hp.max_steps,
-            min_lr_ratio=hp.min_lr_ratio,
+            warmup_cosine(
+                optimizer,
+                warmup_steps=max(1, hp.warmup_steps),
+                max_steps=hp.max_steps,
+                min_lr_ratio=hp.min_lr_ratio,
+            ),
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
     def _checkpoint_keys(self) -> set[str]:
         return {f"model.{key}" for key in self.model.checkpoint_state_dict()}

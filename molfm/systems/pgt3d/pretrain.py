@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from molfm.engine.fit import RngStateMixin
-from molfm.engine.schedules import warmup_cosine
+from molfm.engine.schedules import per_step, warmup_cosine
 from molfm.hub import get_model_class
 from molfm.systems.pgt3d.data import TARGETS, PretrainBatch
 from molfm.systems.pgt3d.heads import PretextHeads
@@ -192,13 +192,12 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        scheduler = warmup_cosine(
+        return per_step(
             optimizer,
-            warmup_steps=max(1, hp.warmup_steps),
-            max_steps=hp.max_steps,
-            min_lr_ratio=0.01,
+            warmup_cosine(
+                optimizer,
+                warmup_steps=max(1, hp.warmup_steps),
+                max_steps=hp.max_steps,
+                min_lr_ratio=0.01,
+            ),
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
