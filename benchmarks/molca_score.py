@@ -11,7 +11,7 @@ all files share (in the first file's order; a row count that differs is reported
 * ``beam0_opsin``: the OPSIN round trip of ``beam_0`` (:func:`molfm.eval.text.opsin_name_check`:
   parse rate, exact structure = same standard InChIKey as ``smiles``);
 * ``verified_rate``: the fraction of molecules for which ``molfm name --verify`` finds a verified
-  name (:func:`molfm.cli.molca.verify_names`: the first of the k beams whose OPSIN structure is
+  name (:func:`molfm.eval.text.verify_names`: the first of the k beams whose OPSIN structure is
   the input's), and ``verified_rate_at_k``, the same over the first 1, 2, ..., k beams
   (its last entry is ``verified_rate``); ``verified_name_text`` scores the names ``--verify``
   returns (the verified beam, else ``beam_0``) against ``target``.
@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from molfm.eval import text
+from molfm.eval.text import first_verified
 
 DEFAULT_OUTPUT = "benchmarks/results/molca_naming.json"
 REQUIRED = ("id", "smiles", "target")
@@ -122,23 +125,15 @@ def align(
 
 
 # ----------------------------------------------------------------------------- scoring
-def first_verified(same_structure: list[bool]) -> int | None:
-    """Index of the first beam whose OPSIN structure is the input's (what ``verify_names``
-    keeps), or ``None``."""
-    return next((j for j, same in enumerate(same_structure) if same), None)
-
-
 def verified_at_k(hits: list[int | None], k: int) -> list[float]:
     """Fraction of molecules with a verified beam among their first 1, 2, ..., ``k`` beams,
-    from each molecule's :func:`first_verified` index."""
+    from each molecule's :func:`molfm.eval.text.first_verified` index."""
     n = len(hits)
     return [sum(h is not None and h < j for h in hits) / n for j in range(1, k + 1)]
 
 
 def _opsin_summary(checks: list, smiles: list[str]) -> dict[str, Any]:
-    from molfm.eval.text import OpsinReport
-
-    out = OpsinReport(checks).summary()
+    out = text.OpsinReport(checks).summary()
     single = ["." not in s for s in smiles]
     out["n_multi_component"] = len(smiles) - sum(single)
     if any(single):  # the column benchmarks/naming_peer.py reports for nispo
@@ -149,29 +144,18 @@ def _opsin_summary(checks: list, smiles: list[str]) -> dict[str, Any]:
 
 
 def check_beams(beams: list[list[str]], smiles: list[str]) -> list[list[Any]]:
-    """Per molecule, the OPSIN :class:`~molfm.eval.text.NameCheck` of each of its beams, from
-    one :func:`~molfm.eval.text.opsin_name_check` run over all beams (as ``verify_names``)."""
-    from molfm.eval.text import opsin_name_check
-
-    flat = [name for b in beams for name in b]
-    owners = [s for b, s in zip(beams, smiles) for _ in b]
+    """:func:`molfm.eval.text.check_beams` (one OPSIN run over all beams, as ``molfm name
+    --verify``), with an unreadable input SMILES as a one-line :class:`ScoreError`."""
     try:
-        checks = opsin_name_check(flat, owners).checks
-    except ValueError as err:  # an input SMILES RDKit cannot read
+        return text.check_beams(beams, smiles)
+    except ValueError as err:
         raise ScoreError(str(err)) from None
-    per_molecule, at = [], 0
-    for b in beams:
-        per_molecule.append(checks[at : at + len(b)])
-        at += len(b)
-    return per_molecule
 
 
 def score_variant(
     beams: list[list[str]], smiles: list[str], targets: list[str], *, examples: int = 5
 ) -> dict[str, Any]:
     """The scores of one variant: ``beams[i]`` are molecule ``i``'s k beams, best first."""
-    from molfm.eval.text import caption_metrics
-
     k = max(len(b) for b in beams)
     start = time.perf_counter()
     per_molecule = check_beams(beams, smiles)
@@ -183,7 +167,7 @@ def score_variant(
     return {
         "n": len(beams),
         "num_beams": k,
-        "beam0_text": caption_metrics(best, targets),
+        "beam0_text": text.caption_metrics(best, targets),
         "beam0_exact_string_match": float(
             np.mean([a.strip().lower() == t.strip().lower() for a, t in zip(best, targets)])
         ),
@@ -192,7 +176,7 @@ def score_variant(
         "verified_rate_at_k": verified_at_k(hits, k),
         "verified_beam_counts": counts,
         "any_beam_parse_rate": float(np.mean([any(c.parses for c in m) for m in per_molecule])),
-        "verified_name_text": caption_metrics(chosen, targets),
+        "verified_name_text": text.caption_metrics(chosen, targets),
         "opsin_seconds_all_beams": round(opsin_seconds, 2),
         "examples": [
             {"smiles": s, "target": t, "beam_0": b0, "verified_beam": h}
@@ -215,8 +199,6 @@ def score_peer(smiles: list[str], targets: list[str], *, examples: int = 5) -> d
 
     import nispo
 
-    from molfm.eval.text import caption_metrics
-
     peer = _naming_peer()
     start = time.perf_counter()
     nispo.smiles_to_iupac_batch(["CCO"])  # builds nispo's rule engine once, as naming_peer.py
@@ -230,7 +212,7 @@ def score_peer(smiles: list[str], targets: list[str], *, examples: int = 5) -> d
         "seconds": round(seconds, 3),
         "seconds_per_molecule": seconds / len(smiles),
         "named_fraction": float(np.mean([bool(x) for x in names])),
-        "text": caption_metrics(names, targets),
+        "text": text.caption_metrics(names, targets),
         "exact_string_match": float(
             np.mean([a.strip().lower() == t.strip().lower() for a, t in zip(names, targets)])
         ),

@@ -35,6 +35,7 @@ from molfm.cli.options import (
     seed_option,
     smiles_column_option,
 )
+from molfm.eval.text import verify_names
 from molfm.systems.molca import NAMING_MODEL
 
 __all__ = ["train_molca", "name", "caption", "retrieve", "DEFAULT_NAMING_MODEL"]
@@ -323,24 +324,6 @@ def _generate_file(
         console.print(f"{int(frame['verified'].sum())} verified by OPSIN", highlight=False)
     if invalid is not None:
         console.print(f"rejected {len(rejected)} rows, listed in {invalid}", highlight=False)
-
-
-def verify_names(beams: list[list[str]], smiles: list[str]) -> tuple[list[str], list[bool]]:
-    """Per molecule, the first beam whose OPSIN structure is the input's (verified), else the
-    best beam (unverified). One OPSIN run for all beams."""
-    from molfm.eval.text import opsin_name_check
-
-    flat = [name for b in beams for name in b]
-    owners = [s for b, s in zip(beams, smiles) for _ in b]
-    checks = opsin_name_check(flat, owners).checks if flat else []
-    names, verified, at = [], [], 0
-    for b in beams:
-        mine = checks[at : at + len(b)]
-        at += len(b)
-        hit = next((c for c in mine if c.same_structure), None)
-        names.append(hit.name if hit is not None else (b[0] if b else ""))
-        verified.append(hit is not None)
-    return names, verified
 
 
 def name(

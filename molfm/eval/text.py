@@ -29,6 +29,9 @@ __all__ = [
     "NameCheck",
     "OpsinReport",
     "opsin_name_check",
+    "check_beams",
+    "first_verified",
+    "verify_names",
     "pubchem_name_for_opsin",
     "retrieval_metrics",
 ]
@@ -355,6 +358,37 @@ def opsin_name_check(
             )
         )
     return OpsinReport(checks)
+
+
+def check_beams(beams: Sequence[Sequence[str]], smiles: Sequence[str]) -> list[list[NameCheck]]:
+    """Per molecule, the OPSIN :class:`NameCheck` of each of its candidate names (``beams[i]``
+    for ``smiles[i]``, best first), from one :func:`opsin_name_check` run over all of them."""
+    flat = [name for b in beams for name in b]
+    owners = [s for b, s in zip(beams, smiles) for _ in b]
+    checks = opsin_name_check(flat, owners).checks if flat else []
+    per_molecule, at = [], 0
+    for b in beams:
+        per_molecule.append(checks[at : at + len(b)])
+        at += len(b)
+    return per_molecule
+
+
+def first_verified(same_structure: Sequence[bool]) -> int | None:
+    """Index of the first candidate whose OPSIN structure is the input's, or ``None``."""
+    return next((j for j, same in enumerate(same_structure) if same), None)
+
+
+def verify_names(
+    beams: Sequence[Sequence[str]], smiles: Sequence[str]
+) -> tuple[list[str], list[bool]]:
+    """What ``molfm name --verify`` returns: per molecule, the first beam whose OPSIN structure
+    is the input's (verified), else the best beam (unverified). One OPSIN run for all beams."""
+    names, verified = [], []
+    for b, checks in zip(beams, check_beams(beams, smiles)):
+        hit = first_verified([c.same_structure for c in checks])
+        names.append(b[hit] if hit is not None else (b[0] if b else ""))
+        verified.append(hit is not None)
+    return names, verified
 
 
 # ----------------------------------------------------------------------------- retrieval
