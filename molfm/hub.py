@@ -17,11 +17,24 @@ it rebuilds from the LM's identity in its config) defines two methods, used when
 and ``load_checkpoint_state_dict(state)`` (what :func:`from_pretrained` calls, instead of a
 strict ``load_state_dict``; it must check the keys itself).
 
-The registries are filled by the systems (``molfm/systems/<name>/__init__.py``), not here:
-each system declares the module that defines its model types (:func:`register_model_module`,
-imported on first use so that naming a model does not load torch) and the checkpoints it
-ships inside the package (:func:`register_shipped`). This module imports torch and
-safetensors only inside the functions that read or write tensors.
+Where the model types and shipped checkpoints are. This module sits below every layer that
+defines models (``nn``, ``tasks``, ``systems``) and imports none of them, so each model class
+registers itself where it is defined (``@register_model("gine")`` in :mod:`molfm.nn.gine`)
+without an import cycle. A library user who only calls :func:`from_pretrained` has imported
+none of those modules, so two static tables answer for them (rather than registration calls
+in each system's ``__init__``, which made this module import the systems to find them while
+they imported it):
+
+* :data:`MODEL_MODULES` -- model type -> the module that defines it, imported by name on
+  first use. Plain strings: the lookup needs no import of the systems, and ``lint-imports``
+  (``pyproject.toml``) sees no upward dependency because there is none until a checkpoint
+  asks for that type. ``tests/test_hub.py`` checks the table against every
+  ``@register_model`` in the package, so a renamed module fails a test, not a user.
+* shipped checkpoints -- the folders of ``molfm/assets/`` (:func:`shipped_models`); a
+  checkpoint is shipped by being there.
+
+This module imports torch and safetensors only inside the functions that read or write
+tensors, so naming models and resolving checkpoints stays light.
 """
 
 from __future__ import annotations
@@ -41,9 +54,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "MODEL_MODULES",
     "register_model",
-    "register_model_module",
-    "register_shipped",
     "shipped_models",
     "resolve_checkpoint",
     "get_model_class",
@@ -56,34 +68,23 @@ __all__ = [
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-_MODELS: dict[str, type[torch.nn.Module]] = {}
-_MODEL_MODULES: dict[str, str] = {}  # model type -> module whose import registers it
-_SHIPPED: dict[str, Path] = {}  # shipped checkpoint name -> directory inside the package
 ASSETS = Path(__file__).resolve().parent / "assets"
-
-
-def _load_systems() -> None:
-    # importing these runs every system's __init__ (and the shared tasks'), which fill the
-    # two registries
-    importlib.import_module("molfm.tasks")
-    importlib.import_module("molfm.systems")
-
-
-def register_model_module(model_type: str, module: str) -> None:
-    """Declare that importing ``module`` registers ``model_type`` (a system's __init__ calls
-    this so that from_pretrained finds the class without importing every system eagerly)."""
-    _MODEL_MODULES[model_type] = module
-
-
-def register_shipped(name: str, directory: str | os.PathLike | None = None) -> None:
-    """Declare a checkpoint shipped with molfm (default location: ``molfm/assets/<name>``)."""
-    _SHIPPED[name] = Path(directory) if directory is not None else ASSETS / name
+MODEL_MODULES: dict[str, str] = {
+    "gine": "molfm.nn.gine",
+    "gps": "molfm.nn.gps",
+    "property": "molfm.tasks.property",
+    "gp-molformer": "molfm.systems.gp_molformer.model",
+    "transformer-m": "molfm.systems.transformer_m.model",
+    "molca": "molfm.systems.molca.model",
+    "molca-stage1": "molfm.systems.molca.stage1",
+}
+"""Model type -> the module whose ``@register_model`` defines it (imported on first use)."""
+_MODELS: dict[str, type[torch.nn.Module]] = {}  # filled by @register_model as modules load
 
 
 def shipped_models() -> dict[str, Path]:
-    """Every shipped checkpoint name and its directory."""
-    _load_systems()
-    return dict(_SHIPPED)
+    """Every shipped checkpoint name and its directory: the checkpoints in ``molfm/assets/``."""
+    return {p.name: p for p in sorted(ASSETS.iterdir()) if (p / CONFIG_NAME).is_file()}
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
@@ -124,14 +125,14 @@ def register_model(name: str) -> Callable[[type], type]:
 
 
 def get_model_class(name: str) -> type[torch.nn.Module]:
-    if name not in _MODELS:
-        _load_systems()
-        if name in _MODEL_MODULES:
-            importlib.import_module(_MODEL_MODULES[name])
+    """The class registered as ``name``, importing its module from :data:`MODEL_MODULES` first
+    if nothing has yet."""
+    if name not in _MODELS and name in MODEL_MODULES:
+        importlib.import_module(MODEL_MODULES[name])
     try:
         return _MODELS[name]
     except KeyError:
-        known = sorted(set(_MODELS) | set(_MODEL_MODULES))  # declared ones too, not yet imported
+        known = sorted(set(_MODELS) | set(MODEL_MODULES))  # listed ones too, not yet imported
         raise KeyError(f"unknown model type {name!r}; registered: {known}") from None
 
 

@@ -1,9 +1,11 @@
 """Checkpoint directories round-trip without pickle."""
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,7 +91,7 @@ SHIPPED = {
 }
 
 
-def test_shipped_models_are_registered_by_their_systems():
+def test_shipped_models_are_the_checkpoints_in_assets():
     shipped = hub.shipped_models()
     assert set(shipped) == set(SHIPPED)
     for name, path in shipped.items():
@@ -97,6 +99,16 @@ def test_shipped_models_are_registered_by_their_systems():
         assert hub.load_config(path)["model_type"] == SHIPPED[name]
         assert 100_000 < (path / hub.WEIGHTS_NAME).stat().st_size < 20 * 2**20
         assert hub.resolve_checkpoint(name) == path
+
+
+def test_systems_name_shipped_checkpoints():
+    from molfm.systems.gp_molformer import DEFAULT_PAIR_TUNING_MODEL, DEFAULT_SMILES_MODEL
+    from molfm.systems.molca import NAMING_MODEL
+    from molfm.systems.pgt3d import PRETRAINED_ENCODER
+    from molfm.systems.transformer_m import DEFAULT_PROPERTY_MODEL
+
+    named = {DEFAULT_SMILES_MODEL, DEFAULT_PAIR_TUNING_MODEL, NAMING_MODEL, PRETRAINED_ENCODER}
+    assert named | {DEFAULT_PROPERTY_MODEL} == set(hub.shipped_models())
 
 
 def test_resolve_checkpoint_takes_a_directory_and_names_what_failed(tmp_path):
@@ -117,26 +129,26 @@ def test_resolve_checkpoint_takes_a_directory_and_names_what_failed(tmp_path):
 
 REGISTRY_SCRIPT = """
 import sys
-import molfm
 from molfm import hub
-assert "molfm.systems" not in sys.modules and "torch" not in sys.modules
-assert hub._MODELS == {} and hub._MODEL_MODULES == {}  # nothing registered by hub itself
+assert "torch" not in sys.modules
 print(sorted(hub.shipped_models()))
-assert "torch" not in sys.modules  # naming models does not load torch
 try:
     hub.get_model_class("graphormer")
-except KeyError as err:  # declared model types are listed before their module is imported
-    assert "'gp-molformer'" in str(err) and "torch" not in sys.modules, err
+except KeyError as err:  # listed model types are named before their module is imported
+    assert "'gp-molformer'" in str(err), err
 else:
     raise AssertionError("an unknown model type was found")
+assert "torch" not in sys.modules  # naming models does not load torch
 cls = hub.get_model_class("gp-molformer")
 print(cls.__module__, cls.__name__, cls.model_type)
+loaded = sorted(m for m in sys.modules if m.startswith("molfm.systems."))
+print([m for m in loaded if not m.startswith("molfm.systems.gp_molformer")])
 """
 
 
-def test_registry_is_filled_by_the_systems():
+def test_a_model_type_loads_only_its_own_module():
     """In a fresh interpreter importing only molfm.hub, 'gp-molformer' is found through
-    molfm.systems.gp_molformer's registration (not through an import made by the tests)."""
+    MODEL_MODULES (not through an import made by the tests), and no other system loads."""
     result = subprocess.run(
         [sys.executable, "-c", REGISTRY_SCRIPT], capture_output=True, text=True, timeout=120
     )
@@ -145,7 +157,26 @@ def test_registry_is_filled_by_the_systems():
     assert lines == [
         str(sorted(SHIPPED)),
         "molfm.systems.gp_molformer.model GPMoLFormer gp-molformer",
+        "[]",
     ]
+
+
+REGISTERED = re.compile(r"""^@register_model\(["']([^"']+)["']\)""", re.MULTILINE)
+
+
+def test_model_modules_lists_every_registered_model_where_it_is_defined():
+    """MODEL_MODULES is a hand-written table: it must name exactly the modules whose
+    @register_model defines each type (a renamed or added model module fails here)."""
+    package = Path(molfm.__file__).parent
+    found = {}
+    for path in package.rglob("*.py"):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        for name in REGISTERED.findall(path.read_text(encoding="utf-8")):
+            found[name] = module
+    assert found == hub.MODEL_MODULES
+    for name, module in hub.MODEL_MODULES.items():
+        cls = hub.get_model_class(name)
+        assert (cls.__module__, cls.model_type) == (module, name)
 
 
 def test_unknown_model_type_lists_the_registered_ones():

@@ -1,9 +1,8 @@
 """One folder per published system, each readable on its own.
 
-Importing this package runs every system's ``__init__``, which registers (without importing
-torch) the model types it defines and the checkpoints it ships, in :mod:`molfm.hub`. A
-system never imports another system's internals; what two systems share lives a layer down
-(``chem``, ``data``, ``nn``, ``engine``, ``tasks``).
+A system never imports another system's internals (``lint-imports`` checks it, see
+``pyproject.toml``); what two systems share lives a layer down (``tasks``, ``engine``,
+``eval``, ``nn``, ``data``, ``chem``). Importing this package imports no system: each model
+class registers itself with :mod:`molfm.hub` where it is defined, and the hub finds the
+module of a model type it has not seen yet in :data:`molfm.hub.MODEL_MODULES`.
 """
-
-from molfm.systems import gp_molformer, molca, pgt3d, transformer_m  # noqa: F401  (register their models)

@@ -176,8 +176,6 @@ def test_presets_and_registration():
     assert (paper.rwse_steps, paper.rwse_dim, paper.attn_dropout) == (16, 32, 0.5)
     small = GPSConfig.small(num_layers=2)
     assert small.local == "gine" and small.dim == 128 and small.num_layers == 2
-    import molfm.tasks  # noqa: F401  (registers the shared encoder types)
-
     assert get_model_class("gps") is GPSEncoder
     with pytest.raises(ValueError, match="local"):
         GPSConfig(local="gcn")

@@ -13,13 +13,7 @@ Read top to bottom:
 This ``__init__`` stays import-light (no torch) so the CLI can show defaults quickly.
 """
 
-from molfm.hub import register_model_module, register_shipped
-
 DEFAULT_SMILES_MODEL = "gp-molformer-small-moses"
 # The default base for pair-tuning (molfm optimize): the default model after analog pretraining
 # (molfm.systems.gp_molformer.analogs), which writes an analog after a molecule.
 DEFAULT_PAIR_TUNING_MODEL = "gp-molformer-small-moses-analogs"
-
-register_model_module("gp-molformer", "molfm.systems.gp_molformer.model")
-register_shipped(DEFAULT_SMILES_MODEL)
-register_shipped(DEFAULT_PAIR_TUNING_MODEL)

