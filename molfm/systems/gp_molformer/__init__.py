@@ -4,6 +4,8 @@ and rotary positions, for de novo generation, scaffold decoration and pair-tunin
 Read top to bottom:
 
 * :mod:`.tokenizer` -- the regex SMILES tokenizer; :mod:`.data` -- encoded SMILES datasets;
+* :mod:`.rotary`, :mod:`.linear_attention` -- rotary positions and causal linear attention
+  (parallel and recurrent forms of the same function);
 * :mod:`.model` -- the decoder (parallel and recurrent forms) and :func:`.model.load_smiles_model`;
 * :mod:`.sampling`, :mod:`.syntax`, :mod:`.decoration` -- sampling, the SMILES syntax mask,
   scaffold decoration; :mod:`.generation` -- the sample/decorate jobs behind the CLI;

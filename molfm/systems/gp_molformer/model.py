@@ -8,7 +8,7 @@ The model reads top to bottom::
                -> LN -> LM head -> logits [B, T, V]
 
 * attention: causal linear attention, feature map ``elu + 1``, rotary positions applied to
-  queries/keys before the feature map (:mod:`molfm.nn.linear_attention`); no position
+  queries/keys before the feature map (:mod:`.linear_attention`); no position
   embedding table;
 * FFN: ``Linear(C, F) -> GELU -> Linear(F, C)`` with ``F = ffn_dim``. MoLFormer and
   GP-MoLFormer use ``F = C = 768`` (fast-transformers' ``feed_forward_dimensions`` set to the
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from molfm.hub import from_pretrained, load_config, register_model, resolve_checkpoint
-from molfm.nn.linear_attention import (
+from molfm.systems.gp_molformer.linear_attention import (
     CausalLinearSelfAttention,
     FeatureMapName,
     LinearAttentionState,
@@ -108,7 +108,7 @@ class GPMoLFormerConfig:
         Linear-attention feature map: ``"elu"`` (``elu + 1``, deterministic) or
         ``"favor_relu"`` (the published model's Performer ReLU random features,
         ``relu(x W)`` with an orthogonal random ``W`` ``[D, n_random_features]`` per layer;
-        :mod:`molfm.nn.linear_attention`).
+        :mod:`.linear_attention`).
     n_random_features
         Random features per head for ``"favor_relu"`` (published: 32).
     random_features_seed

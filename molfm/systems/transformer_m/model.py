@@ -32,9 +32,9 @@ from molfm.chem.schema import OGB_SCHEMA
 from molfm.data.dense import MAX_DISTANCE, MAX_HOPS, DenseBatch
 from molfm.hub import register_model
 from molfm.nn.encoder import EncoderOutput, FeatureEmbedding
-from molfm.nn.gaussian import PairGaussianBasis
-from molfm.nn.graph_attention import BiasedTransformerLayer
 from molfm.systems.transformer_m.denoise import PositionDenoisingHead
+from molfm.systems.transformer_m.gaussian import PairGaussianBasis
+from molfm.systems.transformer_m.graph_attention import BiasedTransformerLayer
 
 __all__ = ["TransformerMConfig", "TransformerM", "MODES", "Mode"]
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from molfm.nn.rotary import RotaryEmbedding, apply_rotary, rotate_half
+from molfm.systems.gp_molformer.rotary import RotaryEmbedding, apply_rotary, rotate_half
 
 
 def _reference_rotation(x: torch.Tensor, position: int, base: float) -> torch.Tensor:

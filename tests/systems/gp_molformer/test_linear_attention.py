@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from molfm.nn.linear_attention import (
+from molfm.systems.gp_molformer.linear_attention import (
     CausalLinearSelfAttention,
     causal_linear_attention,
     elu_feature_map,

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from molfm.nn.rotary import RotaryEmbedding, apply_rotary
+from molfm.systems.gp_molformer.rotary import RotaryEmbedding, apply_rotary
 
 __all__ = [
     "LinearAttentionState",
