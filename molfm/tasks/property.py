@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from molfm.engine.fit import RngStateMixin
-from molfm.engine.schedules import per_step, warmup_cosine
+from molfm.engine.optim import adamw_warmup_cosine
 from molfm.hub import get_model_class, register_model
 
 __all__ = ["PropertyModelConfig", "PropertyModel", "PropertyTask", "masked_loss", "LOSSES"]
@@ -175,13 +175,11 @@ class PropertyTask(RngStateMixin, L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        return per_step(
-            optimizer,
-            warmup_cosine(
-                optimizer,
-                warmup_steps=max(1, hp.warmup_steps),
-                max_steps=hp.max_steps,
-                min_lr_ratio=0.01,
-            ),
+        return adamw_warmup_cosine(
+            self.named_parameters(),
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            warmup_steps=hp.warmup_steps,
+            max_steps=hp.max_steps,
+            min_lr_ratio=0.01,
         )

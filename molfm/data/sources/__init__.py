@@ -23,9 +23,13 @@ from molfm.data.sources.base import (
 from molfm.data.sources.moses import MosesSource, reference_stats
 from molfm.data.sources.pubchem_names import PubChemNamesSource
 from molfm.data.sources.qm9 import HARTREE_TO_EV, QM9Source
+from molfm.data.sources.resolve import INPUT_FORMATS, data_set_names, resolve_data
 from molfm.data.sources.user import CSVSource, SDFSource, data_or_file_source, user_file_source
 
 __all__ = [
+    "INPUT_FORMATS",
+    "data_set_names",
+    "resolve_data",
     "TASKS",
     "Source",
     "SourceError",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,12 @@ import lightning as L
 import numpy as np
 import pandas as pd
 
-from molfm.engine.fit import fit_resumable, start_or_resume
+from molfm.engine.fit import start_or_resume
 from molfm.engine.hardware import lightning_kwargs
+from molfm.engine.options import check_options
+from molfm.engine.run import fit_and_export
 from molfm.hub import save_pretrained
-from molfm.systems.gp_molformer import DEFAULT_SMILES_MODEL
+from molfm.systems.gp_molformer.config import AnalogTrainConfig
 from molfm.systems.gp_molformer.data import PairDataset, SmilesDataModule, collate_pairs
 from molfm.systems.gp_molformer.model import load_smiles_model
 from molfm.systems.gp_molformer.pair_tuning.pairs import make_pairs
@@ -43,34 +44,6 @@ from molfm.systems.gp_molformer.pretrain import CausalLMTask, check_trainable, l
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 
 __all__ = ["AnalogTrainConfig", "analog_pairs", "check_analog_config", "train_analog_lm"]
-
-
-@dataclass
-class AnalogTrainConfig:
-    """Everything an analog-pretraining run depends on (saved as ``train_config.json``)."""
-
-    output_dir: str
-    base_model: str = DEFAULT_SMILES_MODEL  # a registered name or a checkpoint directory
-    data: str = "moses"  # MOSES train split, or a CSV path
-    smiles_column: str = "smiles"
-    n_molecules: int = 20_000  # molecules the training pairs are mined from
-    n_val_molecules: int = 2_000  # disjoint molecules for the validation pairs
-    min_similarity: float = 0.4
-    max_pairs_per_source: int = 2
-    batch_size: int = 32
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    max_steps: int = 1_000
-    val_every_n_steps: int = 250
-    seed: int = 0
-    data_seed: int = 0
-    accelerator: str = "auto"
-    devices: Any = 1
-    precision: str = "32-true"
-    on_invalid: str = "error"
-    progress: bool = True
-    num_workers: int = 0  # DataLoader worker processes
 
 
 def check_analog_config(cfg: AnalogTrainConfig) -> dict[str, Any]:
@@ -83,15 +56,7 @@ def check_analog_config(cfg: AnalogTrainConfig) -> dict[str, Any]:
         One line naming the setting and its value (a :class:`~molfm.engine.hardware.HardwareError`
         for hardware this machine does not have).
     """
-    if cfg.on_invalid not in ("error", "skip"):
-        raise ValueError(f"on_invalid must be 'error' or 'skip', got {cfg.on_invalid!r}")
-    for name in ("n_molecules", "batch_size", "max_steps", "val_every_n_steps"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.n_val_molecules < 0 or cfg.warmup_steps < 0 or cfg.num_workers < 0:
-        raise ValueError("n_val_molecules, warmup_steps and num_workers must be >= 0")
-    if not 0.0 <= cfg.min_similarity <= 1.0:
-        raise ValueError(f"min_similarity must lie in [0, 1], got {cfg.min_similarity}")
+    check_options(cfg)  # the ranges and choices declared on the fields
     check_trainable(cfg.n_molecules, cfg.batch_size, "molecules (n_molecules)")
     return lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
 
@@ -119,11 +84,12 @@ def analog_pairs(
 def _molecules(cfg: AnalogTrainConfig) -> tuple[list[str], np.ndarray]:
     """The molecules drawn with ``data_seed`` (training first, then validation) and their
     rows in the data set."""
-    smiles = load_smiles(cfg.data, cfg.smiles_column, "train" if cfg.data == "moses" else None)
+    data = cfg.data
+    smiles = load_smiles(data, cfg.smiles_column, "train" if data == "moses" else None)
     n_total = cfg.n_molecules + cfg.n_val_molecules
     if n_total > len(smiles):
         raise ValueError(
-            f"{cfg.data} holds {len(smiles)} molecules, fewer than n_molecules + "
+            f"{data} holds {len(smiles)} molecules, fewer than n_molecules + "
             f"n_val_molecules = {n_total}"
         )
     rows = np.random.default_rng(cfg.data_seed).permutation(len(smiles))[:n_total]
@@ -216,31 +182,29 @@ def train_analog_lm(cfg: AnalogTrainConfig, callbacks: list | None = None) -> Pa
         seed=cfg.seed,
         collate_fn=functools.partial(collate_pairs, pad_id=tokenizer.pad_id),
     )
-    trainer = fit_resumable(
+
+    def export(best: CausalLMTask, meta: dict[str, Any]) -> Path:
+        training = {
+            "objective": "analog rows <bos> A <eos> B <eos> (molfm.systems.gp_molformer.analogs)",
+            "base_model": cfg.base_model,
+            "data": cfg.data,
+            "n_pairs": len(train_pairs),
+            "n_val_pairs": len(val_pairs),
+            "mean_pair_similarity": float(train_pairs["similarity"].mean()),
+            **meta,
+        }
+        extra = {"tokenizer": tokenizer.to_dict(), "training": training}
+        return save_pretrained(best.model, out / "model", extra=extra)
+
+    return fit_and_export(
         task,
         data,
         out,
+        export=export,
         max_steps=cfg.max_steps,
         val_every_n_steps=cfg.val_every_n_steps,
         batches_per_epoch=len(train) // cfg.batch_size,
-        **hardware,
+        hardware=hardware,
         progress=cfg.progress,
         callbacks=callbacks,
-    )
-    return save_pretrained(
-        task.model,
-        out / "model",
-        extra={
-            "tokenizer": tokenizer.to_dict(),
-            "training": {
-                "objective": "analog rows <bos> A <eos> B <eos> (molfm.systems.gp_molformer.analogs)",
-                "base_model": cfg.base_model,
-                "data": cfg.data,
-                "n_pairs": len(train_pairs),
-                "n_val_pairs": len(val_pairs),
-                "mean_pair_similarity": float(train_pairs["similarity"].mean()),
-                "steps": int(trainer.global_step),
-                "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
-            },
-        },
     )

@@ -9,17 +9,19 @@ exists), and export the molfm checkpoint directory ``<output_dir>/model``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
-from molfm.engine.fit import RngStateMixin, fit_resumable, start_or_resume
+from molfm.engine.fit import RngStateMixin, start_or_resume
 from molfm.engine.hardware import lightning_kwargs
-from molfm.engine.schedules import per_step, warmup_cosine
+from molfm.engine.optim import adamw_warmup_cosine
+from molfm.engine.options import check_options
+from molfm.engine.run import fit_and_export
 from molfm.hub import save_pretrained
+from molfm.systems.gp_molformer.config import LMTrainConfig
 from molfm.systems.gp_molformer.data import EncodedSmiles, SmilesDataModule, pair_positions
 from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
@@ -75,62 +77,20 @@ class CausalLMTask(RngStateMixin, L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            (no_decay if param.ndim < 2 or "emb" in name else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": hp.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
+        return adamw_warmup_cosine(
+            self.model.named_parameters(),
             lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            warmup_steps=hp.warmup_steps,
+            max_steps=hp.max_steps,
+            min_lr_ratio=hp.min_lr_ratio,
             betas=(0.9, 0.95),
+            no_decay=lambda name, param: param.ndim < 2 or "emb" in name,
         )
-
-        return per_step(
-            optimizer,
-            warmup_cosine(
-                optimizer,
-                warmup_steps=hp.warmup_steps,
-                max_steps=hp.max_steps,
-                min_lr_ratio=hp.min_lr_ratio,
-            ),
-        )
-
-
-@dataclass
-class LMTrainConfig:
-    """Everything a GP-MoLFormer pretraining run depends on (saved with the run)."""
-
-    output_dir: str
-    data: str = "moses"  # a registered source name, or a CSV path
-    smiles_column: str = "smiles"
-    val_data: str | None = None  # default: moses test subset for moses, else a held-out slice
-    preset: str = "small"  # "small" or "paper"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    max_length: int = 128
-    batch_size: int = 128
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 500
-    max_steps: int = 10_000
-    val_size: int = 5_000
-    val_every_n_steps: int = 1_000
-    seed: int = 0
-    data_seed: int = 0
-    limit_train: int | None = None
-    accelerator: str = "auto"
-    devices: Any = 1
-    precision: str = "32-true"
-    num_workers: int = 0
-    on_invalid: str = "error"
-    progress: bool = True
 
 
 PRESETS = {"small": GPMoLFormerConfig.small, "paper": GPMoLFormerConfig.paper}
 """Model sizes of ``LMTrainConfig.preset``: ``small`` (CPU-sized) and ``paper`` (46.8M)."""
-
-_AT_LEAST_ONE = ("batch_size", "max_steps", "val_every_n_steps", "val_size", "max_length")
 
 
 def check_train_config(cfg: LMTrainConfig) -> dict[str, Any]:
@@ -144,17 +104,7 @@ def check_train_config(cfg: LMTrainConfig) -> dict[str, Any]:
         One line naming the setting and its value (a :class:`~molfm.engine.hardware.HardwareError`
         for hardware this machine does not have).
     """
-    if cfg.preset not in PRESETS:
-        raise ValueError(f"preset {cfg.preset!r}: expected one of {', '.join(PRESETS)}")
-    if cfg.on_invalid not in ("error", "skip"):
-        raise ValueError(f"on_invalid must be 'error' or 'skip', got {cfg.on_invalid!r}")
-    for name in _AT_LEAST_ONE:
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.limit_train is not None and cfg.limit_train < 1:
-        raise ValueError(f"limit_train must be >= 1, got {cfg.limit_train}")
-    if cfg.warmup_steps < 0 or cfg.lr <= 0:
-        raise ValueError(f"need lr > 0 and warmup_steps >= 0, got {cfg.lr} and {cfg.warmup_steps}")
+    check_options(cfg)  # the ranges and choices declared on the fields
     known = {f.name for f in dataclasses.fields(GPMoLFormerConfig)}
     unknown = sorted(set(cfg.model_overrides) - known)
     if unknown:
@@ -188,17 +138,18 @@ def _split_data(cfg: LMTrainConfig) -> tuple[list[str], list[str]]:
     import numpy as np
 
     rng = np.random.default_rng(cfg.data_seed)
-    if cfg.data == "moses":
+    data, val_data = cfg.data, cfg.val_data
+    if data == "moses":
         train = load_smiles("moses", subset="train")
-        val = load_smiles(cfg.val_data or "moses", subset="test" if not cfg.val_data else None)
+        val = load_smiles(val_data or "moses", subset="test" if not val_data else None)
     else:
-        smiles = load_smiles(cfg.data, cfg.smiles_column)
+        smiles = load_smiles(data, cfg.smiles_column)
         order = rng.permutation(len(smiles))
         n_val = min(cfg.val_size, max(1, len(smiles) // 10))
         train = [smiles[i] for i in order[n_val:]]
         val = [smiles[i] for i in order[:n_val]]
-        if cfg.val_data:
-            val = load_smiles(cfg.val_data, cfg.smiles_column)
+        if val_data:
+            val = load_smiles(val_data, cfg.smiles_column)
     if cfg.limit_train is not None:
         train = train[: cfg.limit_train]
     if len(val) > cfg.val_size:
@@ -260,31 +211,23 @@ def train_causal_lm(cfg: LMTrainConfig, callbacks: list | None = None) -> Path:
     data = SmilesDataModule(
         train, val, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
     )
-    trainer = fit_resumable(
+
+    def export(best: CausalLMTask, meta: dict[str, Any]) -> Path:
+        training = {"data": cfg.data, "n_train": len(train), "n_val": len(val), **meta}
+        extra = {"tokenizer": tokenizer.to_dict(), "training": training}
+        return save_pretrained(best.model, out / "model", extra=extra)
+
+    model_dir = fit_and_export(
         task,
         data,
         out,
+        export=export,
         max_steps=cfg.max_steps,
         val_every_n_steps=cfg.val_every_n_steps,
         batches_per_epoch=len(train) // cfg.batch_size,
-        **hardware,
+        hardware=hardware,
         progress=cfg.progress,
         callbacks=callbacks,
-    )
-    model_dir = out / "model"
-    save_pretrained(
-        task.model,
-        model_dir,
-        extra={
-            "tokenizer": tokenizer.to_dict(),
-            "training": {
-                "data": cfg.data,
-                "n_train": len(train),
-                "n_val": len(val),
-                "steps": int(trainer.global_step),
-                "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
-            },
-        },
     )
     return model_dir
 

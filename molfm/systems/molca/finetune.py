@@ -20,7 +20,7 @@ import lightning as L
 import torch
 
 from molfm.engine.fit import RngStateMixin
-from molfm.engine.schedules import per_step, warmup_cosine
+from molfm.engine.optim import adamw_warmup_cosine, no_decay_for_biases_and_norms
 from molfm.hub import load_config, resolve_checkpoint
 from molfm.systems.molca.lora import LMTuning
 from molfm.systems.molca.model import MolCA, MolCAConfig
@@ -135,20 +135,14 @@ class MolCATask(RngStateMixin, L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": hp.weight_decay},
-            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
-        ]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr)
-        return per_step(
-            optimizer,
-            warmup_cosine(
-                optimizer,
-                warmup_steps=max(1, hp.warmup_steps),
-                max_steps=hp.max_steps,
-                min_lr_ratio=hp.min_lr_ratio,
-            ),
+        return adamw_warmup_cosine(
+            self.model.named_parameters(),
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            warmup_steps=hp.warmup_steps,
+            max_steps=hp.max_steps,
+            min_lr_ratio=hp.min_lr_ratio,
+            no_decay=no_decay_for_biases_and_norms,
         )
 
     def _checkpoint_keys(self) -> set[str]:

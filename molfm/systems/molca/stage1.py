@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from molfm.engine.fit import RngStateMixin
-from molfm.engine.schedules import per_step, warmup_cosine
+from molfm.engine.optim import adamw_warmup_cosine
 from molfm.hub import get_model_class, register_model
 from molfm.pinned import minilm_path
 from molfm.systems.molca.graph import build_graph_encoder
@@ -503,14 +503,11 @@ class Stage1Task(RngStateMixin, L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        return per_step(
-            optimizer,
-            warmup_cosine(
-                optimizer,
-                warmup_steps=max(1, hp.warmup_steps),
-                max_steps=hp.max_steps,
-                min_lr_ratio=hp.min_lr_ratio,
-            ),
+        return adamw_warmup_cosine(
+            self.model.named_parameters(),
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            warmup_steps=hp.warmup_steps,
+            max_steps=hp.max_steps,
+            min_lr_ratio=hp.min_lr_ratio,
         )

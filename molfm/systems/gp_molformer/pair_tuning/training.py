@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from molfm.engine.schedules import per_step, warmup_cosine
+from molfm.engine.optim import adamw_warmup_cosine
 from molfm.systems.gp_molformer.data import PairBatch, PairDataset, collate_pairs, pair_positions
 from molfm.systems.gp_molformer.model import GPMoLFormer
 from molfm.systems.gp_molformer.pair_tuning.soft_prompt import (
@@ -168,15 +168,13 @@ class PairTuningTask(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            self.prompt.parameters(), lr=hp.lr, weight_decay=hp.weight_decay
-        )
-
-        return per_step(
-            optimizer,
-            warmup_cosine(
-                optimizer, warmup_steps=hp.warmup_steps, max_steps=hp.max_steps, min_lr_ratio=0.1
-            ),
+        return adamw_warmup_cosine(
+            self.prompt.named_parameters(),
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            warmup_steps=hp.warmup_steps,
+            max_steps=hp.max_steps,
+            min_lr_ratio=0.1,
         )
 
 
