@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +28,7 @@ from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
 
 import typer
+import yaml
 
 from molfm.cli.config import save_resolved_config
 from molfm.cli.errors import CreatedOutputs, user_errors
@@ -155,6 +157,15 @@ class RunContext:
     def save_config(self, directory: Path | None = None) -> Path:
         """Write ``resolved_config.yaml`` (every option, flags and --config merged)."""
         return save_resolved_config(dataclasses.asdict(self.cfg), directory or self.directory)
+
+    def save_config_beside(self, output: Path) -> Path:
+        """For a command that writes one file: ``<stem>.config.yaml`` beside ``output`` (e.g.
+        ``generated.csv`` -> ``generated.config.yaml``), written once the output is."""
+        from molfm.atomic import atomic_write_text
+
+        clean = json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str))
+        path = Path(output).with_name(Path(output).stem + ".config.yaml")
+        return atomic_write_text(path, yaml.safe_dump(clean, sort_keys=True))
 
     def callbacks(self) -> list:
         """A Lightning callback that writes ``resolved_config.yaml`` when the fit starts (after
