@@ -62,7 +62,7 @@ for smi, name in zip(frame["smiles"], frame["text"]):
         rows.append((smi, name, data, n))
     if len(rows) == 8:
         break
-graphs = collate_dense([x for x in DenseGraphDataset([r[2] for r in rows], pair_structure=False)])
+graphs = collate_dense([x for x in DenseGraphDataset([r[2] for r in rows])])
 batch = Batch(graphs, [r[0] for r in rows], [r[1] for r in rows])
 prompt = model.prompts(batch.smiles, model.config.instruction("iupac"), batch.texts)
 counts = {
@@ -117,9 +117,7 @@ if stage == "lora" and not os.environ.get("NOGEN"):
     loaded = hub.from_pretrained(d + "/fp32")
     out["from_pretrained_s"] = round(time.time() - t, 2)
     model.eval()
-    g4 = collate_dense(
-        [x for x in DenseGraphDataset([r[2] for r in rows[:4]], pair_structure=False)]
-    )
+    g4 = collate_dense([x for x in DenseGraphDataset([r[2] for r in rows[:4]])])
     for label, kw in (("natural", {}), ("forced64", {"min_new_tokens": 64})):
         t = time.time()
         names = model.generate(g4, batch.smiles[:4], num_beams=5, max_new_tokens=64, **kw)
@@ -128,9 +126,7 @@ if stage == "lora" and not os.environ.get("NOGEN"):
         out[f"gen_{label}_chars"] = [len(n[0]) for n in names]
     t = time.time()
     model.generate(
-        g4[0:1]
-        if False
-        else collate_dense([x for x in DenseGraphDataset([rows[0][2]], pair_structure=False)]),
+        g4[0:1] if False else collate_dense([x for x in DenseGraphDataset([rows[0][2]])]),
         batch.smiles[:1],
         num_beams=5,
         max_new_tokens=64,

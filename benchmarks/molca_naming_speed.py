@@ -23,14 +23,10 @@ smiles = [
     "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
     "OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O",
 ]
-g = collate_dense(
-    list(DenseGraphDataset([smiles_to_data(s) for s in smiles], pair_structure=False))
-)
+g = collate_dense(list(DenseGraphDataset([smiles_to_data(s) for s in smiles])))
 out = {}
 for n in (4, 1):
-    gg = collate_dense(
-        list(DenseGraphDataset([smiles_to_data(s) for s in smiles[:n]], pair_structure=False))
-    )
+    gg = collate_dense(list(DenseGraphDataset([smiles_to_data(s) for s in smiles[:n]])))
     t, c = time.time(), time.process_time()
     names = model.generate(gg, smiles[:n], num_beams=5, max_new_tokens=64, min_new_tokens=64)
     out[f"batch{n}"] = {

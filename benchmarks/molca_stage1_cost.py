@@ -46,7 +46,7 @@ print("pairs:", len(long))
 
 
 def batch_of(rs):
-    ds = DenseGraphDataset([smiles_to_data(r[4]) for r in rs], pair_structure=False)
+    ds = DenseGraphDataset([smiles_to_data(r[4]) for r in rs])
     return types.SimpleNamespace(
         graphs=collate_dense([ds[i] for i in range(len(ds))]),
         smiles=[r[4] for r in rs],

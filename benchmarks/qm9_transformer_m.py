@@ -39,7 +39,7 @@ from molfm.data.dense import DenseDataModule, split_fractions
 from molfm.data.prepare import prepare_dataset
 from molfm.data.sources import get_source
 from molfm.hub import from_pretrained
-from molfm.systems.transformer_m.model import TransformerMConfig
+from molfm.systems.transformer_m.model import TransformerM, TransformerMConfig
 from molfm.tasks.predict import predict_file
 from molfm.tasks.property import PropertyModel, PropertyModelConfig, PropertyTask
 from molfm.tasks.property_run import PropertyTrainConfig, predict_loader, train_property
@@ -134,6 +134,7 @@ def main() -> None:
         target_columns=TARGETS,
         split_sizes=split_fractions(SPLIT, dataset.num_molecules),
         batch_size=args.batch_size,
+        pair_structure=TransformerM.pair_structure,
     )
     data.setup()
     rng = np.random.default_rng(args.test_seed)  # a seeded random subset of the test split
@@ -160,7 +161,9 @@ def main() -> None:
         parts.append(frame)
     pd.concat(parts).to_csv(args.output_dir / "qm9_split.csv", index=False)
 
-    test = DenseDataModule(dataset, target_columns=TARGETS, batch_size=256)
+    test = DenseDataModule(
+        dataset, target_columns=TARGETS, batch_size=256, pair_structure=TransformerM.pair_structure
+    )
     test.store, test.split = store, dataclasses.replace(data.split, test=test_index)
     true = store.y[test_index]
     rows = {

@@ -70,7 +70,7 @@ def measure(path: Path) -> dict:
 
     torch.set_num_threads(2)
     graphs = torch.load(path, weights_only=False)
-    dataset = DenseGraphDataset(graphs)
+    dataset = DenseGraphDataset(graphs, pair_structure=TransformerM.pair_structure)
     batch = collate_dense([dataset[i] for i in range(len(dataset))])
     model = TransformerM(TransformerMConfig.small()).train()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

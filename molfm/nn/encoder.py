@@ -1,5 +1,11 @@
 """The interface every graph encoder implements (GINE, GPS, Transformer-M), so property
-prediction and MolCA's graph side can take any of them."""
+prediction and MolCA's graph side can take any of them.
+
+An encoder takes a :class:`~molfm.data.dense.DenseBatch` and returns an :class:`EncoderOutput`.
+One that also reads per-pair inputs (Transformer-M's shortest paths) names their class as its
+``pair_structure`` attribute (:class:`~molfm.data.dense.PairStructure`); whoever builds its
+batches passes that to :class:`~molfm.data.dense.DenseGraphDataset`.
+"""
 
 from __future__ import annotations
 

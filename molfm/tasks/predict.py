@@ -157,7 +157,7 @@ def predict_file(
     model = model.to(device).eval()
     targets = model.config.targets
     values = np.zeros((len(molecules), len(targets)), dtype=np.float64)
-    pairs = bool(getattr(type(model.encoder), "uses_pair_structure", False))
+    pairs = getattr(type(model.encoder), "pair_structure", None)
     dataset = DenseGraphDataset([data for _, _, data in molecules], pair_structure=pairs)
     for start in range(0, len(molecules), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(molecules)))]

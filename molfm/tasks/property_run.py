@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from molfm.atomic import atomic_write_text, atomic_writer
-from molfm.data.dense import DenseDataModule, split_fractions
+from molfm.data.dense import DenseDataModule, PairStructure, split_fractions
 from molfm.engine.fit import fit_resumable, start_or_resume
 from molfm.engine.hardware import lightning_kwargs, seed_everything
 from molfm.eval.property import classification_metrics, parity_plot, regression_metrics, roc_plot
@@ -133,10 +133,10 @@ def _encoder_config(cfg: PropertyTrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(encoder_config(cfg.model, cfg.preset, cfg.encoder_overrides))
 
 
-def uses_pair_structure(encoder_type: str) -> bool:
-    """Whether an encoder reads the dense pair structure (graph transformers with structural
-    biases, e.g. Transformer-M) or only the sparse graph (GINE, GPS)."""
-    return bool(getattr(get_model_class(encoder_type), "uses_pair_structure", False))
+def pair_structure(encoder_type: str) -> type[PairStructure] | None:
+    """The per-pair inputs an encoder reads (graph transformers with structural biases, e.g.
+    Transformer-M), or None when it reads only the sparse graph (GINE, GPS)."""
+    return getattr(get_model_class(encoder_type), "pair_structure", None)
 
 
 def _domain(store, indices: np.ndarray) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
         num_workers=cfg.num_workers,
         limit_train=cfg.limit_train,
         split_file=cfg.split_file,
-        pair_structure=uses_pair_structure(cfg.model),
+        pair_structure=pair_structure(cfg.model),
     )
     data.setup()
     train_index = data.indices("train")

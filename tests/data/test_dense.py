@@ -1,90 +1,67 @@
-"""Dense pair structure for graph transformers, checked against networkx and RDKit."""
+"""The shared dense batch: padding, targets, the sparse graph, and an encoder's pair structure
+computed once per molecule (Transformer-M's own paths: tests/systems/transformer_m)."""
 
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-import networkx as nx
-import numpy as np
-import pandas as pd
-import pytest
 import torch
-from rdkit import Chem
+from torch_geometric.data import Data
 
 from molfm.chem.featurize import smiles_to_data
-from molfm.data.dense import (
-    MAX_DISTANCE,
-    DenseGraphDataset,
-    collate_dense,
-    graph_paths,
-)
-
-DATA = Path(__file__).parent
+from molfm.data.dense import DenseGraphDataset, collate_dense
 
 
-def _smiles(n: int = 40) -> list[str]:
-    frame = pd.read_csv(DATA / "moses_test_200.csv")
-    return frame.iloc[:n, 0].tolist()
+@dataclass(frozen=True)
+class AtomPairs:
+    """A stand-in pair structure: 1 on every pair of real atoms; counts its computations."""
+
+    n: int
+    computed = 0
+
+    @classmethod
+    def of(cls, data: Data) -> "AtomPairs":
+        AtomPairs.computed += 1
+        return cls(int(data.num_nodes))
+
+    @classmethod
+    def collate(cls, items: Sequence[tuple[Data, "AtomPairs"]], n_max: int) -> dict:
+        ones = torch.zeros(len(items), n_max, n_max, dtype=torch.long)
+        for b, (_, pairs) in enumerate(items):
+            ones[b, : pairs.n, : pairs.n] = 1
+        return {"ones": ones}
 
 
-@pytest.mark.parametrize("smiles", _smiles(25) + ["CCO.c1ccccc1", "[Na+].[Cl-]", "C"])
-def test_shortest_paths_match_rdkit_and_networkx(smiles):
-    data = smiles_to_data(smiles)
-    paths = graph_paths(data.edge_index.numpy(), data.num_nodes, max_hops=5)
-    mol = Chem.MolFromSmiles(smiles)
-    rdkit_dist = Chem.GetDistanceMatrix(mol)
-    expected = np.where(rdkit_dist >= 1e7, -1, rdkit_dist).astype(int)
-    np.testing.assert_array_equal(paths.spd, expected)
-
-    graph = nx.Graph()
-    graph.add_nodes_from(range(data.num_nodes))
-    edges = data.edge_index.numpy().T
-    graph.add_edges_from(map(tuple, edges))
-    lengths = dict(nx.all_pairs_shortest_path_length(graph))
-    for i in range(data.num_nodes):
-        for j in range(data.num_nodes):
-            hops = [e for e in paths.path_edges[i, j] if e >= 0]
-            if j not in lengths[i]:
-                assert paths.spd[i, j] == -1 and not hops
-                continue
-            assert paths.spd[i, j] == lengths[i][j]
-            assert len(hops) == min(lengths[i][j], 5)
-            # the listed bonds walk from i towards j along a shortest path
-            node = i
-            for e in hops:
-                a, b = edges[e]
-                assert a == node
-                assert lengths[b][j] == lengths[node][j] - 1
-                node = b
-
-
-def test_collate_pads_and_clips():
-    graphs = [smiles_to_data(s) for s in ["CCO", "c1ccccc1CCCCCCCCCCCCCCCCCCCCCCCCC", "C.C"]]
+def test_collate_pads_atoms_and_keeps_targets_and_the_graph():
+    graphs = [smiles_to_data(s) for s in ["CCO", "c1ccccc1CC", "C.C"]]
     for g in graphs:
         g.y = torch.tensor([[1.0, float("nan")]])
-    dataset = DenseGraphDataset(graphs)
-    batch = collate_dense([dataset[i] for i in range(len(dataset))])
+    batch = collate_dense([(g, None) for g in graphs])
     n_max = max(g.num_nodes for g in graphs)
     assert batch.x.shape == (3, n_max, graphs[0].x.shape[1])
     assert batch.node_mask.sum(1).tolist() == [g.num_nodes for g in graphs]
-    assert batch.spd.max() == MAX_DISTANCE + 1  # far pairs of the long chain are clipped
-    assert batch.spd[2, 0, 1] == MAX_DISTANCE + 1  # two fragments: unreachable
+    assert batch.x[0, 3:].abs().sum() == 0  # padding atoms
     assert batch.degree[0, :3].tolist() == [1, 2, 1]
-    # one-bond pairs see exactly that bond's features (+1) at hop 0 and nothing after
-    bond = graphs[0].edge_attr[0] + 1
-    a, b = graphs[0].edge_index[:, 0].tolist()
-    assert torch.equal(batch.edge_path[0, a, b, 0], bond)
-    assert batch.edge_path[0, a, b, 1:].abs().sum() == 0
+    assert batch.degree[2, :2].tolist() == [0, 0]  # two fragments, no bond
     assert not batch.has_pos.any() and batch.y.shape == (3, 2)
-    assert dataset._paths.keys() == {0, 1, 2}  # computed once, kept for the next epoch
+    assert batch.pairs is None  # no encoder asked for pairs
+    assert batch.graph.num_graphs == 3
+    assert torch.equal(
+        batch.graph.edge_index[:, : graphs[0].edge_index.shape[1]], graphs[0].edge_index
+    )
 
 
-def test_without_pair_structure_batches_keep_the_graph_and_skip_the_pairs():
-    from molfm.chem.featurize import smiles_to_data
-
+def test_a_pair_structure_is_computed_once_per_molecule_and_padded_into_pairs():
     graphs = [smiles_to_data(s) for s in ("CCO", "c1ccccc1O", "CC(=O)N")]
-    full = collate_dense([DenseGraphDataset(graphs)[i] for i in range(3)])
-    light = collate_dense([DenseGraphDataset(graphs, pair_structure=False)[i] for i in range(3)])
-    assert light.edge_path.shape[3] == 0 and not light.spd.any()
+    AtomPairs.computed = 0
+    dataset = DenseGraphDataset(graphs, pair_structure=AtomPairs)
+    for _ in range(2):  # two epochs
+        batch = collate_dense([dataset[i] for i in range(3)])
+    assert AtomPairs.computed == 3
+    assert batch.pairs["ones"].sum((1, 2)).tolist() == [g.num_nodes**2 for g in graphs]
+    light = collate_dense([DenseGraphDataset(graphs)[i] for i in range(3)])
+    assert light.pairs is None
     for name in ("x", "node_mask", "degree", "pos", "has_pos"):
-        assert torch.equal(getattr(light, name), getattr(full, name)), name
-    assert torch.equal(light.graph.edge_index, full.graph.edge_index)
-    assert torch.equal(light.graph.edge_attr, full.graph.edge_attr)
+        assert torch.equal(getattr(light, name), getattr(batch, name)), name
+    assert torch.equal(light.graph.edge_attr, batch.graph.edge_attr)
+    moved = batch.to("cpu")
+    assert torch.equal(moved.pairs["ones"], batch.pairs["ones"])

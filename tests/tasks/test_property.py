@@ -12,7 +12,7 @@ from molfm.chem.featurize import smiles_to_data
 from molfm.data.dense import DenseGraphDataset, collate_dense
 from molfm.hub import from_pretrained
 from molfm.tasks.property import PropertyModel, PropertyModelConfig, masked_loss
-from molfm.tasks.property_run import PropertyTrainConfig, train_property
+from molfm.tasks.property_run import PropertyTrainConfig, pair_structure, train_property
 
 DATA = Path(__file__).parents[1] / "data"
 TINY_TM = {"num_layers": 1, "dim": 32, "num_heads": 4, "ffn_dim": 64, "num_kernels": 8}
@@ -49,7 +49,7 @@ def test_each_encoder_overfits_a_handful_of_molecules(encoder, sizes):
     graphs = [smiles_to_data(s) for s in smiles]
     for g, v in zip(graphs, values, strict=True):
         g.y = v.view(1, 1)
-    dataset = DenseGraphDataset(graphs)
+    dataset = DenseGraphDataset(graphs, pair_structure=pair_structure(encoder))
     batch = collate_dense([dataset[i] for i in range(len(dataset))])
     torch.manual_seed(0)
     config = PropertyModelConfig(encoder, sizes, targets=["y"], head_hidden=32)

@@ -57,7 +57,7 @@ def featurize_molecules(molecules: Sequence[str | Data]) -> list[Data]:
 
 
 def _collate(model, graphs: Sequence[Data]):
-    dataset = DenseGraphDataset(list(graphs), pair_structure=model.uses_pair_structure)
+    dataset = DenseGraphDataset(list(graphs), pair_structure=model.pair_structure)
     return collate_dense([dataset[i] for i in range(len(dataset))])
 
 

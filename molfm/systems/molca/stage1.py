@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from molfm.data.dense import PairStructure
 from molfm.engine.fit import RngStateMixin
 from molfm.engine.optim import adamw_warmup_cosine
 from molfm.hub import get_model_class, register_model
@@ -294,9 +295,9 @@ class MolCAStage1(nn.Module):
         return self
 
     @property
-    def uses_pair_structure(self) -> bool:
-        """Whether batches need the dense pair structure (Transformer-M does)."""
-        return bool(getattr(type(self.graph_encoder), "uses_pair_structure", False))
+    def pair_structure(self) -> type[PairStructure] | None:
+        """The per-pair inputs the graph encoder reads (Transformer-M's), or None."""
+        return getattr(type(self.graph_encoder), "pair_structure", None)
 
     @property
     def num_query_tokens(self) -> int:

@@ -29,12 +29,13 @@ import torch
 from torch import nn
 
 from molfm.chem.schema import OGB_SCHEMA
-from molfm.data.dense import MAX_DISTANCE, MAX_HOPS, DenseBatch
+from molfm.data.dense import DenseBatch
 from molfm.hub import register_model
 from molfm.nn.encoder import EncoderOutput, FeatureEmbedding
 from molfm.systems.transformer_m.denoise import PositionDenoisingHead
 from molfm.systems.transformer_m.gaussian import PairGaussianBasis
 from molfm.systems.transformer_m.graph_attention import BiasedTransformerLayer
+from molfm.systems.transformer_m.paths import MAX_DISTANCE, MAX_HOPS, GraphPaths
 
 __all__ = ["TransformerMConfig", "TransformerM", "MODES", "Mode"]
 
@@ -86,7 +87,7 @@ class TransformerM(nn.Module):
     """The Transformer-M encoder (see the module docstring) with the shared encoder interface."""
 
     config_class = TransformerMConfig
-    uses_pair_structure = True  # spd / multi-hop edge biases come from the dense batch
+    pair_structure = GraphPaths  # the 2D biases read shortest paths (DenseBatch.pairs)
 
     def __init__(self, config: TransformerMConfig) -> None:
         super().__init__()
@@ -145,10 +146,15 @@ class TransformerM(nn.Module):
 
     def _bias_2d(self, batch: DenseBatch) -> torch.Tensor:
         """Shortest-path embedding + multi-hop edge encoding -> ``[B, H, N, N]``."""
-        spd = self.spd_bias(batch.spd)  # [B, N, N, H]
-        edges = self.edge_embedding(batch.edge_path)  # [B, N, N, hops, H]
+        if batch.pairs is None:
+            raise ValueError(
+                "Transformer-M reads shortest paths: build the DenseGraphDataset with "
+                "pair_structure=TransformerM.pair_structure"
+            )
+        spd = self.spd_bias(batch.pairs["spd"])  # [B, N, N, H]
+        edges = self.edge_embedding(batch.pairs["edge_path"])  # [B, N, N, hops, H]
         edges = torch.einsum("bijlh,lhg->bijg", edges, self.hop_weights)
-        hops = batch.spd.clamp(min=1, max=self.config.max_hops).unsqueeze(-1).float()
+        hops = batch.pairs["spd"].clamp(min=1, max=self.config.max_hops).unsqueeze(-1).float()
         return (spd + edges / hops).permute(0, 3, 1, 2)
 
     def _features_3d(

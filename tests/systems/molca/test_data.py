@@ -139,7 +139,7 @@ def test_collate_and_loader(splits):
     batch = next(iter(loader))
     assert isinstance(batch, MolTextBatch) and len(batch) == 4
     assert batch.graphs.graph.num_graphs == 4 and batch.graphs.x.shape[0] == 4
-    assert batch.graphs.spd.abs().sum() == 0  # no pair structure
+    assert batch.graphs.pairs is None  # no pair structure
     assert batch.smiles == iupac.train.smiles[:4] and batch.texts == iupac.train.texts[:4]
     moved = batch.to("cpu")
     assert (

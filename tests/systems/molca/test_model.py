@@ -67,7 +67,7 @@ def _config(lm_dir, mode="lora", input_mode="1d2d", **fields) -> MolCAConfig:
 
 
 def _graphs(smiles):
-    data = DenseGraphDataset([smiles_to_data(s) for s in smiles], pair_structure=False)
+    data = DenseGraphDataset([smiles_to_data(s) for s in smiles])
     return collate_dense([data[i] for i in range(len(smiles))])
 
 

@@ -35,8 +35,9 @@ def _pairs(n=6):
     return [(r[4], r[7]) for r in rows[:n]]
 
 
-def _batch(pairs, uses_pairs=False):
-    dataset = DenseGraphDataset([smiles_to_data(s) for s, _ in pairs], pair_structure=uses_pairs)
+def _batch(pairs, pair_structure=None):
+    graphs = [smiles_to_data(s) for s, _ in pairs]
+    dataset = DenseGraphDataset(graphs, pair_structure=pair_structure)
     graphs = collate_dense([dataset[i] for i in range(len(dataset))])
     return types.SimpleNamespace(
         graphs=graphs, smiles=[s for s, _ in pairs], texts=[t for _, t in pairs]
@@ -237,7 +238,7 @@ def test_pretrained_gps_plugs_in(pairs):
     assert model.qformer.config.graph_dim == model.graph_encoder.embedding_dim == 128
     cross = model.qformer.bert.encoder.layer[0].crossattention.attention.key
     assert cross.in_features == 128
-    out = model.train().losses(_batch(pairs, model.uses_pair_structure))
+    out = model.train().losses(_batch(pairs, model.pair_structure))
     assert all(torch.isfinite(v) for v in out.values())
     # the default GINE is 300 wide; the Q-Former follows it, and a mismatch is refused
     default = MolCAStage1(Stage1Config(qformer={"num_layers": 2}))

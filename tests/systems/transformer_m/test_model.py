@@ -31,7 +31,7 @@ def _qm9(n: int = 6):
 
 
 def _batch(graphs):
-    dataset = DenseGraphDataset(graphs)
+    dataset = DenseGraphDataset(graphs, pair_structure=TransformerM.pair_structure)
     return collate_dense([dataset[i] for i in range(len(dataset))])
 
 

@@ -47,7 +47,7 @@ def test_predictions_stay_the_same(with_pos, expected):
     model = load_property_model("transformer-m-small-qm9")
     assert model.config.targets == ["homo", "lumo", "gap"]
     graphs, frame = _graphs(with_pos)
-    dataset = DenseGraphDataset(graphs)
+    dataset = DenseGraphDataset(graphs, pair_structure=type(model.encoder).pair_structure)
     pred = model.predict(collate_dense([dataset[i] for i in range(4)])).numpy()
     np.testing.assert_allclose(pred, expected, atol=2e-3)
     # and they are chemistry, not noise: within 0.15 eV of the DFT values for these molecules
