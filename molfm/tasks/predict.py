@@ -23,6 +23,7 @@ from molfm.chem.featurize import mol_to_data
 from molfm.chem.io import read_sdf
 from molfm.chem.parse import InvalidMoleculeError, canonical_smiles, parse_smiles
 from molfm.data.dense import DenseGraphDataset, collate_dense
+from molfm.data.sources.user import read_user_table
 from molfm.hub import from_pretrained, resolve_checkpoint
 from molfm.tasks.property import PropertyModel
 
@@ -90,14 +91,9 @@ def read_molecules(
             raise ValueError(f"{path} holds no SDF records")
         return good, rejected
 
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not a readable CSV ({err})") from None
+    frame = read_user_table(path)
     if smiles_column not in frame.columns:
         raise ValueError(f"{path} has no column {smiles_column!r}; columns: {list(frame.columns)}")
-    if frame.empty:
-        raise ValueError(f"{path} has a header but no rows")
     smiles_list = frame[smiles_column].tolist()
     positions: list[np.ndarray | None] = [None] * len(smiles_list)
     if conformers:

@@ -85,7 +85,7 @@ def test_missing_and_empty_files_are_clear_errors(model_dir, tmp_path):
         predict_file(model, tmp_path / "nope.csv")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with pytest.raises(ValueError, match="not a readable CSV"):
+    with pytest.raises(ValueError, match="empty.csv is empty"):
         predict_file(model, empty)
     other = tmp_path / "other.csv"
     other.write_text("name\nx\n")

@@ -6,6 +6,7 @@ reported later, record by record, by :meth:`~molfm.data.sources.base.Source.buil
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -26,9 +27,82 @@ from molfm.data.sources.base import (
     to_float,
 )
 
-__all__ = ["CSVSource", "SDFSource", "data_or_file_source", "parse_sd_fields", "user_file_source"]
+__all__ = [
+    "CSVSource",
+    "SDFSource",
+    "data_or_file_source",
+    "parse_sd_fields",
+    "read_user_table",
+    "table_delimiter",
+    "user_file_source",
+]
 
 _USER_LICENSE = "as provided by the user"
+
+
+def _not_text(path: Path, err: UnicodeDecodeError) -> SourceError:
+    return SourceError(
+        f"{path} is not a UTF-8 text file (byte {err.object[err.start]:#04x}); "
+        "give a CSV or TSV file"
+    )
+
+
+def table_delimiter(path: str | PathLike[str]) -> str:
+    """A tab when the file's header line holds one, else a comma (for files whose name does
+    not say which they are)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return "\t" if "\t" in handle.readline() else ","
+    except UnicodeDecodeError as err:
+        raise _not_text(path, err) from None
+    except (gzip.BadGzipFile, EOFError) as err:  # a .gz name on a file that is not gzip
+        raise SourceError(f"{path} could not be decompressed: {err}") from None
+
+
+def read_user_table(
+    path: str | PathLike[str], *, sep: str | None = None, **options: Any
+) -> pd.DataFrame:
+    """Every cell of a user's CSV/TSV file as a string, or one-line errors that name the file.
+
+    Every command that reads a user's table goes through here, so an empty, binary or ragged
+    file is reported the same way everywhere (pandas' own messages name no file).
+
+    Parameters
+    ----------
+    path
+        The file (``.gz`` is decompressed).
+    sep
+        The delimiter; ``None``: :func:`table_delimiter`.
+    **options
+        Passed to :func:`pandas.read_csv` (default ``dtype=str, keep_default_na=False``).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a file.
+    SourceError
+        The file is empty, not UTF-8 text, not a table, or has a header but no data rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist or is not a file")
+    options = {"dtype": str, "keep_default_na": False, **options}
+    try:
+        frame = pd.read_csv(path, sep=sep or table_delimiter(path), **options)
+    except pd.errors.EmptyDataError:
+        raise SourceError(f"{path} is empty (no header, no rows)") from None
+    except UnicodeDecodeError as err:
+        raise _not_text(path, err) from None
+    except (gzip.BadGzipFile, EOFError) as err:
+        raise SourceError(f"{path} could not be decompressed: {err}") from None
+    except pd.errors.ParserError as err:
+        reason = " ".join(str(err).split())
+        raise SourceError(f"{path} could not be read as a table: {reason}") from None
+    if frame.empty:
+        raise SourceError(f"{path} has a header but no data rows")
+    return frame
 
 
 def _infer_task(targets: Sequence[str], text_column: str | None, task: str | None) -> str:
@@ -122,22 +196,16 @@ class CSVSource(_UserFileSource):
             "task": self.info.task,
         }
 
-    def _load(self, subset: str) -> pd.DataFrame:
+    def _read(self) -> pd.DataFrame:
         sep = "\t" if self.path.suffix.lower() in {".tsv", ".tab"} else ","
-        try:
-            raw = pd.read_csv(self.path, sep=sep, dtype=str, na_filter=False)
-        except pd.errors.EmptyDataError:
-            raise SourceError(f"{self.path} is empty (no header, no rows)") from None
-        except UnicodeDecodeError as err:
-            raise SourceError(
-                f"{self.path} is not a UTF-8 text file (byte {err.object[err.start]:#04x} at "
-                f"offset {err.start}); give a CSV or TSV of SMILES"
-            ) from None
-        except pd.errors.ParserError as err:
-            reason = " ".join(str(err).split())
-            raise SourceError(f"{self.path} could not be read as a table: {reason}") from None
-        if raw.empty:
-            raise SourceError(f"{self.path} has a header but no data rows")
+        return read_user_table(self.path, sep=sep, na_filter=False)
+
+    def file_columns(self) -> list[str]:
+        """The file's header, as the user wrote it."""
+        return list(self._read().columns)
+
+    def _load(self, subset: str) -> pd.DataFrame:
+        raw = self._read()
         wanted = [self.smiles_column, *self.target_columns]
         if self.text_column is not None:
             wanted.append(self.text_column)

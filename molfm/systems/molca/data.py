@@ -36,6 +36,7 @@ from molfm.chem.featurize import mol_to_data
 from molfm.chem.parse import InvalidMoleculeError, canonical_smiles, parse_smiles
 from molfm.data.dataset import GraphStore, MolGraphDataset
 from molfm.data.dense import DenseBatch, collate_dense
+from molfm.data.sources.user import read_user_table, table_delimiter
 from molfm.data.splits import scaffold_split
 
 __all__ = [
@@ -410,25 +411,11 @@ def _pick_column(columns: Sequence[str], wanted: str | None, defaults: Sequence[
 def _read_table(path: Path) -> pd.DataFrame:
     import csv
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            header = fh.readline()
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not a UTF-8 text file ({err.reason})") from None
-    if not header.strip():
-        raise ValueError(f"{path} is empty (no header)")
-    if "\t" in header:  # ChEBI-20: split on tabs only, quotes are text (as MolCA reads it)
-        options: dict[str, Any] = {"sep": "\t", "quoting": csv.QUOTE_NONE}
-    else:  # CSV: quoted cells may hold commas and newlines (PubChem324k's multi-line texts)
-        options = {"sep": ","}
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, **options)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        reason = " ".join(str(err).split())
-        raise ValueError(f"{path} could not be read as a table: {reason}") from None
-    if frame.empty:
-        raise ValueError(f"{path} has a header but no data rows")
-    return frame
+    sep = table_delimiter(path)
+    # ChEBI-20 TSV: split on tabs only, quotes are text (as MolCA reads it); CSV: quoted cells
+    # may hold commas and newlines (PubChem324k's multi-line texts)
+    options: dict[str, Any] = {"quoting": csv.QUOTE_NONE} if sep == "\t" else {}
+    return read_user_table(path, sep=sep, **options)
 
 
 def read_caption_file(
