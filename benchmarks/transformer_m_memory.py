@@ -66,7 +66,8 @@ def measure(path: Path) -> dict:
     import torch
 
     from molfm.data.dense import DenseGraphDataset, collate_dense
-    from molfm.systems.transformer_m.model import TransformerM, TransformerMConfig
+    from molfm.systems.transformer_m.config import TransformerMConfig
+    from molfm.systems.transformer_m.model import TransformerM
 
     torch.set_num_threads(2)
     graphs = torch.load(path, weights_only=False)

@@ -60,6 +60,10 @@ class BestCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
                 self.best_model_score = torch.tensor(stored["score"])
                 self.best_model_path = stored["path"]
                 self.best_k_models = {stored["path"]: self.best_model_score}
+                # the top-k bookkeeping must name the same file: a state saved before the first
+                # validation has no kth path, and the next comparison would look it up
+                self.kth_best_model_path = stored["path"]
+                self.kth_value = self.best_model_score
 
 
 def fit_and_export(
@@ -76,6 +80,7 @@ def fit_and_export(
     progress: bool = True,
     callbacks: list | None = None,
     load_best: Callable[[str], L.LightningModule] | None = None,
+    record: dict[str, Any] | None = None,
 ) -> Path:
     """Fit ``task`` (resumably), export its best validation checkpoint, write metrics.json.
 
@@ -92,6 +97,8 @@ def fit_and_export(
     load_best
         How to load the best ``.ckpt`` (default: ``type(task).load_from_checkpoint``), for
         tasks whose checkpoints hold part of their state.
+    record
+        The run's own entries that lead the training record (e.g. the data it trained on).
     """
     best = BestCheckpoint(out / "checkpoints")
     trainer = fit_resumable(
@@ -114,6 +121,7 @@ def fit_and_export(
         )
         task = loader(best.best_model_path)
     meta = {
+        **(record or {}),
         "steps": int(trainer.global_step),
         "best_val_loss": None if best.best_model_score is None else float(best.best_model_score),
         "final_metrics": final,

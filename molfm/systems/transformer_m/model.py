@@ -22,64 +22,19 @@ coordinates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
 import torch
 from torch import nn
 
-from molfm.chem.schema import OGB_SCHEMA
 from molfm.data.dense import DenseBatch
 from molfm.hub import register_model
 from molfm.nn.encoder import EncoderOutput, FeatureEmbedding
+from molfm.systems.transformer_m.config import MODES, Mode, TransformerMConfig
 from molfm.systems.transformer_m.denoise import PositionDenoisingHead
 from molfm.systems.transformer_m.gaussian import PairGaussianBasis
 from molfm.systems.transformer_m.graph_attention import BiasedTransformerLayer
-from molfm.systems.transformer_m.paths import MAX_DISTANCE, MAX_HOPS, GraphPaths
+from molfm.systems.transformer_m.paths import GraphPaths
 
-__all__ = ["TransformerMConfig", "TransformerM", "MODES", "Mode"]
-
-Mode = Literal["2d", "3d", "2d3d"]
-MODES: tuple[Mode, ...] = ("2d3d", "2d", "3d")
-"""Order of ``mode_probs``."""
-
-
-@dataclass
-class TransformerMConfig:
-    """Sizes and options. ``paper()`` is the published model; ``small()`` runs on a CPU."""
-
-    num_layers: int = 4
-    dim: int = 128
-    num_heads: int = 8
-    ffn_dim: int = 256
-    num_kernels: int = 32
-    dropout: float = 0.0
-    attn_dropout: float = 0.0
-    max_degree: int = 8
-    max_distance: int = MAX_DISTANCE
-    max_hops: int = MAX_HOPS
-    mode_probs: tuple[float, float, float] = (0.2, 0.2, 0.6)  # 2D+3D, 2D, 3D
-    denoise_noise: float = 0.2  # Angstrom; coordinate noise of 3D molecules in training (0: off)
-    atom_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.atom_dims))
-    bond_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.bond_dims))
-
-    def __post_init__(self) -> None:
-        self.mode_probs = tuple(float(p) for p in self.mode_probs)
-        if len(self.mode_probs) != 3 or abs(sum(self.mode_probs) - 1) > 1e-6:
-            raise ValueError(f"mode_probs must be 3 probabilities summing to 1: {self.mode_probs}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-
-    @classmethod
-    def paper(cls, **overrides) -> TransformerMConfig:
-        """12 layers, width 768, 32 heads, FFN 768, 128 Gaussian kernels (the paper's size)."""
-        sizes = dict(num_layers=12, dim=768, num_heads=32, ffn_dim=768, num_kernels=128)
-        return cls(**(sizes | {"dropout": 0.0, "attn_dropout": 0.1} | overrides))
-
-    @classmethod
-    def small(cls, **overrides) -> TransformerMConfig:
-        """4 layers, width 128, 8 heads: trains on a CPU."""
-        return cls(**overrides)
+__all__ = ["TransformerM"]
 
 
 @register_model("transformer-m")

@@ -23,12 +23,9 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch_geometric.data import Data
 
-__all__ = ["MAX_DISTANCE", "MAX_HOPS", "GraphPaths", "graph_paths"]
+from molfm.systems.transformer_m.config import MAX_DISTANCE, MAX_HOPS
 
-MAX_DISTANCE = 20
-"""Distances above this share one embedding (Graphormer/Transformer-M clip SPD similarly)."""
-MAX_HOPS = 5
-"""Bonds per shortest path seen by the multi-hop edge encoding (Transformer-M: 5)."""
+__all__ = ["MAX_DISTANCE", "MAX_HOPS", "GraphPaths", "graph_paths"]
 
 
 @dataclass(frozen=True)

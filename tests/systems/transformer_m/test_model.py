@@ -12,7 +12,8 @@ from molfm.chem.io import mol_from_xyz
 from molfm.data.dense import DenseGraphDataset, collate_dense
 from molfm.data.sources.qm9 import parse_elements, parse_float_lists
 from molfm.hub import from_pretrained, save_pretrained
-from molfm.systems.transformer_m.model import TransformerM, TransformerMConfig
+from molfm.systems.transformer_m.config import TransformerMConfig
+from molfm.systems.transformer_m.model import TransformerM
 
 DATA = Path(__file__).parents[2] / "data"
 

@@ -76,7 +76,7 @@ def test_collate_pads_and_clips_and_each_molecule_is_computed_once():
 
 
 def test_transformer_m_refuses_a_batch_without_paths():
-    from molfm.systems.transformer_m.model import TransformerMConfig
+    from molfm.systems.transformer_m.config import TransformerMConfig
 
     graphs = [smiles_to_data(s) for s in ("CCO", "c1ccccc1O")]
     batch = collate_dense([(g, None) for g in graphs])
