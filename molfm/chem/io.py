@@ -23,7 +23,17 @@ from rdkit.Chem import rdqueries
 
 from molfm.chem.parse import InvalidMoleculeError, parse_smiles, rdkit_messages
 
-__all__ = ["read_sdf", "write_sdf", "read_xyz", "write_xyz", "mol_from_xyz"]
+__all__ = [
+    "read_sdf",
+    "write_sdf",
+    "read_xyz",
+    "write_xyz",
+    "mol_from_xyz",
+    "positions_3d",
+    "canonical_atom_order",
+    "sdf_molecule",
+    "flat_records_message",
+]
 
 PathLike = str | os.PathLike
 
@@ -67,6 +77,83 @@ def read_sdf(
             else:
                 yield index, mol, None
             index += 1
+
+
+FLAT = "2D coordinates (not marked 3D, or every z = 0)"
+
+
+def positions_3d(mol: Chem.Mol) -> np.ndarray | None:
+    """float32 ``[N, 3]`` coordinates of the first conformer, or ``None`` when there is none
+    or it is flat: a 2D drawing (an SD record not marked 3D, or one whose z are all 0) would
+    otherwise pass for a planar 3D geometry."""
+    if not mol.GetNumConformers():
+        return None
+    conf = mol.GetConformer()
+    positions = conf.GetPositions()
+    if not conf.Is3D() or not np.any(np.abs(positions[:, 2]) > 1e-8):
+        return None
+    return positions.astype(np.float32)
+
+
+def canonical_atom_order(
+    mol: Chem.Mol,
+    positions: np.ndarray | None = None,
+    *,
+    value: object = None,
+    row: int | None = None,
+) -> tuple[Chem.Mol, np.ndarray | None]:
+    """The molecule renumbered into canonical SMILES order, with its positions permuted alike.
+
+    OGB's chirality feature is RDKit's CW/CCW tag, which is relative to the order of the
+    centre's bonds; ``RenumberAtoms`` keeps each atom's bonds in order, so it keeps the tag.
+    Writing the canonical SMILES and parsing it back rebuilds atoms *and* bonds in canonical
+    order: the graph then depends neither on how a file listed them nor on the conformer, and
+    equals that of the canonical SMILES (what SMILES sources featurize; a molecule parsed from
+    its canonical SMILES comes back unchanged). Hydrogens held as atoms stay atoms.
+
+    Returns
+    -------
+    tuple
+        The new molecule (with ``positions`` as its 3D conformer) and ``positions[order]``.
+
+    Raises
+    ------
+    InvalidMoleculeError
+        If the canonical SMILES does not parse back to as many atoms.
+    """
+    smiles = Chem.MolToSmiles(mol)
+    # atom j of the SMILES is atom order[j] of mol
+    order = [int(i) for i in mol.GetProp("_smilesAtomOutputOrder").strip("[]").split(",") if i]
+    params = Chem.SmilesParserParams()
+    params.removeHs = False  # one atom out per atom in, so positions map one to one
+    with rdBase.CaptureErrorLog() as log:
+        canonical = Chem.MolFromSmiles(smiles, params)
+    if canonical is None or canonical.GetNumAtoms() != len(order):
+        reason = rdkit_messages(log.messages) or f"{smiles} has other atoms"
+        shown = value if value is not None else smiles
+        raise InvalidMoleculeError(shown, f"canonical SMILES did not re-parse: {reason}", row=row)
+    if positions is None:
+        return canonical, None
+    positions = np.asarray(positions, dtype=np.float32)[order]
+    conf = Chem.Conformer(len(order))
+    conf.SetPositions(positions.astype(np.float64))
+    conf.Set3D(True)
+    canonical.AddConformer(conf, assignId=True)
+    return canonical, positions
+
+
+def sdf_molecule(
+    mol: Chem.Mol, *, value: object = None, row: int | None = None
+) -> tuple[Chem.Mol, np.ndarray | None]:
+    """An SD record's sanitized molecule as molfm featurizes it: in canonical atom order (see
+    :func:`canonical_atom_order`), with its coordinates when they are 3D (else ``None``, see
+    :func:`positions_3d`). Every reader of SD files goes through here."""
+    return canonical_atom_order(mol, positions_3d(mol), value=value, row=row)
+
+
+def flat_records_message(path: PathLike, flat: Sequence[int], total: int) -> str:
+    """How a file with flat records is named in errors: which file, how many, the first."""
+    return f"{path}: {len(flat)} of {total} SD records have {FLAT}, the first is record {flat[0]}"
 
 
 def _set_prop(mol: Chem.Mol, key: str, value: object) -> None:

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from rdkit import Chem
 
+from molfm.chem.conformers import ConformerOptions, generate_conformer
 from molfm.chem.featurize import OGB_SCHEMA, featurize
-from molfm.chem.parse import StandardizeOptions
+from molfm.chem.io import canonical_atom_order
+from molfm.chem.parse import StandardizeOptions, parse_smiles
 from molfm.data.dataset import GraphStore, MolDataModule
 from molfm.data.prepare import prepare_dataset
 from molfm.data.sources import CSVSource, QM9Source, SDFSource
@@ -47,7 +49,9 @@ def _chiral_flag(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def assert_permuted(original, renumbered, order: np.ndarray, *, tag_as_flag=False) -> None:
+def assert_permuted(
+    original, renumbered, order: np.ndarray, *, tag_as_flag=False, positions=True
+) -> None:
     """``renumbered`` is ``original`` with atom ``i`` taken from ``order[i]``: x and pos
     permuted, the edge set (with features) the same after mapping the old indices.
 
@@ -64,7 +68,7 @@ def assert_permuted(original, renumbered, order: np.ndarray, *, tag_as_flag=Fals
     assert new_edges == old_edges
     assert len(set(new_edges)) == len(new_edges)  # no edge doubled
     pos = getattr(original, "pos", None)
-    if pos is not None:
+    if pos is not None and positions:
         np.testing.assert_array_equal(np.asarray(renumbered.pos), np.asarray(pos)[order])
 
 
@@ -138,9 +142,32 @@ def _store(source, root: Path) -> GraphStore:
     return GraphStore(result.dataset)
 
 
-def test_graph_store_of_renumbered_3d_molecules_is_permuted(qm9, tmp_path):
-    """Through a prepared SDF (3D, atom order kept) and the GraphStore round trip, a
-    renumbered file gives the permuted graphs and positions, and the same targets."""
+def _same_atoms_at_same_places(data, mol: Chem.Mol, pos: np.ndarray) -> None:
+    """``data`` holds ``mol``'s atoms (elements) at ``pos``, in an order of its own."""
+    new_pos = np.asarray(data.pos)
+    match = np.linalg.norm(new_pos[:, None] - pos[None], axis=-1).argmin(axis=1)
+    assert sorted(match) == list(range(len(pos)))  # a one-to-one correspondence
+    np.testing.assert_allclose(new_pos, pos[match], atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(data.x)[:, 0], featurize(mol).x[match, 0])  # element
+
+
+def _assert_same_graph(a, b) -> None:
+    """Identical graph arrays, and the same positions up to the molecule's symmetry: which of
+    two equivalent atoms (the oxygens of a nitro group) comes first is RDKit's tie-break, so
+    the positions may be relabelled, but only by a map that preserves features and bonds."""
+    for key in ("x", "edge_index", "edge_attr"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, key)), np.asarray(getattr(b, key)))
+    pos_a, pos_b = np.asarray(a.pos), np.asarray(b.pos)
+    match = np.linalg.norm(pos_b[:, None] - pos_a[None], axis=-1).argmin(axis=1)
+    assert sorted(match) == list(range(len(pos_a)))
+    np.testing.assert_allclose(pos_b, pos_a[match], atol=1e-5)
+    assert_permuted(a, b, match, positions=False)  # the map is an automorphism
+
+
+def test_graph_store_of_renumbered_3d_molecules_is_the_same(qm9, tmp_path):
+    """Through a prepared SDF (3D) and the GraphStore round trip, a file listing the atoms in
+    another order gives the same graphs and positions (canonical atom order: the DFT
+    coordinates, atom for atom), and the same targets."""
     rng = np.random.default_rng(2)
     mols = [mol for mol, _ in qm9]
     renumbered, orders = zip(*(_renumber(mol, rng) for mol in mols), strict=True)
@@ -148,13 +175,16 @@ def test_graph_store_of_renumbered_3d_molecules_is_permuted(qm9, tmp_path):
     moved = _store(SDFSource(_write_sdf(tmp_path / "b.sdf", renumbered), ["y"]), tmp_path / "cb")
     assert len(plain) == len(moved) == len(mols)
     assert plain.pos is not None and moved.pos is not None
-    for i, order in enumerate(orders):
+    changed = 0
+    for i in range(len(mols)):
         a, b = plain.get(i), moved.get(i)
         assert a.num_nodes == b.num_nodes == mols[i].GetNumAtoms()
-        np.testing.assert_allclose(a.pos.numpy(), qm9[i][1], atol=1e-4)  # DFT coordinates
-        assert_permuted(a, b, order)
+        _assert_same_graph(a, b)
+        _same_atoms_at_same_places(a, mols[i], qm9[i][1])  # DFT coordinates
+        changed += not np.array_equal(a.pos.numpy(), qm9[i][1])
         assert float(a.y) == float(b.y) == float(i)
         assert a.smiles == b.smiles  # SDF smiles are canonical: the same molecule
+    assert changed >= len(mols) // 2  # canonical order is not the xyz order: atoms did move
 
 
 def _written_order(mol: Chem.Mol) -> tuple[str, np.ndarray]:
@@ -208,12 +238,13 @@ def test_graph_store_is_independent_of_how_the_smiles_is_written(tmp_path):
     assert moved >= 0.8 * len(mols)  # the written orders really differ
 
 
-def test_batches_of_a_renumbered_dataset_carry_the_permuted_graphs(qm9, tmp_path):
-    """The PyG batches a data module serves (collation shifts the edge indices) hold the
-    permuted graphs, molecule by molecule."""
+def test_batches_of_a_renumbered_dataset_carry_the_same_graphs(qm9, tmp_path):
+    """The PyG batches a data module serves (collation shifts the edge indices) hold, for a file
+    listing the atoms in another order, the same graphs: those of the molecules in canonical
+    atom order, molecule by molecule."""
     rng = np.random.default_rng(4)
     mols = [mol for mol, _ in qm9]
-    renumbered, orders = zip(*(_renumber(mol, rng) for mol in mols), strict=True)
+    renumbered, _ = zip(*(_renumber(mol, rng) for mol in mols), strict=True)
     batches = []
     for name, group in (("a", mols), ("b", renumbered)):
         path = _write_sdf(tmp_path / f"{name}.sdf", list(group))
@@ -224,28 +255,56 @@ def test_batches_of_a_renumbered_dataset_carry_the_permuted_graphs(qm9, tmp_path
     a, b = batches
     assert a.num_graphs == b.num_graphs == 10 and a.row.tolist() == b.row.tolist()
     for k in range(a.num_graphs):
-        assert_permuted(a.get_example(k), b.get_example(k), orders[int(a.row[k])])
+        _assert_same_graph(a.get_example(k), b.get_example(k))
+        mol, pos = canonical_atom_order(*qm9[int(a.row[k])])
+        identity = np.arange(mol.GetNumAtoms())
+        assert_permuted(_Graph(mol), a.get_example(k), identity)
+        np.testing.assert_allclose(a.get_example(k).pos.numpy(), pos, atol=1e-4)  # SDF: 4 digits
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OGB's chirality feature is RDKit's CW/CCW tag, which is relative to the order in "
-    "which the centre's neighbours are numbered: the same stereocentre written in another atom "
-    "order can get the other tag. Datasets prepared with canonical atom order (the default for "
-    "SMILES sources) are consistent; SDF/QM9 sources keep the file's atom order.",
-)
-def test_chiral_tag_depends_on_the_written_atom_order():
+def _with_conformer(mol: Chem.Mol, pos: np.ndarray) -> Chem.Mol:
+    conf = Chem.Conformer(mol.GetNumAtoms())
+    conf.SetPositions(np.asarray(pos, dtype=np.float64))
+    conf.Set3D(True)
+    mol = Chem.Mol(mol)
+    mol.AddConformer(conf, assignId=True)
+    return mol
+
+
+def test_chiral_tags_do_not_depend_on_the_written_atom_order(tmp_path):
+    """The same stereocentres in two SDFs that list atoms and bonds in other orders: read in
+    file order, RDKit gives some of them the other CW/CCW tag (the OGB chirality feature);
+    prepared, both files give identical graphs and positions, equal to those of the molecules'
+    canonical SMILES (what a CSV of them featurizes)."""
     rng = np.random.default_rng(5)
-    flipped = 0
+    group_a, group_b, perms = [], [], []
     for mol in _stereo(30):
         smiles_a, out_a = _written_order(mol)
         renumbered, order = _renumber(mol, rng)
         smiles_b, out_b = _written_order(renumbered)
         inverse_a = np.empty_like(out_a)
         inverse_a[out_a] = np.arange(len(out_a))
-        a = _Graph(Chem.MolFromSmiles(smiles_a))
-        b = _Graph(Chem.MolFromSmiles(smiles_b))
-        permuted = a.x[inverse_a[order[out_b]]]
-        assert_permuted(a, b, inverse_a[order[out_b]], tag_as_flag=True)  # all but CW/CCW
-        flipped += not np.array_equal(b.x, permuted)
-    assert flipped == 0, f"{flipped} of 30 molecules changed a CW/CCW tag"
+        perm = inverse_a[order[out_b]]  # atom j of b is atom perm[j] of a
+        a, b = Chem.MolFromSmiles(smiles_a), Chem.MolFromSmiles(smiles_b)
+        pos = generate_conformer(a, ConformerOptions(seed=0))
+        group_a.append(_with_conformer(a, pos)), group_b.append(_with_conformer(b, pos[perm]))
+        perms.append(perm)
+    files = [_write_sdf(tmp_path / f"{n}.sdf", g) for n, g in (("a", group_a), ("b", group_b))]
+    mols_a, mols_b = (list(Chem.SDMolSupplier(str(f))) for f in files)
+    read_a, read_b = [_Graph(m) for m in mols_a], [_Graph(m) for m in mols_b]
+    # the file's stereo (3D defines centres the SMILES left open) as a CSV would give it
+    expected = [featurize(parse_smiles(Chem.MolToSmiles(m))) for m in mols_a]
+    flipped = 0
+    for a, b, perm in zip(read_a, read_b, perms, strict=True):
+        assert_permuted(a, b, perm, tag_as_flag=True)  # file order: all but CW/CCW agree
+        flipped += not np.array_equal(b.x, a.x[perm])
+    assert flipped >= 10, flipped  # file order does flip tags, so this test can fail
+
+    stores = [_store(SDFSource(f, ["y"]), tmp_path / f"cache-{f.stem}") for f in files]
+    for key in ("x", "edge_index", "edge_attr", "node_ptr", "edge_ptr", "y"):
+        np.testing.assert_array_equal(getattr(stores[0], key), getattr(stores[1], key))
+    for i, graph in enumerate(expected):
+        prepared = stores[0].get(i)
+        _assert_same_graph(prepared, stores[1].get(i))
+        for key in ("x", "edge_index", "edge_attr"):
+            np.testing.assert_array_equal(np.asarray(getattr(prepared, key)), getattr(graph, key))

@@ -390,8 +390,17 @@ def test_sdf_source_keeps_broken_records(tmp_path: Path) -> None:
         rec = qm9.iloc[row]
         heavy = np.array([e != "H" for e in rec["elements"]])
         assert mol.GetNumAtoms() == heavy.sum()
-        np.testing.assert_allclose(positions, rec["positions"][heavy], atol=1e-4)
-        assert Chem.MolToSmiles(mol) == Chem.MolToSmiles(Chem.MolFromSmiles(rec["smiles"]))
+        # canonical atom order: each atom keeps its element and its DFT coordinates
+        file_pos = rec["positions"][heavy]
+        match = np.linalg.norm(positions[:, None] - file_pos[None], axis=-1).argmin(axis=1)
+        assert sorted(match) == list(range(len(file_pos)))
+        np.testing.assert_allclose(positions, file_pos[match], atol=1e-4)
+        elements = [a.GetSymbol() for a in mol.GetAtoms()]
+        assert elements == [np.array(rec["elements"])[heavy][m] for m in match]
+        np.testing.assert_allclose(mol.GetConformer().GetPositions(), positions, atol=1e-6)
+        canonical = Chem.MolToSmiles(Chem.MolFromSmiles(rec["smiles"]))
+        assert Chem.MolToSmiles(mol) == canonical
+        assert Chem.MolToSmiles(mol, canonical=False) == canonical  # atoms in canonical order
     with pytest.raises(InvalidMoleculeError, match="valence") as err:
         source.build_mol(frame.iloc[3], row=3)
     assert err.value.row == 3

@@ -36,6 +36,8 @@ __all__ = [
     "get_source",
     "list_sources",
     "to_float",
+    "coordinates_error",
+    "data_sets_with",
 ]
 
 TASKS = frozenset({"generation", "regression", "classification", "multitask-regression", "text"})
@@ -119,6 +121,11 @@ def to_float(values: pd.Series, column: str) -> pd.Series:
     return out
 
 
+def coordinates_error(subject: str, needs: str, hint: str) -> SourceError:
+    """The one message for data without the 3D coordinates a command needs."""
+    return SourceError(f"{subject}; {needs} needs 3D coordinates: {hint}")
+
+
 def _maybe_gunzip(stream: IO[bytes]) -> IO[bytes]:
     """Wrap ``stream`` in a gzip reader when it starts with the gzip magic bytes."""
     head = stream.read(2)
@@ -137,6 +144,8 @@ class Source(ABC):
 
     info: SourceInfo
     FORMAT_VERSION: ClassVar[int] = 1
+    HAS_COORDINATES: ClassVar[bool] = False
+    """Whether :meth:`build_mol` gives every record 3D coordinates."""
 
     def resolve_subset(self, subset: str | None) -> str:
         """Return ``subset`` or the default one; raise ``ValueError`` for unknown names."""
@@ -157,6 +166,29 @@ class Source(ABC):
         """Task of ``subset`` (default: ``info.task``)."""
         self.resolve_subset(subset)
         return self.info.task
+
+    def check_coordinates(self, subset: str | None, needs: str, hint: str) -> None:
+        """Refuse, before any work, data without the 3D coordinates that ``needs`` (what the
+        caller runs, e.g. ``"--mode 3d"``) requires; ``hint`` says what to do instead.
+
+        Raises
+        ------
+        SourceError
+            One line naming the data set or file, ``needs`` and ``hint``.
+        """
+        if not self.HAS_COORDINATES:
+            raise coordinates_error(
+                f"data set {self.info.name!r} has no coordinates (SMILES only)", needs, hint
+            )
+
+    def check_targets(self, subset: str | None, flag: str = "--target-columns") -> None:
+        """Refuse, before any work, a data set without target columns (a user file names its
+        own with ``flag``)."""
+        if not self.targets_for(subset):
+            raise SourceError(
+                f"data set {self.info.name!r} has no target columns; use one that has them "
+                f"({', '.join(data_sets_with('targets'))}) or a file of your own with {flag}"
+            )
 
     @abstractmethod
     def content_hash(self, subset: str) -> str:
@@ -369,6 +401,17 @@ def resolve_source(
     raise FileNotFoundError(
         f"{str(data)!r} is neither a data set ({sorted(_REGISTRY)}) nor an existing file"
     )
+
+
+def data_sets_with(what: str) -> list[str]:
+    """Registered data sets (user file formats left out) with ``"coordinates"`` or
+    ``"targets"``, for messages that say where to find them."""
+    out = []
+    for key, cls in sorted(_REGISTRY.items()):
+        if issubclass(cls, WheelSource):
+            has = cls.HAS_COORDINATES if what == "coordinates" else bool(cls.info.targets)
+            out += [key] if has else []
+    return out
 
 
 def list_sources() -> list[SourceInfo]:

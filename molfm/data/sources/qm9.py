@@ -167,6 +167,7 @@ class QM9Source(WheelSource):
 
     PACKAGE: ClassVar[str] = "qm9pack"
     FORMAT_VERSION: ClassVar[int] = 1
+    HAS_COORDINATES: ClassVar[bool] = True
     MEMBERS: ClassVar[dict[str, tuple[str, ...]]] = {
         "parts": tuple(f"qm9pack/data/qm9_part{i}.csv" for i in (1, 2, 3)),
         "polarizability": ("qm9pack/data/qm9_polarizability.csv",),

@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem, rdBase
 
+from molfm.chem.io import flat_records_message, positions_3d, sdf_molecule
 from molfm.data.fetch import sha256_file
 from molfm.data.sources.base import (
     TASKS,
     Source,
     SourceError,
     SourceInfo,
+    coordinates_error,
     get_source,
     register_source,
     to_float,
@@ -142,6 +144,17 @@ class _UserFileSource(Source):
     def content_hash(self, subset: str) -> str:
         return sha256_file(self.path)
 
+    def file_columns(self) -> list[str]:
+        """The columns the user's file offers (CSV header, SD data items)."""
+        raise NotImplementedError
+
+    def check_targets(self, subset: str | None, flag: str = "--target-columns") -> None:
+        if not self.target_columns:
+            raise SourceError(
+                f"{self.path}: no target columns given; name them with {flag} (the file's "
+                f"columns: {', '.join(self.file_columns()) or 'none'})"
+            )
+
 
 @register_source("csv", "tsv")
 class CSVSource(_UserFileSource):
@@ -187,6 +200,9 @@ class CSVSource(_UserFileSource):
             self.target_columns,
             _infer_task(self.target_columns, text_column, task),
         )
+
+    def check_coordinates(self, subset: str | None, needs: str, hint: str) -> None:
+        raise coordinates_error(f"{self.path} holds SMILES without coordinates", needs, hint)
 
     def options(self) -> dict[str, Any]:
         return {
@@ -290,6 +306,8 @@ class SDFSource(_UserFileSource):
     """
 
     info: SourceInfo = _user_info("sdf", None, (), "generation")
+    FORMAT_VERSION: ClassVar[int] = 2  # 2: molecules in canonical atom order
+    HAS_COORDINATES: ClassVar[bool] = True
     _RESERVED: ClassVar[frozenset[str]] = frozenset({"smiles", "molblock", "title", "sdf_index"})
 
     def __init__(
@@ -307,6 +325,25 @@ class SDFSource(_UserFileSource):
 
     def options(self) -> dict[str, Any]:
         return {"target_columns": list(self.target_columns), "task": self.info.task}
+
+    def file_columns(self) -> list[str]:
+        return [c for c in self.load().columns if c not in self._RESERVED]
+
+    def check_coordinates(self, subset: str | None, needs: str, hint: str) -> None:
+        """Refuse a file with flat (2D) records by reading only their coordinates; records
+        RDKit cannot read are left to :meth:`build_mol` to report."""
+        supplier = Chem.SDMolSupplier(str(self.path), sanitize=False, removeHs=False)
+        flat = []
+        with rdBase.CaptureErrorLog():
+            for index in range(len(supplier)):
+                mol = supplier[index]
+                # build_mol reads the heavy atoms' coordinates: judge the same atoms
+                if mol is not None and positions_3d(Chem.RemoveHs(mol, sanitize=False)) is None:
+                    flat.append(index)
+        if flat:
+            raise coordinates_error(
+                flat_records_message(self.path, flat, len(supplier)), needs, hint
+            )
 
     def _load(self, subset: str) -> pd.DataFrame:
         if not self.path.read_bytes().strip():
@@ -343,8 +380,10 @@ class SDFSource(_UserFileSource):
     ) -> tuple[Chem.Mol, np.ndarray | None]:
         """Sanitize the record's mol block; positions are the file's heavy-atom coordinates.
 
-        ``standardize`` is not applied (it could remove or reorder atoms and detach the
-        coordinates). Positions are ``None`` for 2D records (conformer not flagged 3D).
+        The molecule comes in canonical atom order, its positions permuted alike, so its graph
+        does not depend on the order the file lists atoms in (:func:`~molfm.chem.io.sdf_molecule`).
+        ``standardize`` is not applied (it could remove atoms and detach the coordinates).
+        Positions are ``None`` for flat (2D) records (:func:`~molfm.chem.io.positions_3d`).
 
         Raises
         ------
@@ -364,10 +403,7 @@ class SDFSource(_UserFileSource):
             raise InvalidMoleculeError(value, str(exc) or type(exc).__name__, row=row) from exc
         if mol.GetNumAtoms() == 0:
             raise InvalidMoleculeError(value, "record has no heavy atoms", row=row)
-        positions = None
-        if mol.GetNumConformers() and mol.GetConformer().Is3D():
-            positions = mol.GetConformer().GetPositions().astype(np.float32)
-        return mol, positions
+        return sdf_molecule(mol, value=value, row=row)
 
 
 def user_file_source(
