@@ -108,7 +108,7 @@ def tiny_lm_dir(work: Path) -> Path:
 
 
 def run_config(run: str, args: argparse.Namespace, work: Path, phase: str, steps: int):
-    from molfm.systems.molca.run import MolCATrainConfig
+    from molfm.systems.molca.config import MolCATrainConfig
 
     common: dict[str, Any] = {
         "output_dir": str(work / phase / run),
@@ -208,9 +208,10 @@ def name_test_molecules(model, test, args, deadline: float, out: Path) -> dict[s
     """Beam-search the first ``eval_limit`` test molecules, batch by batch until ``deadline``."""
     import pandas as pd
 
-    from molfm.systems.molca.run import _head, generate_texts
+    from molfm.systems.molca.evaluate import generate_texts
+    from molfm.systems.molca.splits import head
 
-    pairs = _head(test, args.eval_limit)
+    pairs = head(test, args.eval_limit)
     rows: list[list[str]] = []
     start, batch = time.perf_counter(), 64 if not args.tiny else 4
     for first in range(0, len(pairs), batch):
@@ -239,7 +240,7 @@ def name_test_molecules(model, test, args, deadline: float, out: Path) -> dict[s
 
 
 def _head_range(dataset, start: int, stop: int):
-    from molfm.systems.molca.run import subset
+    from molfm.systems.molca.splits import subset
 
     return subset(dataset, range(start, min(stop, len(dataset))))
 
@@ -248,8 +249,8 @@ def retrieval_report(model, test, args, deadline: float, partial) -> dict[str, A
     """Contrastive retrieval over the whole test set, then re-ranked (each direction on its
     own) if the time allows; ``partial(report)`` saves what is done before re-ranking."""
     from molfm.eval.text import retrieval_metrics
+    from molfm.systems.molca.evaluate import reranked_retrieval
     from molfm.systems.molca.retrieval import full_similarity
-    from molfm.systems.molca.run import reranked_retrieval
 
     graphs = [test.graphs[i] for i in range(len(test))]
     texts = list(test.texts)
@@ -272,7 +273,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from molfm.hub import from_pretrained, save_pretrained
-    from molfm.systems.molca.run import load_splits, train_molca
+    from molfm.systems.molca.run import train_molca
+    from molfm.systems.molca.splits import load_splits
 
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True

@@ -29,8 +29,10 @@ def main() -> None:
 
     from molfm.eval.text import retrieval_metrics
     from molfm.hub import from_pretrained
+    from molfm.systems.molca.config import MolCATrainConfig
     from molfm.systems.molca.retrieval import full_similarity
-    from molfm.systems.molca.run import MolCATrainConfig, load_splits, train_molca
+    from molfm.systems.molca.run import train_molca
+    from molfm.systems.molca.splits import load_splits
 
     cfg = MolCATrainConfig(
         output_dir=args.output_dir,
@@ -38,7 +40,9 @@ def main() -> None:
         task="names",
         data="pubchem-names",
         qformer={"num_layers": 2},
-        stage1_options={"captioning": False, "tune_word_embeddings": False, "text_pooling": "mean"},
+        captioning=False,
+        tune_word_embeddings=False,
+        stage1_options={"text_pooling": "mean"},
         batch_size=32,
         lr=2e-4,
         warmup_steps=200,

@@ -9,12 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "molfm"
 MAX_LINES = 500
-SPLIT_PENDING = "molfm/systems/molca/stage1.py"  # 514 lines in the last commit, being split
 # click reads the arguments after -c; lint-imports puts the working directory first on sys.path,
 # so the copy in test_the_contracts_catch_violations is linted, not the installed package
 LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
@@ -60,8 +57,4 @@ def _long_modules() -> list[str]:
 
 
 def test_no_module_exceeds_500_lines():
-    long = _long_modules()
-    pending = [m for m in long if m.startswith(SPLIT_PENDING)]
-    assert [m for m in long if m not in pending] == []
-    if pending:  # any other long module fails above; this one is expected to pass soon
-        pytest.xfail(f"{pending[0]} is being split; remove SPLIT_PENDING once it is")
+    assert _long_modules() == []

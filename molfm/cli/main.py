@@ -67,10 +67,7 @@ app.command("decorate")(generate_cli.decorate)
 app.command("optimize")(optimize_cli.optimize)
 app.command("predict")(property_cli.predict)
 train_cli.app.command("property")(property_cli.train_property)
-train_cli.app.command("molca")(molca_cli.train_molca)
-app.command("name")(molca_cli.name)
-app.command("caption")(molca_cli.caption)
-app.command("retrieve")(molca_cli.retrieve)
+app.add_typer(molca_cli.app)  # name, caption, retrieve (train molca registers on the train group)
 
 
 def _version(value: bool) -> None:

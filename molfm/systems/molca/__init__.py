@@ -19,10 +19,15 @@ Files:
 * :mod:`.prompt` -- the LM input: prompt tokens, graph slots, labels on target tokens only;
 * :mod:`.model` -- the model (type ``"molca"``): graph encoder + Q-Former + projector + LM,
   loss, beam-search generation, checkpoints with only the trained weights;
-* :mod:`.finetune` -- the Lightning task of stage 2 and fine-tuning;
-* :mod:`.stage1` -- stage 1 (type ``"molca-stage1"``): graph encoder + Q-Former with the
-  contrastive, matching and Q-Former captioning losses, and its Lightning task;
-* :mod:`.retrieval` -- molecule <-> text retrieval: contrastive top-k, matching re-rank.
+* :mod:`.stage1` -- the stage-1 model (type ``"molca-stage1"``): graph encoder + Q-Former
+  with the contrastive, matching and Q-Former captioning losses; :mod:`.losses` -- their parts
+  (max-over-queries similarity, hard negatives);
+* :mod:`.task` -- the Lightning tasks: stage 1, and stage 2 / fine-tuning;
+* :mod:`.retrieval` -- molecule <-> text retrieval: contrastive top-k, matching re-rank;
+* :mod:`.data` -- molecule-text pairs (pubchem-names, caption files) and batches;
+  :mod:`.splits` -- a run's train/val/test pairs and data module;
+* :mod:`.config` -- the run configs (one field per flag); :mod:`.run` -- the entry points
+  (train a stage, name, caption, retrieve); :mod:`.evaluate` -- a run's test report.
 
 Shipped: ``molca-small-pubchem-names`` (IUPAC naming; GINE + 2-layer Q-Former + projector +
 LoRA r 8 on SmolLM2, fp16, 17 MB; the LM comes from its wheel). See docs/molca.md for how it

@@ -1,216 +1,64 @@
-"""A whole MolCA run: data -> split -> train one stage (resumable) -> ``model/`` -> test report.
+"""MolCA's entry points: train one stage, name or caption the molecules of a CSV, retrieve.
 
-:func:`train_molca` trains stage ``"1"`` (graph encoder + Q-Former, :class:`~.stage1.Stage1Task`),
-``"2"`` (frozen LM, :class:`~.finetune.MolCATask`) or ``"finetune"`` (LoRA/full/frozen LM) on
-``pubchem-names`` (split by scaffold, see :func:`~.data.pubchem_names_splits`) or on a user's
-SMILES + text file (:func:`~.data.read_caption_file`, split by scaffold with ``data_seed``),
-through the shared engine (:func:`molfm.engine.fit.fit_resumable`: a killed run resumes). It
-exports the final weights as ``<output_dir>/model`` and writes ``metrics.json``:
+:func:`train_molca` trains stage ``"1"`` (graph encoder + Q-Former, :class:`~.task.Stage1Task`),
+``"2"`` (frozen LM, :class:`~.task.MolCATask`) or ``"finetune"`` (LoRA/full/frozen LM) on
+``pubchem-names`` or a user's SMILES + text file (:func:`~.splits.load_splits`), through the
+engine's run skeleton (:func:`molfm.engine.run.fit_and_export`: a killed run resumes). It exports
+the best validation checkpoint as ``<output_dir>/model`` and writes ``metrics.json`` with the
+test report of :mod:`.evaluate`.
 
-* stage 1: retrieval accuracy / recall@20 (:func:`molfm.eval.text.retrieval_metrics`) over up
-  to ``eval_limit`` test pairs (contrastive similarity, and re-ranked when ``rerank > 0``);
-* stages 2 and finetune: beam-search generation for up to ``eval_limit`` test molecules,
-  BLEU/METEOR/ROUGE (:func:`~molfm.eval.text.caption_metrics`) and, for ``task="iupac"``, the
-  OPSIN parse and exact-structure rates (:func:`~molfm.eval.text.opsin_name_check`);
-  ``test_predictions.csv`` holds the decoded texts.
+:func:`name_molecules`, :func:`caption_molecules` and :func:`retrieve_hits` read a CSV, run a
+trained model and write one CSV (rows in input order; bad rows stop the command or, with
+``on_invalid="skip"``, are listed in ``invalid.csv`` beside it).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
-from molfm.atomic import atomic_write_text, atomic_writer
-from molfm.data.samplers import seeded_loader
-from molfm.systems.molca.data import MolTextDataset, MolTextSplits, collate_mol_text
+from molfm.atomic import atomic_writer
+from molfm.engine.options import check_options
+from molfm.systems.molca.config import (
+    CaptionConfig,
+    MolCATrainConfig,
+    NameConfig,
+    RetrieveConfig,
+)
+from molfm.systems.molca.evaluate import evaluate_generation, evaluate_stage1, generate_texts
+from molfm.systems.molca.splits import MolTextDataModule, default_task, load_splits
 
-__all__ = ["STAGES", "MolCATrainConfig", "MolTextDataModule", "load_splits", "train_molca"]
-
-STAGES = ("1", "2", "finetune")
-DATA_SETS = ("pubchem-names",)
-
-
-@dataclass
-class MolCATrainConfig:
-    """Everything a MolCA run depends on (saved as ``train_config.json``)."""
-
-    output_dir: str
-    stage: str = "finetune"  # 1 | 2 | finetune
-    task: str | None = None  # default: iupac (pubchem-names) or caption (a file)
-    data: str | None = None  # pubchem-names
-    data_path: str | None = None  # or a SMILES + text file (TSV/CSV)
-    smiles_column: str | None = None
-    text_column: str | None = None
-    init: str | None = None  # stage 2: a stage-1 run/model; finetune: stage-1 or MolCA run/model
-    graph_encoder: str = "gine"  # a fresh type (gine, gps) or a pretrained name/directory
-    graph_overrides: dict[str, Any] = field(default_factory=dict)  # fresh encoders' sizes
-    qformer: dict[str, Any] = field(default_factory=dict)  # QFormerConfig fields
-    stage1_options: dict[str, Any] = field(default_factory=dict)  # other Stage1Config fields
-    lm: str = "smollm2"  # smollm2 or an HF causal-LM folder
-    input_mode: str = "1d2d"
-    lm_tuning: str = "lora"  # lora | full | frozen (stage 2 is always frozen)
-    lora_r: int = 16
-    split_sizes: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    limit_train: int | None = None
-    limit_val: int | None = None  # the first N validation pairs (quick runs)
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    max_steps: int = 1000
-    val_every_n_steps: int | None = None
-    eval_limit: int = 64
-    num_beams: int = 5
-    max_new_tokens: int = 64
-    rerank: int = 0  # stage-1 evaluation: also re-rank each query's best N (0: skip)
-    seed: int = 0
-    data_seed: int = 0
-    on_invalid: str = "error"
-    num_workers: int = 0
-    accelerator: str = "auto"
-    devices: Any = 1
-    precision: str = "32-true"
-    progress: bool = True
+__all__ = [
+    "check_train_config",
+    "train_molca",
+    "Written",
+    "read_molecules",
+    "read_texts",
+    "name_molecules",
+    "caption_molecules",
+    "retrieve_hits",
+]
 
 
-# ----------------------------------------------------------------------------- data
-class MolTextDataModule(L.LightningDataModule):
-    """Train (seeded order, resumable mid-epoch, full batches) and validation loaders."""
+# ----------------------------------------------------------------------------- training
+def check_train_config(cfg: MolCATrainConfig) -> None:
+    """The options' ranges and choices, and what ``init`` must hold for the stage.
 
-    def __init__(
-        self,
-        train: MolTextDataset,
-        val: MolTextDataset,
-        *,
-        batch_size: int,
-        seed: int = 0,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__()
-        self.train, self.val = train, val
-        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
-
-    def _loader(self, dataset: MolTextDataset, shuffle: bool) -> DataLoader:
-        return seeded_loader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            collate_fn=collate_mol_text,
-            seed=self.seed,
-            num_workers=self.num_workers,
-            trainer=getattr(self, "trainer", None),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val, shuffle=False)
-
-
-def subset(dataset: MolTextDataset, index) -> MolTextDataset:
-    """The pairs at ``index`` (in that order) as a new :class:`MolTextDataset`."""
-    index = [int(i) for i in index]
-    return MolTextDataset(
-        [dataset.graphs[i] for i in index],
-        [dataset.smiles[i] for i in index],
-        [dataset.texts[i] for i in index],
-        names=[dataset.names[i] for i in index],
-        ids=[dataset.ids[i] for i in index],
-    )
-
-
-def _scaffolds(smiles: list[str]) -> list[str]:
-    from rdkit import Chem, rdBase
-
-    from molfm.chem.scaffolds import murcko_scaffold
-
-    out = []
-    with rdBase.BlockLogs():
-        for s in smiles:
-            mol = Chem.MolFromSmiles(s)
-            out.append(murcko_scaffold(mol) if mol is not None else s)
-    return out
-
-
-def _task(cfg: MolCATrainConfig) -> str:
-    if cfg.task is not None:
-        return cfg.task
-    return "iupac" if cfg.data is not None else "caption"
-
-
-def load_splits(cfg: MolCATrainConfig) -> MolTextSplits:
-    """Train/val/test pairs of ``cfg.data`` or ``cfg.data_path`` (train limited to
-    ``cfg.limit_train`` molecules, a seeded subset; validation to its first ``cfg.limit_val``)."""
-    from molfm.data.splits import scaffold_split
-
-    if (cfg.data is None) == (cfg.data_path is None):
-        raise ValueError("give exactly one of --data pubchem-names or --data-path FILE")
-    task = _task(cfg)
-    if cfg.data is not None:
-        if cfg.data not in DATA_SETS:
-            raise ValueError(f"--data {cfg.data!r}: MolCA trains on {', '.join(DATA_SETS)}")
-        data_task = "names" if task == "names" else "iupac"
-        if task not in ("iupac", "names") or (task == "names" and cfg.stage != "1"):
-            raise ValueError(
-                f"--task {task!r} on pubchem-names: use iupac (every stage) or names (stage 1)"
-            )
-        splits = pubchem_names(data_task, cfg)
-    else:
-        read = read_caption(cfg)
-        dataset = read.dataset
-        if len(dataset) < 3:
-            raise ValueError(f"{cfg.data_path} has {len(dataset)} usable pairs; a run needs >= 3")
-        split = scaffold_split(_scaffolds(dataset.smiles), cfg.split_sizes, cfg.data_seed)
-        splits = MolTextSplits(
-            subset(dataset, split.train),
-            subset(dataset, split.val),
-            subset(dataset, split.test),
-            {"source": cfg.data_path, "rejected": len(read.rejected)},
-        )
-    if cfg.limit_train is not None and cfg.limit_train < len(splits.train):
-        order = np.random.default_rng(cfg.data_seed).permutation(len(splits.train))
-        splits.train = subset(splits.train, np.sort(order[: cfg.limit_train]))
-    if cfg.limit_val is not None and cfg.limit_val < len(splits.val):
-        splits.val = _head(splits.val, cfg.limit_val)
-    return splits
-
-
-def pubchem_names(task: str, cfg: MolCATrainConfig) -> MolTextSplits:
-    from molfm.systems.molca.data import pubchem_names_splits
-
-    return pubchem_names_splits(
-        task, seed=cfg.data_seed, sizes=cfg.split_sizes, progress=cfg.progress
-    )
-
-
-def read_caption(cfg: MolCATrainConfig):
-    from molfm.systems.molca.data import read_caption_file
-
-    return read_caption_file(
-        cfg.data_path, cfg.smiles_column, cfg.text_column, on_invalid=cfg.on_invalid
-    )
-
-
-# ----------------------------------------------------------------------------- stages
-def _check(cfg: MolCATrainConfig) -> None:
-    if cfg.stage not in STAGES:
-        raise ValueError(f"--stage {cfg.stage!r}: use one of {', '.join(STAGES)}")
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        One line naming the option.
+    """
+    check_options(cfg)
     if cfg.stage == "1" and cfg.init is not None:
         raise ValueError(
             "stage 1 starts from MiniLM and --graph-encoder; --init is for stage 2 and finetune"
         )
-    if cfg.lm_tuning not in ("lora", "full", "frozen"):
-        raise ValueError(f"--lm-tuning {cfg.lm_tuning!r}: use lora, full or frozen")
     if cfg.init is not None:
         from molfm.hub import load_config, resolve_checkpoint
 
@@ -234,13 +82,17 @@ def _graph_encoder_spec(cfg: MolCATrainConfig) -> dict[str, Any] | str:
 
 
 def _stage1_task(cfg: MolCATrainConfig):
-    from molfm.systems.molca.stage1 import MolCAStage1, Stage1Task
+    from molfm.systems.molca.stage1 import MolCAStage1
+    from molfm.systems.molca.task import Stage1Task
 
     model = MolCAStage1.build(
         cfg.graph_encoder,
         graph_overrides=cfg.graph_overrides or None,
         qformer=cfg.qformer or None,
         seed=cfg.seed,
+        matching=cfg.matching,
+        captioning=cfg.captioning,
+        tune_word_embeddings=cfg.tune_word_embeddings,
         **cfg.stage1_options,
     )
     return Stage1Task(
@@ -253,7 +105,7 @@ def _stage1_task(cfg: MolCATrainConfig):
 
 
 def _molca_task(cfg: MolCATrainConfig, task: str):
-    from molfm.systems.molca.finetune import MolCATask
+    from molfm.systems.molca.task import MolCATask
 
     model_config = {
         "graph_encoder": _graph_encoder_spec(cfg),
@@ -283,128 +135,18 @@ def _eval_device(cfg: MolCATrainConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def _head(dataset: MolTextDataset, n: int) -> MolTextDataset:
-    return subset(dataset, range(min(n, len(dataset))))
-
-
-def evaluate_stage1(model, test: MolTextDataset, cfg: MolCATrainConfig) -> dict[str, Any]:
-    """Retrieval metrics over the first ``eval_limit`` test pairs."""
-    from molfm.eval.text import retrieval_metrics
-    from molfm.systems.molca.retrieval import full_similarity
-
-    pairs = _head(test, cfg.eval_limit)
-    if len(pairs) == 0:
-        return {"n": 0}
-    model.eval()
-    graphs = [pairs.graphs[i] for i in range(len(pairs))]
-    start = time.perf_counter()
-    report: dict[str, Any] = {"n": len(pairs)}
-    sim = full_similarity(model, graphs, pairs.texts, batch_size=cfg.batch_size)
-    report["contrastive"] = retrieval_metrics(sim)
-    if cfg.rerank:
-        report["reranked"] = reranked_retrieval(
-            model, graphs, pairs.texts, cfg.rerank, cfg.batch_size
-        )
-        report["rerank"] = cfg.rerank
-    report["seconds"] = time.perf_counter() - start
-    return report
-
-
-def reranked_retrieval(
-    model, graphs, texts: list[str], rerank: int, batch_size: int
-) -> dict[str, Any]:
-    """Retrieval metrics with each direction re-ranked on its own: molecule -> text ranks the
-    rows of the matrix re-ranked per molecule, text -> molecule the columns of the one re-ranked
-    per text (one matrix re-ranked in one direction would leave the other's ranks mixed)."""
-    from molfm.eval.text import retrieval_metrics
-    from molfm.systems.molca.retrieval import full_similarity
-
-    by_direction = {
-        direction: retrieval_metrics(
-            full_similarity(
-                model, graphs, texts, rerank=rerank, direction=direction, batch_size=batch_size
-            )
-        )
-        for direction in ("molecule-to-text", "text-to-molecule")
-    }
-    report = by_direction["molecule-to-text"]
-    for part in ("batch", "full"):
-        theirs = by_direction["text-to-molecule"][part]
-        report[part] |= {k: v for k, v in theirs.items() if k.startswith("text2mol")}
-    return report
-
-
-def generate_texts(
-    model,
-    dataset: MolTextDataset,
-    task: str,
-    *,
-    batch_size: int,
-    num_beams: int,
-    num_return_sequences: int = 1,
-    max_new_tokens: int = 64,
-) -> list[list[str]]:
-    """Beam-search texts for every molecule of ``dataset``, in order."""
-    out: list[list[str]] = []
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
-        batch = collate_mol_text(items)
-        out += model.generate(
-            batch.graphs,
-            batch.smiles,
-            task,
-            num_beams=num_beams,
-            num_return_sequences=num_return_sequences,
-            max_new_tokens=max_new_tokens,
-        )
-    return out
-
-
-def evaluate_generation(
-    model, test: MolTextDataset, task: str, cfg: MolCATrainConfig, out: Path
-) -> dict[str, Any]:
-    """Decode the first ``eval_limit`` test molecules; text metrics (+ OPSIN for names)."""
-    from molfm.eval.text import caption_metrics, opsin_name_check
-
-    pairs = _head(test, cfg.eval_limit)
-    if len(pairs) == 0:
-        return {"n": 0}
-    start = time.perf_counter()
-    predicted = generate_texts(
-        model,
-        pairs,
-        task,
-        batch_size=cfg.batch_size,
-        num_beams=cfg.num_beams,
-        max_new_tokens=cfg.max_new_tokens,
-    )
-    predictions = [p[0] for p in predicted]
-    seconds = time.perf_counter() - start
-    report: dict[str, Any] = {"n": len(pairs), "num_beams": cfg.num_beams}
-    report["text"] = caption_metrics(predictions, pairs.texts)
-    frame = pd.DataFrame(
-        {"id": pairs.ids, "smiles": pairs.smiles, "target": pairs.texts, "prediction": predictions}
-    )
-    if task == "iupac":
-        opsin = opsin_name_check(predictions, pairs.smiles)
-        report["opsin"] = opsin.summary()
-        frame["opsin_parses"] = [c.parses for c in opsin.checks]
-        frame["opsin_same_structure"] = [c.same_structure for c in opsin.checks]
-    report["generation_seconds"] = seconds
-    with atomic_writer(out / "test_predictions.csv") as tmp:
-        frame.to_csv(tmp, index=False)
-    return report
-
-
 def train_molca(cfg: MolCATrainConfig, callbacks: list | None = None) -> Path:
-    """Run (or resume) one MolCA stage; return ``<output_dir>/model``."""
-    from molfm.engine.fit import fit_resumable, start_or_resume
+    """Run (or resume) one MolCA stage; return ``<output_dir>/model`` (the best validation
+    checkpoint's weights)."""
+    from molfm.engine.fit import start_or_resume
     from molfm.engine.hardware import lightning_kwargs, seed_everything
+    from molfm.engine.run import fit_and_export
     from molfm.hub import save_pretrained
+    from molfm.systems.molca.task import load_best_weights
 
-    _check(cfg)
+    check_train_config(cfg)
     hardware = lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
-    task_name = _task(cfg)
+    task_name = default_task(cfg)
     splits = load_splits(cfg)
     batches_per_epoch = len(splits.train) // cfg.batch_size
     if batches_per_epoch == 0 or len(splits.val) == 0:
@@ -423,42 +165,228 @@ def train_molca(cfg: MolCATrainConfig, callbacks: list | None = None) -> Path:
         seed=cfg.data_seed,
         num_workers=cfg.num_workers,
     )
-    val_every = cfg.val_every_n_steps or batches_per_epoch
     started = time.perf_counter()
-    trainer = fit_resumable(
+    fit_seconds: list[float] = []
+
+    def export(best, training: dict[str, Any]) -> Path:
+        fit_seconds.append(time.perf_counter() - started)
+        model = best.model.to(_eval_device(cfg)).eval()
+        return save_pretrained(model, out / "model", extra={"training": training})
+
+    def evaluate(best) -> dict[str, Any]:
+        model = best.model
+        if cfg.stage == "1":
+            metrics = evaluate_stage1(model, splits.test, cfg)
+        else:
+            metrics = evaluate_generation(model, splits.test, task_name, cfg, out)
+        report: dict[str, Any] = {"split": "test", "metrics": metrics}
+        counts = getattr(model, "parameter_counts", None)
+        if counts is not None:
+            report["parameters"] = {k: v._asdict() for k, v in counts().items()}
+        return report | {"fit_seconds": fit_seconds[0]}
+
+    return fit_and_export(
         task,
         data,
         out,
+        export=export,
+        evaluate=evaluate,
+        record={
+            "stage": cfg.stage,
+            "task": task_name,
+            "data": cfg.data,
+            "init": cfg.init,
+            "n_train": len(splits.train),
+            "n_val": len(splits.val),
+            "n_test": len(splits.test),
+        },
         max_steps=cfg.max_steps,
-        val_every_n_steps=val_every,
+        val_every_n_steps=cfg.val_every_n_steps or batches_per_epoch,
         batches_per_epoch=batches_per_epoch,
+        hardware=hardware,
         progress=cfg.progress,
         callbacks=list(callbacks or []),
-        **hardware,
+        # the checkpoints hold only what trains: restore them into the task in place
+        load_best=lambda path: load_best_weights(task, path),
     )
-    model = task.model.to(_eval_device(cfg)).eval()
-    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    meta = {
-        "stage": cfg.stage,
-        "task": task_name,
-        "data": cfg.data or cfg.data_path,
-        "init": cfg.init,
-        "steps": int(trainer.global_step),
-        "n_train": len(splits.train),
-        "n_val": len(splits.val),
-        "n_test": len(splits.test),
-        "fit_seconds": time.perf_counter() - started,
-        "last_logged": logged,
-    }
-    model_dir = out / "model"
-    save_pretrained(model, model_dir, extra={"training": meta})
-    if cfg.stage == "1":
-        metrics = evaluate_stage1(model, splits.test, cfg)
+
+
+# ----------------------------------------------------------------------------- inference
+@dataclass
+class Written:
+    """What an inference entry point wrote: ``frame`` to ``path``, and the ``rejected`` rows
+    (``on_invalid="skip"``) to ``invalid`` (None when there were none)."""
+
+    path: Path
+    frame: pd.DataFrame
+    rejected: int = 0
+    invalid: Path | None = None
+
+
+def _read_table(path: Path, column: str, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"--data-path {path} does not exist")
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline()
+    frame = pd.read_csv(path, sep="\t" if "\t" in header else ",", dtype=str, keep_default_na=False)
+    if column not in frame.columns:
+        raise ValueError(f"no {what} column {column!r} in {path}; columns: {list(frame.columns)}")
+    if frame.empty:
+        raise ValueError(f"{path} has a header but no data rows")
+    return frame
+
+
+def read_molecules(path: str | Path, smiles_column: str, on_invalid: str):
+    """``(rows, smiles, graphs, rejected)`` of a CSV/TSV of SMILES, in file order.
+
+    Raises
+    ------
+    InvalidMoleculeError
+        A bad SMILES with ``on_invalid="error"`` (``"skip"`` lists it in ``rejected``).
+    """
+    from molfm.chem.featurize import mol_to_data
+    from molfm.chem.parse import InvalidMoleculeError, parse_smiles
+
+    frame = _read_table(Path(path), smiles_column, "SMILES")
+    rows, smiles, graphs, rejected = [], [], [], []
+    for row, value in enumerate(frame[smiles_column]):
+        try:
+            mol = parse_smiles(value, row=row)
+        except InvalidMoleculeError as err:
+            if on_invalid == "error":
+                raise
+            rejected.append({"row": row, "smiles": value, "reason": err.reason})
+            continue
+        rows.append(row), smiles.append(value), graphs.append(mol_to_data(mol))
+    return rows, smiles, graphs, pd.DataFrame(rejected, columns=["row", "smiles", "reason"])
+
+
+def read_texts(path: str | Path, column: str) -> pd.DataFrame:
+    """A CSV/TSV holding a text column (retrieval candidates)."""
+    return _read_table(Path(path), column, "text")
+
+
+def _load(model: str, model_type: str, device: torch.device):
+    from molfm.hub import from_pretrained, load_config, resolve_checkpoint
+
+    path = resolve_checkpoint(model)
+    kind = load_config(path).get("model_type")
+    if kind != model_type:
+        want = "a MolCA (stage 2 / finetune)" if model_type == "molca" else "a MolCA stage-1"
+        raise ValueError(f"--model {model} holds a {kind!r} model; this command needs {want} model")
+    return from_pretrained(path).to(device).eval()
+
+
+def _write(frame: pd.DataFrame, output: str | Path, rejected: pd.DataFrame) -> Written:
+    output = Path(output)
+    with atomic_writer(output) as tmp:
+        frame.to_csv(tmp, index=False)
+    invalid = None
+    if len(rejected):
+        invalid = output.with_name("invalid.csv")
+        with atomic_writer(invalid) as tmp:
+            rejected.to_csv(tmp, index=False)
+    return Written(output, frame, len(rejected), invalid)
+
+
+def _generate_file(cfg: NameConfig | CaptionConfig, task: str, column: str, verify: bool):
+    from molfm.engine.hardware import inference_device
+    from molfm.eval.text import verify_names
+    from molfm.systems.molca.data import MolTextDataset
+
+    check_options(cfg)
+    device = inference_device(cfg.accelerator, cfg.devices)
+    rows, smiles, graphs, rejected = read_molecules(
+        cfg.data_path, cfg.smiles_column, cfg.on_invalid
+    )
+    molca = _load(cfg.model, "molca", device)
+    molca.config.instruction(task)  # a model without this task fails in one line
+    dataset = MolTextDataset(graphs, smiles, [""] * len(smiles))
+    with torch.no_grad():
+        beams = generate_texts(
+            molca,
+            dataset,
+            task,
+            batch_size=cfg.batch_size,
+            num_beams=cfg.num_beams,
+            num_return_sequences=cfg.num_beams if verify else 1,
+            max_new_tokens=cfg.max_new_tokens,
+        )
+    frame = pd.DataFrame({"row": rows, "smiles": smiles})
+    if verify:
+        frame[column], frame["verified"] = verify_names(beams, smiles)
     else:
-        metrics = evaluate_generation(model, splits.test, task_name, cfg, out)
-    counts = getattr(model, "parameter_counts", None)
-    report = {"split": "test", "metrics": metrics, "training": meta}
-    if counts is not None:
-        report["parameters"] = {k: v._asdict() for k, v in counts().items()}
-    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2, default=str))
-    return model_dir
+        frame[column] = [b[0] for b in beams]
+    return _write(frame, cfg.output, rejected)
+
+
+def name_molecules(cfg: NameConfig) -> Written:
+    """IUPAC names (beam search) for every molecule of ``cfg.data_path``, in input order, as
+    ``row, smiles, name``; ``verify`` checks each beam with OPSIN and keeps the first that is
+    the input structure (column ``verified``)."""
+    return _generate_file(cfg, "iupac", "name", cfg.verify)
+
+
+def caption_molecules(cfg: CaptionConfig) -> Written:
+    """A text description (beam search) of every molecule of ``cfg.data_path``, in input
+    order, as ``row, smiles, caption``."""
+    if cfg.model is None:
+        raise ValueError("give --model: a MolCA captioning run (no captioning model is shipped)")
+    return _generate_file(cfg, "caption", "caption", False)
+
+
+def retrieve_hits(cfg: RetrieveConfig) -> Written:
+    """The ``top_k`` best candidates of ``cfg.data_path`` for each query: molecules for
+    ``text`` queries, texts for ``smiles`` queries (a stage-1 model; the best ``rerank`` of
+    each query re-ranked with its matching head). Columns ``query, rank, row, smiles|text,
+    score, cosine, match``."""
+    from molfm.chem.parse import InvalidMoleculeError, parse_smiles
+    from molfm.engine.hardware import inference_device
+    from molfm.systems.molca.retrieval import retrieve
+
+    check_options(cfg)
+    if cfg.model is None:
+        raise ValueError("give --model: a MolCA stage-1 run or its model/ directory")
+    if bool(cfg.text) == bool(cfg.smiles):
+        raise ValueError("give --text (text -> molecule) or --smiles (molecule -> text)")
+    device = inference_device(cfg.accelerator, cfg.devices)
+    rejected = pd.DataFrame(columns=["row", "smiles", "reason"])
+    candidates: list[Any]
+    if cfg.text:
+        direction, queries = "text-to-molecule", list(cfg.text)
+        rows, shown, candidates, rejected = read_molecules(
+            cfg.data_path, cfg.smiles_column, cfg.on_invalid
+        )
+    else:
+        direction = "molecule-to-text"
+        for s in cfg.smiles:
+            try:
+                parse_smiles(s)
+            except InvalidMoleculeError as err:
+                raise ValueError(f"--smiles {s!r}: {err.reason}") from None
+        queries = list(cfg.smiles)
+        candidates = read_texts(cfg.data_path, cfg.text_column)[cfg.text_column].tolist()
+        rows, shown = list(range(len(candidates))), candidates
+    stage1 = _load(cfg.model, "molca-stage1", device)
+    hits = retrieve(
+        stage1,
+        queries,
+        candidates,
+        direction,
+        top_k=cfg.top_k,
+        rerank=cfg.rerank,
+        batch_size=cfg.batch_size,
+    )
+    column = "smiles" if direction == "text-to-molecule" else "text"
+    frame = pd.DataFrame(
+        {
+            "query": [queries[int(q)] for q in hits["query"]],
+            "rank": hits["rank"].to_numpy(),
+            "row": [rows[int(c)] for c in hits["candidate"]],
+            column: [shown[int(c)] for c in hits["candidate"]],
+            "score": hits["score"].to_numpy(),
+            "cosine": hits["cosine"].to_numpy(),
+            "match": hits["match"].to_numpy(),
+        }
+    )
+    return _write(frame, cfg.output, rejected)

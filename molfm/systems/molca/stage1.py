@@ -21,8 +21,8 @@ The three losses (MolCA / BLIP-2), summed:
   InfoNCE over the batch with the fixed temperature 0.1;
 * matching: for each molecule one negative text and for each text one negative molecule,
   drawn from ``softmax(s / T) + 1e-4`` over the batch without the positive (nor any pair with
-  the same SMILES or the same text, which would be a positive too); cross-entropy of the
-  matching logits on B positive + up to 2B negative pairs;
+  the same SMILES or the same text, which would be a positive too; :mod:`.losses`);
+  cross-entropy of the matching logits on B positive + up to 2B negative pairs;
 * captioning: the text decoded causally over the queries (BLIP-2's multimodal causal mask),
   its first token [CLS] replaced by the decoder start [DEC]; next-token cross-entropy with
   label smoothing 0.1 (LAVIS' Q-Former LM loss). [DEC] is BERT's ``[unused0]`` (id 1), whose
@@ -33,7 +33,7 @@ The query outputs for the contrastive loss come from the captioning pass: under 
 mask the queries never see the text, so they equal :meth:`QFormer.encode_graph` and one
 Q-Former pass serves both losses.
 
-:class:`Stage1Task` trains it (AdamW, warm-up + cosine) and reports in-batch retrieval
+:class:`~.task.Stage1Task` trains it (AdamW, warm-up + cosine) and reports in-batch retrieval
 accuracy in validation. Retrieval over a collection: :mod:`.retrieval`.
 """
 
@@ -43,27 +43,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from molfm.data.dense import PairStructure
-from molfm.engine.fit import RngStateMixin
-from molfm.engine.optim import adamw_warmup_cosine
 from molfm.hub import get_model_class, register_model
 from molfm.pinned import minilm_path
 from molfm.systems.molca.graph import build_graph_encoder
+from molfm.systems.molca.losses import max_query_similarity, same_pairs, sample_hard_negatives
 from molfm.systems.molca.qformer import QFormer, QFormerConfig, load_qformer_tokenizer
 
-__all__ = [
-    "Stage1Config",
-    "MolCAStage1",
-    "Stage1Task",
-    "sample_hard_negatives",
-    "max_query_similarity",
-    "in_batch_accuracy",
-]
+__all__ = ["Stage1Config", "MolCAStage1"]
 
 CLS_ID = 101  # BERT uncased [CLS]
 DEC_ID = 1  # BERT uncased [unused0], used as BLIP-2's [DEC]
@@ -101,60 +92,6 @@ class Stage1Config:
 def _dec_starts_as_cls(qformer: QFormer, dec_token_id: int) -> None:
     """MiniLM has no [DEC]: its (unused) token starts as a copy of [CLS]."""
     qformer.word_embeddings.weight[dec_token_id] = qformer.word_embeddings.weight[CLS_ID]
-
-
-def max_query_similarity(mol_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-    """``[Nm, Nq, D]`` x ``[Nt, D]`` (both normalized) -> ``[Nm, Nt]``: the best query's cosine."""
-    return torch.einsum("mqd,td->mtq", mol_emb, text_emb).amax(-1)
-
-
-def in_batch_accuracy(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-1 retrieval accuracy of a square ``[B, B]`` molecule x text similarity whose
-    diagonal holds the true pairs: (molecule -> text, text -> molecule)."""
-    target = torch.arange(similarity.shape[0], device=similarity.device)
-    g2t = (similarity.argmax(1) == target).float().mean()
-    t2g = (similarity.argmax(0) == target).float().mean()
-    return g2t, t2g
-
-
-@torch.no_grad()
-def sample_hard_negatives(
-    similarity: torch.Tensor,
-    temperature: float,
-    excluded: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One negative text per molecule and one negative molecule per text, drawn from the
-    similarity softmax (+1e-4, as MolCA, so every allowed pair keeps a chance).
-
-    Parameters
-    ----------
-    similarity
-        ``[B, B]`` molecule x text (diagonal: the true pairs).
-    excluded
-        bool ``[B, B]``, pairs that are positives too (same SMILES or same text); the
-        diagonal is always excluded.
-
-    Returns
-    -------
-    tuple of torch.Tensor
-        ``neg_text [B]`` (for molecule ``i``) and ``neg_mol [B]`` (for text ``j``), -1 where
-        no allowed candidate exists.
-    """
-    b = similarity.shape[0]
-    eye = torch.eye(b, dtype=torch.bool, device=similarity.device)
-    excluded = eye if excluded is None else excluded | eye
-
-    def draw(sim: torch.Tensor, banned: torch.Tensor) -> torch.Tensor:
-        weights = (F.softmax(sim.float() / temperature, dim=1) + 1e-4).masked_fill(banned, 0.0)
-        out = torch.full((b,), -1, dtype=torch.long, device=sim.device)
-        ok = weights.sum(1) > 0
-        if ok.any():
-            cpu = weights[ok].cpu()  # a CPU generator draws the same on every device
-            out[ok] = torch.multinomial(cpu, 1, generator=generator).squeeze(1).to(sim.device)
-        return out
-
-    return draw(similarity, excluded), draw(similarity.t(), excluded.t())
 
 
 @register_model("molca-stage1")
@@ -418,7 +355,7 @@ class MolCAStage1(nn.Module):
         ) / 2
 
         if cfg.matching:
-            excluded = _same_pairs(batch, b, sim.device)
+            excluded = same_pairs(batch, b, sim.device)
             neg_text, neg_mol = sample_hard_negatives(sim, cfg.temperature, excluded, generator)
             ok_t, ok_m = neg_text >= 0, neg_mol >= 0
             mol_idx = torch.cat([target, target[ok_t], neg_mol[ok_m]])
@@ -436,79 +373,3 @@ class MolCAStage1(nn.Module):
         if return_similarity:
             out["similarity"] = sim.detach()
         return out
-
-
-def _same_pairs(batch, b: int, device: torch.device) -> torch.Tensor:
-    """``[B, B]`` true where two pairs share the SMILES or the text (both are positives)."""
-    excluded = torch.zeros(b, b, dtype=torch.bool)
-    for column in (getattr(batch, "smiles", None), batch.texts):
-        if column is None:
-            continue
-        codes = {value: i for i, value in enumerate(column)}
-        ids = torch.tensor([codes[value] for value in column])
-        excluded |= ids[:, None] == ids[None, :]
-    return excluded.to(device)
-
-
-class Stage1Task(RngStateMixin, L.LightningModule):
-    """Train a :class:`MolCAStage1`: the summed losses, AdamW (MolCA: lr 1e-4, weight decay
-    0.05), linear warm-up then cosine decay to ``min_lr_ratio`` x lr (MolCA: 1e-5).
-
-    Logs ``train/{loss,contrastive,matching,captioning}``; validation logs the same under
-    ``val/`` (negatives drawn from a generator seeded by the batch index, so validation never
-    touches the training RNG) and ``val/acc_g2t``, ``val/acc_t2g``: top-1 retrieval accuracy
-    within each batch.
-
-    Pass a built model (``MolCAStage1.build(...)``) to start; ``model_config`` alone (what
-    :meth:`load_from_checkpoint` passes) rebuilds the architecture for the checkpoint's weights.
-    """
-
-    def __init__(
-        self,
-        model: MolCAStage1 | None = None,
-        *,
-        model_config: dict[str, Any] | None = None,
-        lr: float = 1e-4,
-        weight_decay: float = 0.05,
-        warmup_steps: int = 1000,
-        max_steps: int = 10000,
-        min_lr_ratio: float = 0.1,
-    ) -> None:
-        super().__init__()
-        if model is None:
-            if model_config is None:
-                raise ValueError("Stage1Task needs a model or a model_config")
-            model = MolCAStage1(Stage1Config(**model_config))
-        self.model = model
-        self.save_hyperparameters(ignore=["model"])
-        self.hparams["model_config"] = dataclasses.asdict(model.config)
-
-    def _log_all(self, prefix: str, out: dict[str, torch.Tensor], b: int) -> None:
-        for name, value in out.items():
-            if name != "similarity":
-                self.log(f"{prefix}/{name}", value, prog_bar=name == "loss", batch_size=b)
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        out = self.model.losses(batch)
-        self._log_all("train", out, len(batch.texts))
-        return out["loss"]
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        generator = torch.Generator().manual_seed(batch_idx)
-        out = self.model.losses(batch, generator=generator, return_similarity=True)
-        b = len(batch.texts)
-        self._log_all("val", out, b)
-        g2t, t2g = in_batch_accuracy(out["similarity"])
-        self.log("val/acc_g2t", g2t, prog_bar=True, batch_size=b)
-        self.log("val/acc_t2g", t2g, prog_bar=True, batch_size=b)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        return adamw_warmup_cosine(
-            self.model.named_parameters(),
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            warmup_steps=hp.warmup_steps,
-            max_steps=hp.max_steps,
-            min_lr_ratio=hp.min_lr_ratio,
-        )

@@ -19,12 +19,12 @@ from molfm import hub
 from molfm.chem.featurize import smiles_to_data
 from molfm.data.dense import DenseGraphDataset, collate_dense
 from molfm.nn.gine import GINEConfig, GINEEncoder
-from molfm.systems.molca.finetune import MolCATask
 from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
 from molfm.systems.molca.lora import LMTuning, count_parameters
 from molfm.systems.molca.model import LMMismatchError, MolCA, MolCAConfig
 from molfm.systems.molca.prompt import IGNORE_INDEX
 from molfm.systems.molca.qformer import QFormer, QFormerConfig
+from molfm.systems.molca.task import MolCATask
 
 PAIRS = [
     ("CCO", "ethanol"),

@@ -10,7 +10,7 @@ import json
 import pandas as pd
 import pytest
 
-from molfm.cli.molca import verify_names
+from molfm.eval.text import verify_names
 
 
 @pytest.fixture(scope="module")

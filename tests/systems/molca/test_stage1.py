@@ -12,15 +12,10 @@ from torch.testing import assert_close
 from molfm.chem.featurize import smiles_to_data
 from molfm.data.dense import DenseGraphDataset, collate_dense
 from molfm.hub import from_pretrained, save_pretrained
+from molfm.systems.molca.losses import in_batch_accuracy, same_pairs, sample_hard_negatives
 from molfm.systems.molca.retrieval import full_similarity, retrieve
-from molfm.systems.molca.stage1 import (
-    MolCAStage1,
-    Stage1Config,
-    Stage1Task,
-    _same_pairs,
-    in_batch_accuracy,
-    sample_hard_negatives,
-)
+from molfm.systems.molca.stage1 import MolCAStage1, Stage1Config
+from molfm.systems.molca.task import Stage1Task
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 # A tiny GINE and MiniLM's first 2 layers. Their [CLS] is still the same vector for every
@@ -103,7 +98,7 @@ def test_hard_negatives_never_pick_a_positive():
     g = torch.Generator().manual_seed(0)
     smiles = ["CCO", "CCO", "CN", "CC", "CCC", "O"]
     texts = ["ethanol", "ethyl alcohol", "methylamine", "ethane", "propane", "ethane"]
-    excluded = _same_pairs(types.SimpleNamespace(smiles=smiles, texts=texts), 6, "cpu")
+    excluded = same_pairs(types.SimpleNamespace(smiles=smiles, texts=texts), 6, "cpu")
     assert excluded[0, 1] and excluded[3, 5] and not excluded[0, 2]
     for _ in range(200):
         sim = torch.randn(6, 6, generator=g) * 3
@@ -272,7 +267,7 @@ def test_task_steps_and_frozen_encoder(pairs):
 
 def test_reranked_retrieval_ranks_each_direction_in_its_own_reranked_matrix(model, pairs):
     from molfm.eval.text import retrieval_metrics
-    from molfm.systems.molca.run import reranked_retrieval
+    from molfm.systems.molca.evaluate import reranked_retrieval
 
     smiles, names = [s for s, _ in pairs], [t for _, t in pairs]
     report = reranked_retrieval(model, smiles, names, rerank=3, batch_size=4)

@@ -1,5 +1,8 @@
-"""MolCA's Lightning task for stage 2 and fine-tuning.
+"""MolCA's Lightning tasks: :class:`Stage1Task` (stage 1) and :class:`MolCATask` (stage 2 and
+fine-tuning).
 
+* Stage 1 (:class:`Stage1Task`): the summed contrastive, matching and Q-Former captioning
+  losses of a :class:`~.stage1.MolCAStage1` (graph encoder + Q-Former, no LM).
 * Stage 2 (``stage="2"``): the LM is frozen; captioning through the soft prompt trains the
   graph encoder, the Q-Former (its query path) and the projector.
 * Fine-tuning (``stage="finetune"``): the same loss on a task (``iupac``, ``caption``, ...),
@@ -9,11 +12,14 @@ Batches are anything with ``graphs``, ``smiles`` and ``texts`` (:class:`.model.M
 Only trainable parameters reach the optimizer (AdamW, weight decay on matrices only, warm-up +
 cosine decay per step). Lightning checkpoints (for resuming) hold the same weights as a hub
 checkpoint (:meth:`.model.MolCA.checkpoint_state_dict`), the optimizer state and the RNG state;
-the frozen LM is rebuilt from its identity when the task is constructed.
+the frozen LM is rebuilt from its identity when the task is constructed. The best validation
+checkpoint is restored into the trained task in place (:func:`load_best_weights`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -23,11 +29,81 @@ from molfm.engine.fit import RngStateMixin
 from molfm.engine.optim import adamw_warmup_cosine, no_decay_for_biases_and_norms
 from molfm.hub import load_config, resolve_checkpoint
 from molfm.systems.molca.lora import LMTuning
+from molfm.systems.molca.losses import in_batch_accuracy
 from molfm.systems.molca.model import MolCA, MolCAConfig
+from molfm.systems.molca.stage1 import MolCAStage1, Stage1Config
 
-__all__ = ["MolCATask", "build_model"]
+__all__ = ["Stage1Task", "MolCATask", "build_model", "load_best_weights"]
 
 Stage = Literal["2", "finetune"]
+
+
+class Stage1Task(RngStateMixin, L.LightningModule):
+    """Train a :class:`~.stage1.MolCAStage1`: the summed losses, AdamW (MolCA: lr 1e-4, weight decay
+    0.05), linear warm-up then cosine decay to ``min_lr_ratio`` x lr (MolCA: 1e-5).
+
+    Logs ``train/{loss,contrastive,matching,captioning}``; validation logs the same under
+    ``val/`` (negatives drawn from a generator seeded by the batch index, so validation never
+    touches the training RNG) and ``val/acc_g2t``, ``val/acc_t2g``: top-1 retrieval accuracy
+    within each batch.
+
+    Pass a built model (``MolCAStage1.build(...)``) to start; ``model_config`` alone (what
+    :meth:`load_from_checkpoint` passes) rebuilds the architecture for the checkpoint's weights.
+    """
+
+    def __init__(
+        self,
+        model: MolCAStage1 | None = None,
+        *,
+        model_config: dict[str, Any] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        warmup_steps: int = 1000,
+        max_steps: int = 10000,
+        min_lr_ratio: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if model is None:
+            if model_config is None:
+                raise ValueError("Stage1Task needs a model or a model_config")
+            model = MolCAStage1(Stage1Config(**model_config))
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+        self.hparams["model_config"] = dataclasses.asdict(model.config)
+
+    def _log_all(self, prefix: str, out: dict[str, torch.Tensor], b: int) -> None:
+        for name, value in out.items():
+            if name != "similarity":
+                self.log(f"{prefix}/{name}", value, prog_bar=name == "loss", batch_size=b)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        out = self.model.losses(batch)
+        self._log_all("train", out, len(batch.texts))
+        return out["loss"]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        generator = torch.Generator().manual_seed(batch_idx)
+        out = self.model.losses(batch, generator=generator, return_similarity=True)
+        b = len(batch.texts)
+        self._log_all("val", out, b)
+        g2t, t2g = in_batch_accuracy(out["similarity"])
+        self.log("val/acc_g2t", g2t, prog_bar=True, batch_size=b)
+        self.log("val/acc_t2g", t2g, prog_bar=True, batch_size=b)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        return adamw_warmup_cosine(
+            self.model.named_parameters(),
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            warmup_steps=hp.warmup_steps,
+            max_steps=hp.max_steps,
+            min_lr_ratio=hp.min_lr_ratio,
+        )
+
+    def checkpoint_keys(self) -> set[str]:
+        """The state keys a checkpoint holds: all of them (frozen MiniLM embeddings too)."""
+        return set(self.state_dict())
 
 
 def build_model(
@@ -145,17 +221,18 @@ class MolCATask(RngStateMixin, L.LightningModule):
             no_decay=no_decay_for_biases_and_norms,
         )
 
-    def _checkpoint_keys(self) -> set[str]:
+    def checkpoint_keys(self) -> set[str]:
+        """The state keys a checkpoint holds: what trains (no frozen LM weights)."""
         return {f"model.{key}" for key in self.model.checkpoint_state_dict()}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        keep = self._checkpoint_keys()
+        keep = self.checkpoint_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        expected, stored = self._checkpoint_keys(), set(checkpoint["state_dict"])
+        expected, stored = self.checkpoint_keys(), set(checkpoint["state_dict"])
         if stored != expected:
             missing, extra = sorted(expected - stored), sorted(stored - expected)
             raise ValueError(
@@ -166,8 +243,6 @@ class MolCATask(RngStateMixin, L.LightningModule):
 
 def _head(graphs, n: int):
     """The first ``n`` molecules of a ``DenseBatch`` (padded tensors sliced, PyG batch split)."""
-    import dataclasses
-
     from torch_geometric.data import Batch
 
     sliced = {}
@@ -179,3 +254,26 @@ def _head(graphs, n: int):
             value = value[:n]
         sliced[f.name] = value
     return type(graphs)(**sliced)
+
+
+def load_best_weights(task: Stage1Task | MolCATask, path: str | Path) -> Stage1Task | MolCATask:
+    """Load the weights of a ``.ckpt`` of ``task``'s run into ``task`` in place, and return it.
+
+    A :class:`MolCATask` checkpoint holds only what trains (no frozen LM), so rebuilding the task
+    from its hyperparameters would load the LM and the ``init`` checkpoint again; the trained
+    task already has the frozen weights, and only the stored ones changed.
+
+    Raises
+    ------
+    ValueError
+        The checkpoint's keys are not the ones ``task`` stores.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    expected, stored = task.checkpoint_keys(), set(state)
+    if stored != expected:
+        missing, extra = sorted(expected - stored), sorted(stored - expected)
+        raise ValueError(
+            f"{path} does not fit this MolCA task: missing {missing[:3]}, unexpected {extra[:3]}"
+        )
+    task.load_state_dict(state, strict=False)
+    return task
