@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -10,22 +9,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from molfm.cli.build import RunContext, config_command
 from molfm.cli.errors import invalid_input, user_errors
-from molfm.cli.options import (
-    INPUT_FORMATS,
-    OnInvalid,
-    cache_dir_option,
-    config_option,
-    data_option,
-    data_path_option,
-    merge_typed_config,
-    num_workers_option,
-    on_invalid_option,
-    resolve_data,
-    smiles_column_option,
-    target_columns_option,
-    text_column_option,
-)
+from molfm.cli.options import INPUT_FORMATS, cache_dir_option, data_option
+from molfm.data.config import PrepareConfig
 
 app = typer.Typer(help="List, prepare and inspect data sets.", no_args_is_help=True)
 console = Console()
@@ -55,20 +42,6 @@ def _name_argument(name: str | None, data: str | None) -> str | None:
     if name is not None and data is not None and name != data:
         raise ValueError(f"give the data set once: NAME {name!r} or --data {data!r}")
     return name if name is not None else data
-
-
-def _user_source(
-    data_path: Path, smiles_column: str, target_columns: list[str] | None, text_column
-):
-    from molfm.data.sources import user_file_source
-
-    resolve_data(None, data_path)  # one line when it does not exist or is a directory
-    return user_file_source(
-        data_path,
-        smiles_column=smiles_column,
-        target_columns=target_columns,
-        text_column=text_column,
-    )
 
 
 @app.command("list")
@@ -118,86 +91,19 @@ def list_command(cache_dir: Path | None = cache_dir_option()) -> None:
     )
 
 
-@app.command("prepare")
-def prepare_command(
-    ctx: typer.Context,
-    name: str | None = typer.Argument(
-        None, help="The data set to prepare (see `molfm data list`); the same as --data NAME."
-    ),
-    data: str | None = data_option(help="The data set to prepare (see `molfm data list`)."),
-    subset: str | None = typer.Option(
-        None, help="The subset to prepare, e.g. train or test for moses (default: its default)."
-    ),
-    data_path: Path | None = data_path_option(
-        help="A file of your own to prepare instead of a data set: CSV/TSV of SMILES or SDF."
-    ),
-    smiles_column: str = smiles_column_option(),
-    target_columns: list[str] | None = target_columns_option(),
-    text_column: str | None = text_column_option(),
-    on_invalid: OnInvalid = on_invalid_option(),
-    num_workers: int = num_workers_option(
-        help="Worker processes that featurize shards in parallel (0 or 1 = in this process)."
-    ),
-    shard_size: int = typer.Option(10_000, min=1, help="Input rows per cache shard."),
-    limit: int | None = typer.Option(None, min=1, help="Prepare only the first N rows."),
-    largest_fragment: bool = typer.Option(
-        False, help="Keep only the largest fragment of each molecule (drops salts and solvents)."
-    ),
-    neutralize: bool = typer.Option(False, help="Neutralize charges where possible."),
-    max_heavy_atoms: int | None = typer.Option(
-        None, min=1, help="Reject molecules with more heavy atoms than this."
-    ),
-    feature_schema: str = typer.Option("ogb", help="The 2D atom and bond feature schema."),
-    conformers: bool = typer.Option(
-        False,
-        help="Give molecules without coordinates an RDKit conformer (ETKDGv3 + MMFF, seeded); "
-        "molecules that cannot be embedded are rejected rows.",
-    ),
-    conformer_seed: int = typer.Option(0, help="Seed of the conformer embedding."),
-    cache_dir: Path | None = cache_dir_option(),
-    config: Path | None = config_option(),
-) -> None:
+@config_command(app, "prepare", PrepareConfig)
+def prepare_command(cfg: PrepareConfig, run: RunContext) -> None:
     """Featurize a data set once into the parquet cache (resumable and parallel)."""
-    from molfm.chem.conformers import ConformerOptions
-    from molfm.chem.featurize import get_schema
-    from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions
-    from molfm.data.fetch import use_cache_dir
-    from molfm.data.prepare import prepare_dataset
-    from molfm.data.sources import get_source
+    from molfm.chem.parse import InvalidMoleculeError
+    from molfm.data.prepare import prepare
 
-    p = merge_typed_config(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
-    with user_errors(), use_cache_dir(p["cache_dir"]):
-        chosen = _name_argument(p["name"], p["data"])
-        if p["data_path"] is not None:
-            if chosen is not None:
-                raise ValueError("give a data set NAME (or --data) or --data-path FILE, not both")
-            source = _user_source(
-                Path(p["data_path"]), p["smiles_column"], p["target_columns"], p["text_column"]
-            )
-        elif chosen is not None:
-            flag = "--data" if p["data"] is not None else "NAME"
-            source = get_source(resolve_data(chosen, None, flag=flag))
-        else:
-            raise ValueError("give a data set NAME (see `molfm data list`) or --data-path FILE")
-        standardize = StandardizeOptions(
-            largest_fragment=p["largest_fragment"], neutralize=p["neutralize"]
-        )
-        try:
-            result = prepare_dataset(
-                source,
-                p["subset"],
-                schema=get_schema(p["feature_schema"]),
-                standardize=standardize,
-                max_heavy_atoms=p["max_heavy_atoms"],
-                on_invalid=OnInvalid(p["on_invalid"]).value,
-                processes=max(1, min(int(p["num_workers"]), os.cpu_count() or 1)),
-                shard_size=int(p["shard_size"]),
-                limit=p["limit"],
-                conformers=ConformerOptions(seed=p["conformer_seed"]) if p["conformers"] else None,
-            )
-        except InvalidMoleculeError as err:
-            raise invalid_input(err) from None
+    try:
+        result = prepare(cfg)
+    except InvalidMoleculeError as err:
+        raise invalid_input(err) from None
     manifest = result.dataset.manifest
+    if not result.cached:  # the options that made this data set, beside it in the cache
+        run.save_config(result.dataset.path)
     state = "already prepared" if result.cached else f"prepared in {manifest['seconds']} s"
     console.print(f"[bold]{manifest['name']}[/bold] ({manifest['subset']}): {state}")
     console.print(

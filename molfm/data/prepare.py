@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -36,8 +37,9 @@ from molfm.data.cache import (
     dataset_dir,
     dataset_key,
 )
+from molfm.data.config import PrepareConfig
 
-__all__ = ["prepare_dataset", "PrepareResult", "featurize_frame", "OnInvalid"]
+__all__ = ["prepare_dataset", "prepare", "PrepareResult", "featurize_frame", "OnInvalid"]
 
 OnInvalid = Literal["error", "skip"]
 INVALID_SCHEMA = pa.schema([("row", pa.int64()), ("smiles", pa.string()), ("reason", pa.string())])
@@ -341,3 +343,54 @@ def _run_all(source, shard_frame, todo, path, options, processes, on_invalid, pr
                 for future in pending:
                     future.cancel()
                 raise
+
+
+def prepare(cfg: PrepareConfig) -> PrepareResult:
+    """``molfm data prepare``: featurize the data set or file ``cfg`` names with its options.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        One line, before anything is read: no data or both a data set and a file, a name that
+        is not a data set, a file that does not exist, an unknown feature schema. With
+        ``on_invalid="error"``, the first rejected row (:class:`InvalidMoleculeError`).
+    """
+    from molfm.chem.featurize import get_schema
+    from molfm.data.sources import get_source, user_file_source
+    from molfm.data.sources.resolve import resolve_data
+    from molfm.options import check_options
+
+    check_options(cfg)
+    if cfg.name is not None and cfg.data is not None and cfg.name != cfg.data:
+        raise ValueError(f"give the data set once: NAME {cfg.name!r} or --data {cfg.data!r}")
+    chosen = cfg.name if cfg.name is not None else cfg.data
+    if cfg.data_path is not None:
+        if chosen is not None:
+            raise ValueError("give a data set NAME (or --data) or --data-path FILE, not both")
+        resolve_data(None, cfg.data_path)  # one line when it does not exist or is a directory
+        source = user_file_source(
+            Path(cfg.data_path),
+            smiles_column=cfg.smiles_column,
+            target_columns=cfg.target_columns,
+            text_column=cfg.text_column,
+        )
+    elif chosen is not None:
+        flag = "--data" if cfg.data is not None else "NAME"
+        source = get_source(resolve_data(chosen, None, flag=flag))
+    else:
+        raise ValueError("give a data set NAME (see `molfm data list`) or --data-path FILE")
+    standardize = StandardizeOptions(
+        largest_fragment=cfg.largest_fragment, neutralize=cfg.neutralize
+    )
+    return prepare_dataset(
+        source,
+        cfg.subset,
+        schema=get_schema(cfg.feature_schema),
+        standardize=standardize,
+        max_heavy_atoms=cfg.max_heavy_atoms,
+        on_invalid=cfg.on_invalid,
+        processes=max(1, min(cfg.num_workers, os.cpu_count() or 1)),
+        shard_size=cfg.shard_size,
+        limit=cfg.limit,
+        conformers=ConformerOptions(seed=cfg.conformer_seed) if cfg.conformers else None,
+    )

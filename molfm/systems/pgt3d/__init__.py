@@ -3,10 +3,13 @@ pretrain a 2D graph encoder to predict 3D geometry, then fine-tune it on 2D grap
 
 * :mod:`molfm.chem.geometry` -- the targets (bond lengths, per-atom angle sums, per-bond
   dihedral sums), linear in molecule size and tested against brute-force enumeration;
-* :mod:`.data` -- targets computed once per dataset and cached; batches that carry them;
-* :mod:`.heads` -- bond / atom regressors and the total-energy probe;
+* :mod:`.config` -- the run config (the flags of ``molfm pretrain 3d-pgt``);
+* :mod:`.data` -- targets computed once per dataset and cached; batches that carry them; the
+  training split's target statistics and energy reference;
+* :mod:`.model` -- the pretext heads: bond / atom regressors and the total-energy probe;
 * :mod:`.weighting` -- the automatic task weights (one-step hypergradient on the simplex);
-* :mod:`.pretrain` -- the LightningModule; :mod:`.run` -- a whole run (``molfm pretrain 3d-pgt``);
+* :mod:`.task` -- the LightningModule (encoder + heads + task weights);
+* :mod:`.run` -- a whole run (``molfm pretrain 3d-pgt``): fit, export the best encoder;
 * :mod:`.protocol` -- the QM9 protocol's disjoint pretraining / fine-tuning splits.
 
 The encoder is any molfm graph encoder; the default is GPS (:mod:`molfm.nn.gps`). Fine-tuning

@@ -41,10 +41,15 @@ __all__ = [
     "PretrainDataset",
     "collate_pretrain",
     "PretrainDataModule",
+    "NUM_HS",
+    "energy_reference",
+    "target_stats",
 ]
 
 TARGETS = ("bond_length", "angle_cos_sum", "dihedral_sum")
 """The three pretext targets, in the order task weights are given."""
+NUM_HS = 4
+"""Column of the hydrogen count in OGB atom features (its id is the count)."""
 CACHE_VERSION = 1
 
 
@@ -204,3 +209,49 @@ class PretrainDataModule(MolDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._pretrain_loader("test", shuffle=False)
+
+
+def target_stats(data: PretrainDataModule, train: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Mean/std of each geometry target over the training molecules' atoms or bonds."""
+    store, targets = data.store, data.targets
+    node_counts, bond_counts = np.diff(store.node_ptr), np.diff(store.edge_ptr) // 2
+    in_train = np.zeros(len(store), dtype=bool)
+    in_train[train] = True
+    node_mask, bond_mask = np.repeat(in_train, node_counts), np.repeat(in_train, bond_counts)
+    out = {}
+    for name in TARGETS:
+        values = getattr(targets, name)
+        values = values[node_mask if name == "angle_cos_sum" else bond_mask]
+        out[name] = (float(values.mean()), float(values.std() or 1.0))
+    return out
+
+
+def energy_reference(
+    x: np.ndarray, node_ptr: np.ndarray, energy: np.ndarray, indices: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """Least-squares reference energies per heavy-atom type and per hydrogen.
+
+    Parameters
+    ----------
+    x
+        ``[total_atoms, F]`` OGB atom feature ids (column 0: element, column ``NUM_HS``: the
+        atom's hydrogen count, which the heavy-atom graph does not hold as atoms).
+    node_ptr, energy, indices
+        Per-molecule atom offsets, energies, and the molecules to fit on.
+
+    Returns
+    -------
+    The reference (one value per element id, then one per hydrogen) and the mean and std of the
+    residual ``E - reference`` over ``indices`` (what the structure, not the atom count, explains).
+    """
+    n_types = int(x[:, 0].max()) + 1
+    n_molecules = len(node_ptr) - 1
+    molecule = np.repeat(np.arange(n_molecules), np.diff(node_ptr))
+    counts = np.zeros((n_molecules, n_types + 1))
+    np.add.at(counts, (molecule, x[:, 0]), 1.0)
+    np.add.at(counts[:, -1], molecule, x[:, NUM_HS].astype(float))
+    known = indices[np.isfinite(energy[indices])]
+    coef, *_ = np.linalg.lstsq(counts[known], energy[known], rcond=None)
+    residual = energy[known] - counts[known] @ coef
+    std = float(residual.std())
+    return coef, float(residual.mean()), std if std > 1e-8 else 1.0  # nothing left: no scaling

@@ -12,10 +12,16 @@ from molfm.chem.geometry import geometry_targets_from_positions
 from molfm.data.prepare import prepare_dataset
 from molfm.data.sources import user_file_source
 from molfm.hub import from_pretrained
-from molfm.systems.pgt3d.data import TARGETS, PretrainDataModule, geometry_target_cache
-from molfm.systems.pgt3d.pretrain import PGTPretrainTask
+from molfm.systems.pgt3d.config import PGTPretrainConfig
+from molfm.systems.pgt3d.data import (
+    TARGETS,
+    PretrainDataModule,
+    energy_reference,
+    geometry_target_cache,
+)
 from molfm.systems.pgt3d.protocol import qm9_protocol_splits
-from molfm.systems.pgt3d.run import PGTPretrainConfig, energy_reference, pretrain_3dpgt
+from molfm.systems.pgt3d.run import pretrain_3dpgt
+from molfm.systems.pgt3d.task import PGTPretrainTask
 from molfm.systems.pgt3d.weighting import TaskWeights, gradient_alignment
 
 from .conftest import TINY_GPS

@@ -1,4 +1,8 @@
-"""Prediction heads of 3D-PGT pretraining, on top of any molfm graph encoder's node embeddings.
+"""3D-PGT's own network: the pretext heads on top of any molfm graph encoder's node embeddings.
+
+The backbone is not here: it is a shared molfm encoder (GPS by default, :mod:`molfm.nn.gps`;
+property prediction and MolCA use the same class), chosen by name and exported alone, and the
+task (:mod:`.task`) puts the two together. These heads exist only for pretraining.
 
 Every head reads the sparse node embeddings ``h`` ``[N, C]`` of a batch (atoms of all molecules
 concatenated, PyG order). Bond heads see the two atoms of a bond through symmetric functions

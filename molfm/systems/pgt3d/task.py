@@ -6,6 +6,8 @@ sums, per-bond dihedral sums; :mod:`molfm.chem.geometry`), with task weights tha
 searched against a total-energy surrogate (:mod:`.weighting`). An energy probe (a sum of per-atom
 contributions) is trained on detached embeddings, so it measures the representation without
 shaping it; its held-out error is the surrogate the search follows and the score a run reports.
+The heads are :mod:`.model`; the task holds the encoder next to them, so the encoder is what
+:mod:`.run` exports.
 
 Targets are standardized with the training split's mean/std. The energy is first reduced by a
 least-squares per-element reference (``E - sum_atoms e[Z]``), which removes the part any atom
@@ -23,14 +25,11 @@ import torch.nn.functional as F
 from molfm.engine.fit import RngStateMixin
 from molfm.engine.optim import adamw_warmup_cosine
 from molfm.hub import get_model_class
-from molfm.systems.pgt3d.data import TARGETS, PretrainBatch
-from molfm.systems.pgt3d.heads import PretextHeads
+from molfm.systems.pgt3d.data import NUM_HS, TARGETS, PretrainBatch
+from molfm.systems.pgt3d.model import PretextHeads
 from molfm.systems.pgt3d.weighting import TaskWeights, gradient_alignment
 
-__all__ = ["PGTPretrainTask", "NUM_HS"]
-
-NUM_HS = 4
-"""Column of the hydrogen count in OGB atom features (its id is the count)."""
+__all__ = ["PGTPretrainTask"]
 
 
 def _nodes(encoded) -> torch.Tensor:
