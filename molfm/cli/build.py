@@ -61,6 +61,20 @@ def _check_positive(value: float | None) -> float | None:
     return value
 
 
+def _check_open_closed(name: str, high: float) -> Callable[[float | None], float | None]:
+    """``positive`` with a ``max``: one check of ``0 < x <= max``, named by the field's last
+    word (``top_p`` reads ``0 < p <= 1``)."""
+    symbol = name.rsplit("_", 1)[-1]
+    bound = int(high) if float(high).is_integer() else high
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not 0 < value <= high:
+            raise typer.BadParameter(f"{value} is not in the range 0 < {symbol} <= {bound}.")
+        return value
+
+    return check
+
+
 def _flag_type(name: str, opt: Option, tp: Any) -> Any:
     base, optional = _optional(opt.cli_type or tp)
     if opt.choices is not None:
@@ -99,6 +113,9 @@ def typer_parameters(
             kwargs["max"] = opt.max
         if opt.positive:
             kwargs["callback"] = _check_positive  # typer's Option has no open lower bound
+        if opt.positive and opt.max is not None:  # one message for the whole range
+            del kwargs["max"]
+            kwargs["callback"] = _check_open_closed(f.name, opt.max)
         if opt.path == "file":
             kwargs["dir_okay"] = False
         elif opt.path == "dir":

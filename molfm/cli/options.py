@@ -52,10 +52,6 @@ __all__ = [
     "on_invalid_option",
     "config_option",
     "cache_dir_option",
-    "temperature_option",
-    "top_k_option",
-    "top_p_option",
-    "count_option",
     "batch_size_option",
     "INPUT_FORMATS",
     "data_set_names",
@@ -207,35 +203,6 @@ def cache_dir_option() -> Any:
         help="molfm's cache (data sets, prepared data); default $MOLFM_CACHE or ~/.cache/molfm.",
         file_okay=False,
     )
-
-
-def temperature_option(default: float = 1.0) -> Any:
-    return typer.Option(
-        default, "--temperature", min=0.0, help="Softmax temperature (0 = greedy decoding)."
-    )
-
-
-def top_k_option() -> Any:
-    return typer.Option(None, "--top-k", min=1, help="Sample from the k most likely tokens.")
-
-
-def _check_top_p(value: float | None) -> float | None:
-    if value is not None and not 0.0 < value <= 1.0:
-        raise typer.BadParameter(f"{value} is not in the range 0 < p <= 1.")
-    return value
-
-
-def top_p_option() -> Any:
-    return typer.Option(
-        None,
-        "--top-p",
-        callback=_check_top_p,  # typer's Option has no min_open
-        help="Sample from the smallest set of tokens whose probability reaches p (0 < p <= 1).",
-    )
-
-
-def count_option(default: int, help: str) -> Any:
-    return typer.Option(default, "-n", min=1, help=help)
 
 
 def batch_size_option(default: int, help: str | None = None) -> Any:

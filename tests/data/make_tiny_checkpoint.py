@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from molfm.systems.gp_molformer.pretrain import LMTrainConfig, train_causal_lm
+from molfm.systems.gp_molformer.config import LMTrainConfig
+from molfm.systems.gp_molformer.pretrain import train_causal_lm
 
 HERE = Path(__file__).parent
 

@@ -17,6 +17,12 @@ afterwards then only has to steer the *property* of an analog the base already w
 
 This stage is a molfm addition for small, CPU-sized bases; it is not in the GP-MoLFormer paper,
 whose 46.8M-parameter model was pretrained on 650M-1.1B molecules and pair-tuned directly.
+
+The analog objective's own code: its checks, its data (the molecules drawn, checked and mined
+into pairs) and its run, :func:`train_analog_lm`, which fits
+:class:`~molfm.systems.gp_molformer.task.CausalLMTask` through
+:func:`molfm.engine.run.fit_and_export`; :mod:`molfm.systems.gp_molformer.run` lists it with the
+system's other entry points.
 """
 
 from __future__ import annotations
@@ -39,11 +45,12 @@ from molfm.systems.gp_molformer.config import AnalogTrainConfig
 from molfm.systems.gp_molformer.data import PairDataset, SmilesDataModule, collate_pairs
 from molfm.systems.gp_molformer.model import load_smiles_model
 from molfm.systems.gp_molformer.pair_tuning.pairs import make_pairs
-from molfm.systems.gp_molformer.pair_tuning.pipeline import InvalidMoleculesError, check_molecules
-from molfm.systems.gp_molformer.pretrain import CausalLMTask, check_trainable, load_smiles
+from molfm.systems.gp_molformer.pair_tuning.steps import InvalidMoleculesError, check_molecules
+from molfm.systems.gp_molformer.pretrain import check_trainable, load_smiles
+from molfm.systems.gp_molformer.task import CausalLMTask
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 
-__all__ = ["AnalogTrainConfig", "analog_pairs", "check_analog_config", "train_analog_lm"]
+__all__ = ["analog_pairs", "check_analog_config", "train_analog_lm"]
 
 
 def check_analog_config(cfg: AnalogTrainConfig) -> dict[str, Any]:

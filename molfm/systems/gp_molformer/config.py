@@ -1,5 +1,8 @@
-"""GP-MoLFormer's run configs: each field is one flag of ``molfm train gp-molformer`` /
-``molfm train gp-molformer-analogs`` (declared once, :mod:`molfm.engine.options`).
+"""GP-MoLFormer's run configs: each field is one flag of its command (declared once,
+:mod:`molfm.engine.options`): ``molfm train gp-molformer`` (:class:`LMTrainConfig`), ``molfm
+train gp-molformer-analogs`` (:class:`AnalogTrainConfig`), ``molfm generate``
+(:class:`GenerateConfig`), ``molfm decorate`` (:class:`DecorateConfig`) and ``molfm optimize``
+(:class:`PairTuningConfig`); the three that sample share :class:`SamplingOptions`.
 
 Pure Python (no torch), so the CLI can build its flags without loading a model.
 """
@@ -9,11 +12,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from molfm.engine.options import RunOptions, fold_data_path, option
+from molfm.engine.options import HardwareOptions, RunOptions, fold_data_path, option
 
-__all__ = ["MODEL_SIZES", "LMTrainConfig", "AnalogTrainConfig"]
+__all__ = [
+    "DEFAULT_SMILES_MODEL",
+    "DEFAULT_PAIR_TUNING_MODEL",
+    "MODEL_SIZES",
+    "LMTrainConfig",
+    "AnalogTrainConfig",
+    "SamplingOptions",
+    "GenerateConfig",
+    "DecorateConfig",
+    "PairTuningConfig",
+]
 
 DEFAULT_SMILES_MODEL = "gp-molformer-small-moses"
+# The default base for pair-tuning (molfm optimize): the default model after analog pretraining
+# (molfm.systems.gp_molformer.analogs), which writes an analog after a molecule.
+DEFAULT_PAIR_TUNING_MODEL = "gp-molformer-small-moses-analogs"
 MODEL_SIZES = ("n_layer", "n_head", "n_embd", "ffn_dim", "dropout")
 _WORKERS = "DataLoader worker processes (0 = batches are built in the main process)."
 _RESUMED = "A run already there is resumed from checkpoints/last.ckpt."
@@ -146,3 +162,152 @@ class AnalogTrainConfig(_Optimizer, RunOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         fold_data_path(self, default="moses")
+
+
+# --- sampling: molfm generate / decorate / optimize -------------------------------------------
+
+_SAMPLE_MODEL = "The SMILES model to sample from: a shipped name or a checkpoint directory."
+_SAMPLE_BATCH = "Sequences sampled together (part of the random stream: it changes the molecules)."
+_ONE_ROW = "The CSV file to write (one row a sample)."
+
+
+@dataclass(kw_only=True)
+class SamplingOptions:
+    """How tokens are drawn (:func:`molfm.systems.gp_molformer.sampling.sample_next_token`)."""
+
+    temperature: float = option(1.0, min=0.0, help="Softmax temperature (0 = greedy decoding).")
+    top_k: int | None = option(None, min=1, help="Sample from the k most likely tokens.")
+    top_p: float | None = option(
+        None,
+        positive=True,
+        max=1.0,
+        help="Sample from the smallest set of tokens whose probability reaches p (0 < p <= 1).",
+    )
+
+
+@dataclass(kw_only=True)
+class _SampleJob(SamplingOptions, HardwareOptions):
+    """What ``molfm generate`` and ``molfm decorate`` share: a model sampled into one CSV.
+    ``n`` and ``output`` get their defaults in each command's config (declared here first, so
+    they lead the flags)."""
+
+    n: int = option(flags=("-n",), min=1, help="How many molecules to sample.")
+    model: str = option(DEFAULT_SMILES_MODEL, help=_SAMPLE_MODEL)
+    output: str = option(flags=("--output", "-o"), path="file", help=_ONE_ROW)
+    batch_size: int = option(256, min=1, help=_SAMPLE_BATCH)
+    seed: int = option(0, help="Seed of the weights and of sampling.")
+    train_data: str | None = option(
+        None,
+        help="Also report novelty against this training set: a registered data set (moses) or "
+        "a CSV file.",
+    )
+    num_workers: int | None = option(
+        None,
+        flags=("--num-workers", "-j"),
+        min=0,
+        help="CPU worker processes that canonicalize --train-data the first time it is used "
+        "(0 = in the main process); default: every core.",
+    )
+    cache_dir: str | None = option(
+        None,
+        path="dir",
+        envvar="MOLFM_CACHE",
+        help="molfm's cache (data sets, prepared data); default $MOLFM_CACHE or ~/.cache/molfm.",
+    )
+
+
+@dataclass(kw_only=True)
+class GenerateConfig(_SampleJob):
+    """Everything a de novo sampling job depends on (saved beside its CSV)."""
+
+    n: int = option(1000, flags=("-n",), min=1, help="How many molecules to sample.")
+    output: str = option("generated.csv", flags=("--output", "-o"), path="file", help=_ONE_ROW)
+    max_length: int | None = option(
+        None,
+        min=2,
+        help="The longest sequence in tokens, <bos> and <eos> included; default: the model's.",
+    )
+    syntax_mask: bool = option(
+        False, help="Ban tokens that break SMILES syntax (unclosed rings or branches, endings)."
+    )
+
+
+@dataclass(kw_only=True)
+class DecorateConfig(_SampleJob):
+    """Everything a scaffold-decoration job depends on (saved beside its CSV)."""
+
+    scaffold: list[str] | None = option(
+        None, help="A scaffold SMILES with [*] attachment points (repeat the flag for several)."
+    )
+    scaffolds_file: str | None = option(
+        None, path="file", help="A text or CSV file of scaffolds, one per line (first column)."
+    )
+    n: int = option(100, flags=("-n",), min=1, help="How many decorations to sample per scaffold.")
+    output: str = option("decorated.csv", flags=("--output", "-o"), path="file", help=_ONE_ROW)
+
+
+@dataclass(kw_only=True)
+class PairTuningConfig(SamplingOptions, RunOptions):
+    """Everything one pair-tuning run (``molfm optimize``) depends on (saved as
+    ``run_config.json`` and ``resolved_config.yaml``)."""
+
+    output_dir: str = option(
+        "optimize_out",
+        path="dir",
+        help="The directory to write pairs.csv, prompt/, candidates.csv, report.json and "
+        "resolved_config.yaml to.",
+    )
+    model: str = option(
+        DEFAULT_PAIR_TUNING_MODEL,
+        help="The base model (a shipped name or a checkpoint directory); default: the "
+        "analog-pretrained one.",
+    )
+    property: str | None = option(
+        None,
+        help="The property to improve: qed, plogp, or a numeric column of --data-path "
+        "(default: qed).",
+    )
+    property_column: str | None = option(
+        None, help="The column of --data-path or --input that holds precomputed --property values."
+    )
+    data: str | None = option(
+        None, help="The registered data set to mine pairs from (default: moses)."
+    )
+    data_path: str | None = option(
+        None, path="file", help="A CSV file of your own to mine pairs from (instead of --data)."
+    )
+    smiles_column: str = option("smiles", help="Column of the CSV that holds SMILES.")
+    n_molecules: int = option(20_000, min=1, help="How many molecules to mine pairs from.")
+    min_similarity: float = option(
+        0.4, min=0.0, max=1.0, help="The least Tanimoto similarity of a pair."
+    )
+    min_improvement: float = option(
+        0.0, min=0.0, help="The least property gain of a pair (a pair must exceed it)."
+    )
+    max_pairs_per_source: int = option(5, min=1, cli=False, help="Pairs kept per molecule.")
+    n_prompt: int = option(20, min=1, help="How many soft-prompt vectors to train.")
+    max_steps: int = option(1000, min=1, help="How many prompt training steps to run.")
+    batch_size: int = option(32, min=1, help="Pairs per training step.")
+    lr: float = option(3e-2, positive=True, help="The prompt learning rate (AdamW).")
+    n_sources: int = option(
+        100, min=1, help="How many held-out lowest-property molecules to optimize."
+    )
+    source_pool: int = option(
+        2000, min=1, cli=False, help="Held-out molecules the sources are the lowest of."
+    )
+    n_candidates: int = option(20, min=1, help="How many candidates to generate per molecule.")
+    syntax_mask: bool = option(False, help="Sample candidates with the SMILES syntax mask.")
+    prompt: str | None = option(
+        None, path="dir", help="A trained prompt directory to reuse: only --input is optimized."
+    )
+    input: str | None = option(
+        None, flags=("--input",), path="file", help="A CSV file of the molecules to optimize."
+    )
+    progress: bool = option(True, help="Show the training progress bar.")
+    num_workers: int = option(
+        0, cli=False, help="Not used: pair-tuning batches its pairs in the main process."
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        fold_data_path(self, default="moses")  # the saved configs name the data set used

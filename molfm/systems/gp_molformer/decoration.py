@@ -37,7 +37,7 @@ from molfm.systems.gp_molformer.sampling import sample_next_token
 from molfm.systems.gp_molformer.syntax import ATOM, BOND, OPEN, RING, SmilesSyntax, token_kind
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer, UnknownTokenError, tokenize_smiles
 
-__all__ = ["ScaffoldTemplate", "scaffold_template", "decorate", "keeps_scaffold"]
+__all__ = ["ScaffoldTemplate", "scaffold_template", "check_scaffold", "decorate", "keeps_scaffold"]
 
 _SINGLE_BONDS = {"-", "/", "\\"}  # may open a slot: they keep the scaffold's bond to '*'
 FORCED, BRANCH_SLOT, TAIL_SLOT = 0, 1, 2
@@ -102,6 +102,26 @@ def scaffold_template(scaffold: str) -> ScaffoldTemplate:
         open_rings.append(frozenset(ring_state))
         i += 1
     return ScaffoldTemplate(scaffold, smiles, tuple(items), tuple(open_rings), len(dummies))
+
+
+def check_scaffold(index: int, text: str, tokenizer: SmilesTokenizer | None = None) -> None:
+    """Raise a ValueError naming scaffold ``index`` when it has no usable attachment point,
+    does not parse, or (with ``tokenizer``) holds a token the model does not know: called
+    before the model loads, then with its tokenizer before any sampling."""
+    try:
+        template = scaffold_template(text)
+        if tokenizer is not None:
+            _check_tokens(template, tokenizer)
+    except ValueError as err:
+        raise ValueError(f"scaffold {index}: {err}") from None
+
+
+def _check_tokens(template: ScaffoldTemplate, tokenizer: SmilesTokenizer) -> None:
+    unknown = sorted(
+        {t for k, t in template.items if k == FORCED and tokenizer.token_to_id(t) is None}
+    )
+    if unknown:
+        raise UnknownTokenError(template.smiles, unknown)
 
 
 @dataclass
@@ -191,11 +211,7 @@ def decorate(
     with RDKit: see :func:`keeps_scaffold`).
     """
     template = scaffold if isinstance(scaffold, ScaffoldTemplate) else scaffold_template(scaffold)
-    unknown = sorted(
-        {t for k, t in template.items if k == FORCED and tokenizer.token_to_id(t) is None}
-    )
-    if unknown:
-        raise UnknownTokenError(template.smiles, unknown)
+    _check_tokens(template, tokenizer)
     model.eval().to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     syntax = SmilesSyntax(tokenizer)  # on the CPU, where the slot masks are built

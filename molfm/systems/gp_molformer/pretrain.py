@@ -1,9 +1,11 @@
-"""Causal language modelling of SMILES (GP-MoLFormer pretraining) as a Lightning task.
+"""Causal-LM pretraining of GP-MoLFormer on SMILES, one molecule per row.
 
-:class:`CausalLMTask` is the objective (next-token cross-entropy, AdamW, linear warm-up then
-cosine decay). :func:`train_causal_lm` is the whole run: read SMILES, build or reuse the
-vocabulary, encode, fit with Lightning (resuming from ``checkpoints/last.ckpt`` when it
-exists), and export the molfm checkpoint directory ``<output_dir>/model``.
+The pretraining objective's own code: its model sizes (:data:`PRESETS`), its checks, its data
+(the train/validation split of a SMILES source, the vocabulary built from the training set) and
+its run, :func:`train_causal_lm`: fit :class:`~molfm.systems.gp_molformer.task.CausalLMTask`
+through :func:`molfm.engine.run.fit_and_export` (resuming from ``checkpoints/last.ckpt`` when
+it exists) and export the molfm checkpoint directory ``<output_dir>/model``.
+:mod:`molfm.systems.gp_molformer.run` lists it with the system's other entry points.
 """
 
 from __future__ import annotations
@@ -15,20 +17,18 @@ from typing import Any
 import lightning as L
 import torch
 
-from molfm.engine.fit import RngStateMixin, start_or_resume
+from molfm.engine.fit import start_or_resume
 from molfm.engine.hardware import lightning_kwargs
-from molfm.engine.optim import adamw_warmup_cosine
 from molfm.engine.options import check_options
 from molfm.engine.run import fit_and_export
 from molfm.hub import save_pretrained
 from molfm.systems.gp_molformer.config import LMTrainConfig
-from molfm.systems.gp_molformer.data import EncodedSmiles, SmilesDataModule, pair_positions
-from molfm.systems.gp_molformer.model import GPMoLFormer, GPMoLFormerConfig
+from molfm.systems.gp_molformer.data import EncodedSmiles, SmilesDataModule
+from molfm.systems.gp_molformer.model import GPMoLFormerConfig
+from molfm.systems.gp_molformer.task import CausalLMTask
 from molfm.systems.gp_molformer.tokenizer import SmilesTokenizer
 
 __all__ = [
-    "CausalLMTask",
-    "LMTrainConfig",
     "PRESETS",
     "check_train_config",
     "check_trainable",
@@ -36,57 +36,6 @@ __all__ = [
     "load_smiles",
     "export_checkpoint",
 ]
-
-
-class CausalLMTask(RngStateMixin, L.LightningModule):
-    """Next-token prediction on SMILES with a :class:`GPMoLFormer`."""
-
-    def __init__(
-        self,
-        model_config: dict[str, Any],
-        lr: float = 3e-4,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 500,
-        max_steps: int = 10_000,
-        min_lr_ratio: float = 0.1,
-    ):
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = GPMoLFormer(GPMoLFormerConfig(**model_config))
-
-    def _loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """``(ids, mask)``: one molecule per row. ``(ids, mask, target_mask)``: an analog
-        row ``<bos> A <eos> B <eos>`` whose second molecule restarts its positions at 1
-        (:func:`molfm.systems.gp_molformer.data.pair_positions`); the loss covers every token."""
-        ids, mask = batch[0], batch[1]
-        positions = None
-        if len(batch) == 3:
-            positions = pair_positions(mask, batch[2], n_prompt=0)
-        return self.model.lm_loss(self.model(ids, mask, positions=positions), ids, mask)
-
-    def training_step(self, batch, batch_idx):
-        loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        loss = self._loss(batch)
-        size = batch[0].shape[0]
-        self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
-        self.log("val/ppl", torch.exp(loss), batch_size=size, sync_dist=True)
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return adamw_warmup_cosine(
-            self.model.named_parameters(),
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            warmup_steps=hp.warmup_steps,
-            max_steps=hp.max_steps,
-            min_lr_ratio=hp.min_lr_ratio,
-            betas=(0.9, 0.95),
-            no_decay=lambda name, param: param.ndim < 2 or "emb" in name,
-        )
 
 
 PRESETS = {"small": GPMoLFormerConfig.small, "paper": GPMoLFormerConfig.paper}

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from molfm.cli.main import app
 from molfm.hub import from_pretrained
-from molfm.systems.gp_molformer.analogs import AnalogTrainConfig, analog_pairs, train_analog_lm
+from molfm.systems.gp_molformer.analogs import analog_pairs, train_analog_lm
+from molfm.systems.gp_molformer.config import AnalogTrainConfig
 from molfm.systems.gp_molformer.model import load_smiles_model
 from molfm.systems.gp_molformer.pair_tuning.pairs import tanimoto
 from molfm.systems.gp_molformer.pair_tuning.training import (
@@ -20,7 +21,7 @@ from molfm.systems.gp_molformer.pair_tuning.training import (
     collate_pairs,
     evaluate_pair_loss,
 )
-from molfm.systems.gp_molformer.pretrain import CausalLMTask
+from molfm.systems.gp_molformer.task import CausalLMTask
 
 DATA = Path(__file__).parents[2] / "data"
 TINY = str(DATA / "tiny-gp-molformer")
@@ -185,7 +186,7 @@ def test_settings_that_cannot_run_are_refused_before_writing(tmp_path):
 
 
 def test_bad_molecules_name_their_row_or_are_reported(tmp_path):
-    from molfm.systems.gp_molformer.pair_tuning.pipeline import InvalidMoleculesError
+    from molfm.systems.gp_molformer.pair_tuning.steps import InvalidMoleculesError
 
     smiles = SMILES[:]
     smiles[3] = "C1CC(C"  # RDKit cannot parse it

@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from molfm.systems.gp_molformer.pretrain import LMTrainConfig, train_causal_lm
+from molfm.systems.gp_molformer.config import LMTrainConfig
+from molfm.systems.gp_molformer.pretrain import train_causal_lm
 
 DATA = Path(__file__).parents[2] / "data"
 TINY = dict(n_layer=2, n_head=2, n_embd=32, ffn_dim=64, dropout=0.1)
