@@ -39,10 +39,12 @@ from molfm.data.dense import DenseDataModule, split_fractions
 from molfm.data.prepare import prepare_dataset
 from molfm.data.sources import get_source
 from molfm.hub import from_pretrained
-from molfm.systems.transformer_m.model import TransformerM, TransformerMConfig
+from molfm.systems.transformer_m.config import TransformerMConfig
+from molfm.systems.transformer_m.model import TransformerM
+from molfm.tasks.config import PropertyTrainConfig
 from molfm.tasks.predict import predict_file
 from molfm.tasks.property import PropertyModel, PropertyModelConfig, PropertyTask
-from molfm.tasks.property_run import PropertyTrainConfig, predict_loader, train_property
+from molfm.tasks.property_run import predict_loader, train_property
 
 TARGETS = ["homo", "lumo", "gap"]
 SPLIT = [110_000, 10_000, -1]

@@ -62,11 +62,9 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(pretrain_cli.app, name="pretrain")
 app.add_typer(evaluate_cli.app, name="evaluate")
-app.command("generate")(generate_cli.generate)
-app.command("decorate")(generate_cli.decorate)
-app.command("optimize")(optimize_cli.optimize)
-app.command("predict")(property_cli.predict)
-train_cli.app.command("property")(property_cli.train_property)
+app.add_typer(generate_cli.app)  # generate, decorate (no group name: top-level commands)
+app.add_typer(optimize_cli.app)  # optimize
+app.add_typer(property_cli.app)  # predict (train property registers on the train group)
 app.add_typer(molca_cli.app)  # name, caption, retrieve (train molca registers on the train group)
 
 

@@ -1,8 +1,9 @@
 """Predict properties for a user file with a trained property model (``molfm predict``).
 
 Inputs: a CSV of SMILES (2D; ``conformers=True`` adds RDKit ETKDG coordinates so 3D-capable
-models use their 3D channel) or an SDF (3D from its coordinates; records whose coordinates are
-all zero count as 2D). Rows come back in input order. A row that cannot be read follows
+models use their 3D channel) or an SDF (3D from its coordinates, in canonical atom order;
+flat records, not marked 3D or with every z = 0, count as 2D, or get RDKit coordinates with
+``conformers=True``). Rows come back in input order. A row that cannot be read follows
 ``on_invalid`` (``error`` raises naming the row, ``skip`` lists it in the returned rejected
 rows). A molecule with an element or a size never seen in training is predicted but flagged in
 ``out_of_domain`` with the reason, so no extrapolation passes silently.
@@ -18,22 +19,28 @@ import pandas as pd
 import torch
 from torch_geometric.data import Data
 
-from molfm.chem.conformers import ConformerOptions, generate_conformers
+from molfm.atomic import atomic_writer
+from molfm.chem.conformers import ConformerOptions, generate_conformer, generate_conformers
 from molfm.chem.featurize import mol_to_data
-from molfm.chem.io import read_sdf
+from molfm.chem.io import flat_records_message, read_sdf, sdf_molecule
 from molfm.chem.parse import InvalidMoleculeError, canonical_smiles, parse_smiles
 from molfm.data.dense import DenseGraphDataset, collate_dense
+from molfm.data.sources.base import coordinates_error
 from molfm.data.sources.user import read_user_table
+from molfm.engine.hardware import inference_autocast, inference_device
+from molfm.engine.options import check_options
 from molfm.hub import from_pretrained, resolve_checkpoint
+from molfm.tasks.config import PredictConfig, encoder_mode
 from molfm.tasks.property import PropertyModel
 
-__all__ = ["PredictResult", "load_property_model", "read_molecules", "predict_file"]
+__all__ = ["PredictResult", "load_property_model", "read_molecules", "predict_file", "predict"]
 
 
 @dataclass
 class PredictResult:
     predictions: pd.DataFrame  # one row per readable input row, in input order
     rejected: pd.DataFrame  # row, smiles, reason
+    invalid_path: Path | None = None  # where :func:`predict` listed the rejected rows
 
 
 def load_property_model(
@@ -49,8 +56,13 @@ def load_property_model(
     return model
 
 
-def _all_zero(pos: np.ndarray) -> bool:
-    return pos.size == 0 or bool(np.all(np.abs(pos) < 1e-8))
+def _is_sdf(path: Path) -> bool:
+    return path.suffix.lower() in (".sdf", ".sd") or path.name.lower().endswith(".sdf.gz")
+
+
+def has_3d_channel(encoder: type) -> bool:
+    """Whether an encoder type reads coordinates (it picks 2D/3D channels per molecule)."""
+    return hasattr(encoder, "select_modes")
 
 
 def read_molecules(
@@ -73,20 +85,20 @@ def read_molecules(
             raise InvalidMoleculeError(smiles, reason, row=row)
         rejected.append({"row": row, "smiles": smiles, "reason": reason})
 
-    if path.suffix.lower() in (".sdf", ".sd") or path.name.lower().endswith(".sdf.gz"):
+    if _is_sdf(path):
         for row, mol, reason in read_sdf(path):
             if mol is None:
                 reject(row, "", reason or "unreadable record")
                 continue
-            pos = (
-                mol.GetConformer().GetPositions().astype(np.float32)
-                if mol.GetNumConformers()
-                else None
-            )
             smiles = canonical_smiles(mol) or ""
-            good.append(
-                (row, smiles, mol_to_data(mol, pos=None if pos is None or _all_zero(pos) else pos))
-            )
+            try:
+                mol, pos = sdf_molecule(mol, value=smiles, row=row)
+                if pos is None and conformers:  # a flat record: RDKit coordinates instead
+                    pos = generate_conformer(mol, ConformerOptions())
+            except InvalidMoleculeError as err:
+                reject(row, smiles, err.reason)
+                continue
+            good.append((row, smiles, mol_to_data(mol, pos=pos)))
         if not good and not rejected:
             raise ValueError(f"{path} holds no SDF records")
         return good, rejected
@@ -142,7 +154,19 @@ def predict_file(
     num_workers: int = 1,
     device: str | torch.device = "cpu",
 ) -> PredictResult:
-    """Predict every readable molecule of ``path``; see the module docstring."""
+    """Predict every readable molecule of ``path``; see the module docstring.
+
+    Raises
+    ------
+    ValueError
+        ``mode`` needs coordinates (3D) and the file has molecules without them (a CSV without
+        ``conformers``, flat SDF records), before any prediction: naming the file and the fix.
+    """
+    path = Path(path)
+    needs_3d = mode is not None and "3d" in mode and has_3d_channel(type(model.encoder))
+    hint = "add --conformers to generate them, or use --mode 2d"
+    if needs_3d and not conformers and not _is_sdf(path) and path.is_file():
+        raise coordinates_error(f"{path} holds SMILES without coordinates", f"--mode {mode}", hint)
     molecules, rejected = read_molecules(
         path,
         smiles_column=smiles_column,
@@ -150,6 +174,10 @@ def predict_file(
         conformers=conformers,
         num_workers=num_workers,
     )
+    flat = [row for row, _, data in molecules if getattr(data, "pos", None) is None]
+    if needs_3d and flat:
+        total = len(molecules) + len(rejected)
+        raise coordinates_error(flat_records_message(path, flat, total), f"--mode {mode}", hint)
     model = model.to(device).eval()
     targets = model.config.targets
     values = np.zeros((len(molecules), len(targets)), dtype=np.float64)
@@ -158,7 +186,8 @@ def predict_file(
     for start in range(0, len(molecules), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(molecules)))]
         batch = collate_dense(items).to(device)
-        values[start : start + len(items)] = model.predict(batch, mode=mode).cpu().numpy()
+        # float(): under a 16-bit autocast (--precision) the outputs are not float32
+        values[start : start + len(items)] = model.predict(batch, mode=mode).float().cpu().numpy()
     frame = pd.DataFrame(
         {"row": [r for r, _, _ in molecules], "smiles": [s for _, s, _ in molecules]}
     )
@@ -172,3 +201,32 @@ def predict_file(
     frame["out_of_domain"] = [bool(r) for r in reasons]
     frame["domain_reason"] = reasons
     return PredictResult(frame, pd.DataFrame(rejected, columns=["row", "smiles", "reason"]))
+
+
+def predict(cfg: PredictConfig) -> PredictResult:
+    """``molfm predict``: predict every readable molecule of ``cfg.data_path`` with
+    ``cfg.model`` and write ``cfg.output``, and the rejected rows to ``invalid.csv`` beside it
+    when ``--on-invalid skip`` left some out."""
+    check_options(cfg)
+    device = inference_device(cfg.accelerator, cfg.devices)
+    model = load_property_model(cfg.model, device=device)
+    with inference_autocast(device, cfg.precision):
+        result = predict_file(
+            model,
+            cfg.data_path,
+            smiles_column=cfg.smiles_column,
+            on_invalid=cfg.on_invalid,
+            conformers=cfg.conformers,
+            mode=encoder_mode(cfg.mode),
+            batch_size=cfg.batch_size,
+            num_workers=max(1, cfg.num_workers),
+            device=device,
+        )
+    output = Path(cfg.output)
+    with atomic_writer(output) as tmp:
+        result.predictions.to_csv(tmp, index=False)
+    if len(result.rejected):
+        result.invalid_path = output.with_name("invalid.csv")
+        with atomic_writer(result.invalid_path) as tmp:
+            result.rejected.to_csv(tmp, index=False)
+    return result

@@ -2,124 +2,77 @@
 
 :func:`train_property` prepares the data once into the parquet cache (a registered data set or a
 user CSV/SDF), splits it with a saved seeded split, standardizes regression targets on the
-training split, fits a :class:`~molfm.tasks.property.PropertyModel` through the shared engine,
-exports the best validation checkpoint as ``<output_dir>/model`` and writes
-``test_predictions.csv``, ``metrics.json`` and a parity plot (regression) or ROC curve
-(classification) for the test split.
+training split, fits a :class:`~molfm.tasks.property.PropertyModel` through the engine's run
+skeleton (:func:`molfm.engine.run.fit_and_export`), exports the best validation checkpoint as
+``<output_dir>/model`` and writes ``test_predictions.csv``, ``metrics.json`` and a parity plot
+(regression) or ROC curve (classification) for the test split. Its config is
+:class:`molfm.tasks.config.PropertyTrainConfig` (the flags of ``molfm train property``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 
-from molfm.atomic import atomic_write_text, atomic_writer
+from molfm.atomic import atomic_writer
 from molfm.data.dense import DenseDataModule, PairStructure, split_fractions
-from molfm.engine.fit import fit_resumable, start_or_resume
+from molfm.engine.fit import start_or_resume
 from molfm.engine.hardware import lightning_kwargs, seed_everything
+from molfm.engine.options import check_options
+from molfm.engine.run import fit_and_export
 from molfm.eval.property import classification_metrics, parity_plot, regression_metrics, roc_plot
 from molfm.hub import get_model_class, save_pretrained
 from molfm.nn.encoder import encoder_config
+from molfm.tasks.config import PropertyTrainConfig, encoder_mode
 from molfm.tasks.property import LOSSES, PropertyModel, PropertyTask
 
-__all__ = ["PropertyTrainConfig", "train_property", "prepare_property_data", "evaluate_split"]
+__all__ = ["train_property", "prepare_property_data", "evaluate_split"]
 
 EV_TO_MEV = 1000.0
 
 
-@dataclass
-class PropertyTrainConfig:
-    """Everything a property run depends on (saved as ``train_config.json``)."""
-
-    output_dir: str
-    model: str = "transformer-m"  # a registered encoder type
-    init: str | None = None  # start the encoder from a checkpoint (an encoder or property model)
-    data: str | None = None  # a registered data set
-    data_path: str | None = None  # or a user CSV/SDF
-    subset: str | None = None
-    smiles_column: str = "smiles"
-    target_columns: list[str] = field(default_factory=list)
-    task: str | None = None  # regression | classification (default: from the data)
-    encoder_overrides: dict[str, Any] = field(default_factory=dict)
-    preset: str = "small"
-    mode: str | None = None  # training mode for Transformer-M: 2d | 3d | 2d3d | None (sampled)
-    eval_mode: str | None = None  # None: every channel with data
-    loss: str | None = None  # mae | mse | bce (default: mae / bce)
-    auxiliary_weight: float = 0.0  # Transformer-M 3D denoising
-    split: str = "random"
-    split_sizes: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    split_file: str | None = None  # a saved split (train/val/test positions) instead
-    limit_train: int | None = None
-    batch_size: int = 64
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    max_steps: int = 2000
-    val_every_n_steps: int | None = None  # default: once per epoch
-    head_hidden: int = 256
-    dropout: float = 0.0
-    seed: int = 0
-    data_seed: int = 0
-    on_invalid: str = "error"
-    num_workers: int = 0
-    accelerator: str = "auto"
-    devices: Any = 1
-    precision: str = "32-true"
-    progress: bool = True
-
-
-class BestCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
-    """Keeps the best validation checkpoint, and remembers it across a kill.
-
-    ``last.ckpt`` is written after a step's training batch, before that step's validation, so
-    the best score restored from it can be older than ``best.ckpt`` on disk. This callback also
-    writes its best score to ``best.json`` whenever it saves, and a resumed run takes whichever
-    is better, so it chooses the same best model as an uninterrupted run.
-    """
-
-    def _record(self) -> Path:
-        return Path(self.dirpath) / "best.json"
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if trainer.is_global_zero and self.best_model_score is not None:
-            state = {"score": float(self.best_model_score), "path": self.best_model_path}
-            atomic_write_text(self._record(), json.dumps(state))
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        if self.dirpath is not None and self._record().exists():
-            stored = json.loads(self._record().read_text())
-            if self.best_model_score is None or stored["score"] < float(self.best_model_score):
-                self.best_model_score = torch.tensor(stored["score"])
-                self.best_model_path = stored["path"]
-                self.best_k_models = {stored["path"]: self.best_model_score}
-                self.kth_best_model_path = stored["path"]
-                self.kth_value = self.best_model_score
-
-
 def prepare_property_data(cfg: PropertyTrainConfig):
-    """The prepared dataset (featurized once, cached) for ``cfg.data`` or ``cfg.data_path``."""
+    """The prepared dataset (featurized once, cached) for ``cfg.data``: a registered data set's
+    name or a user CSV/SDF's path (``--data-path`` is folded into ``cfg.data``)."""
     from molfm.data.prepare import prepare_dataset
     from molfm.data.sources import data_or_file_source
 
+    is_file = cfg.data_path is not None or Path(cfg.data).is_file()
     source = data_or_file_source(
-        cfg.data,
-        cfg.data_path,
+        None if is_file else cfg.data,
+        cfg.data if is_file else None,
         smiles_column=cfg.smiles_column,
         target_columns=cfg.target_columns or None,
     )
+    if not cfg.target_columns:  # refused here, not after featurizing the whole file
+        source.check_targets(cfg.subset)
+    _check_coordinates(cfg, source)
     result = prepare_dataset(source, cfg.subset, on_invalid=cfg.on_invalid, progress=cfg.progress)
     return result.dataset
+
+
+def _check_coordinates(cfg: PropertyTrainConfig, source) -> None:
+    """A 3D mode of an encoder with a 3D channel needs coordinates for every molecule: refuse
+    data without them before preparing it (the encoder would fail only at its first batch)."""
+    from molfm.data.sources.base import data_sets_with
+    from molfm.tasks.predict import has_3d_channel
+
+    if not has_3d_channel(get_model_class(cfg.model)):
+        return
+    for flag, mode in (
+        ("--mode", encoder_mode(cfg.mode)),
+        ("--eval-mode", encoder_mode(cfg.eval_mode)),
+    ):
+        if mode is not None and "3d" in mode:
+            names = " / ".join(data_sets_with("coordinates"))
+            hint = f"use {flag} 2d, or data with them (--data {names}, an SDF with 3D coordinates)"
+            source.check_coordinates(cfg.subset, f"{flag} {mode}", hint)
 
 
 def _task_type(cfg: PropertyTrainConfig, manifest: dict[str, Any]) -> str:
@@ -130,7 +83,20 @@ def _task_type(cfg: PropertyTrainConfig, manifest: dict[str, Any]) -> str:
 
 
 def _encoder_config(cfg: PropertyTrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(encoder_config(cfg.model, cfg.preset, cfg.encoder_overrides))
+    """The encoder's sizes: the preset and overrides, or those of ``--init`` (which fixes them)."""
+    config = dataclasses.asdict(encoder_config(cfg.model, cfg.preset, cfg.encoder_overrides))
+    if cfg.init is None:
+        return config
+    from molfm.hub import load_config, resolve_checkpoint
+
+    stored = load_config(resolve_checkpoint(cfg.init))
+    is_property = stored["model_type"] == "property"
+    stored_type = stored["model_config"]["encoder_type"] if is_property else stored["model_type"]
+    if stored_type != cfg.model:
+        raise ValueError(
+            f"--init {cfg.init} holds a {stored_type} encoder, but --model is {cfg.model}"
+        )
+    return dict(stored["model_config"]["encoder_config"] if is_property else stored["model_config"])
 
 
 def pair_structure(encoder_type: str) -> type[PairStructure] | None:
@@ -152,26 +118,21 @@ def _domain(store, indices: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _scaler(y_train: np.ndarray, task_type: str) -> dict[str, list[float]]:
+    """Regression targets are standardized with the training split's mean and deviation."""
+    n = y_train.shape[1]
+    mean = np.nanmean(y_train, axis=0) if task_type == "regression" else np.zeros(n)
+    std = np.nanstd(y_train, axis=0) if task_type == "regression" else np.ones(n)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    return {"mean": [float(v) for v in np.nan_to_num(mean)], "std": [float(v) for v in std]}
+
+
 def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> Path:
     """Run (or resume) a property-prediction run; return ``<output_dir>/model``."""
+    check_options(cfg)  # the ranges and choices declared on the fields
+    eval_mode = encoder_mode(cfg.eval_mode)
     hardware = lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
     encoder_config = _encoder_config(cfg)  # bad presets/overrides fail before any data work
-    if cfg.init is not None:
-        from molfm.hub import load_config, resolve_checkpoint
-
-        stored = load_config(resolve_checkpoint(cfg.init))
-        is_property = stored["model_type"] == "property"
-        stored_type = (
-            stored["model_config"]["encoder_type"] if is_property else stored["model_type"]
-        )
-        if stored_type != cfg.model:
-            raise ValueError(
-                f"--init {cfg.init} holds a {stored_type} encoder, but --model is {cfg.model}"
-            )
-        # --init fixes the encoder's sizes
-        encoder_config = dict(
-            stored["model_config"]["encoder_config"] if is_property else stored["model_config"]
-        )
     dataset = prepare_property_data(cfg)
     manifest = dataset.manifest
     targets = list(cfg.target_columns) or list(manifest["targets"])
@@ -206,10 +167,6 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
             f"the split leaves {len(train_index)} training and {len(data.split.val)} validation "
             f"molecules; a run needs at least one batch of {cfg.batch_size} and a validation set"
         )
-    y_train = data.store.y[train_index]
-    mean = np.nanmean(y_train, axis=0) if task_type == "regression" else np.zeros(len(targets))
-    std = np.nanstd(y_train, axis=0) if task_type == "regression" else np.ones(len(targets))
-    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
     model_config = {
         "encoder_type": cfg.model,
         "encoder_config": encoder_config,
@@ -217,8 +174,7 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
         "targets": targets,
         "head_hidden": cfg.head_hidden,
         "dropout": cfg.dropout,
-        "mean": [float(v) for v in np.nan_to_num(mean)],
-        "std": [float(v) for v in std],
+        **_scaler(data.store.y[train_index], task_type),
         "units": {t: manifest.get("units", {}).get(t, "") for t in targets},
         "domain": _domain(data.store, train_index),
     }
@@ -229,43 +185,30 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps,
         max_steps=cfg.max_steps,
-        train_mode=cfg.mode,
-        eval_mode=cfg.eval_mode,
+        train_mode=encoder_mode(cfg.mode),
+        eval_mode=eval_mode,
         auxiliary_weight=cfg.auxiliary_weight,
     )
     if cfg.init is not None and not (out / "checkpoints" / "last.ckpt").exists():
         load_encoder_weights(task.model, cfg.init)
-    best = BestCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1
-    )
-    val_every = cfg.val_every_n_steps or batches_per_epoch
-    trainer = fit_resumable(
+
+    def export(best: PropertyTask, meta: dict[str, Any]) -> Path:
+        return save_pretrained(best.model, out / "model", extra={"training": meta})
+
+    return fit_and_export(
         task,
         data,
         out,
+        export=export,
+        evaluate=lambda best: evaluate_split(best.model, data, "test", out, mode=eval_mode),
+        record={"data": cfg.data, "split": cfg.split_file or cfg.split},
         max_steps=cfg.max_steps,
-        val_every_n_steps=val_every,
+        val_every_n_steps=cfg.val_every_n_steps or batches_per_epoch,
         batches_per_epoch=batches_per_epoch,
+        hardware=hardware,
         progress=cfg.progress,
-        callbacks=[best, *(callbacks or [])],
-        **hardware,
+        callbacks=callbacks,
     )
-    if best.best_model_path:
-        task = PropertyTask.load_from_checkpoint(best.best_model_path, map_location="cpu")
-    model_dir = out / "model"
-    meta = {
-        "data": cfg.data or cfg.data_path,
-        "split": cfg.split_file or cfg.split,
-        "steps": int(trainer.global_step),
-        "best_val_loss": float(best.best_model_score)
-        if best.best_model_score is not None
-        else None,
-    }
-    save_pretrained(task.model, model_dir, extra={"training": meta})
-    report = evaluate_split(task.model, data, "test", out, mode=cfg.eval_mode)
-    report["training"] = meta
-    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2))
-    return model_dir
 
 
 def load_encoder_weights(model: PropertyModel, init: str | Path) -> None:

@@ -101,5 +101,5 @@ def test_3d_mode_on_molecules_without_coordinates_is_a_clear_error(model_dir, tm
     flat.AddConformer(Chem.Conformer(flat.GetNumAtoms()))  # an SDF written without coordinates
     writer.write(flat)
     writer.close()
-    with pytest.raises(ValueError, match="needs coordinates"):
+    with pytest.raises(ValueError, match="flat.sdf: 1 of 1 SD records have 2D coordinates"):
         predict_file(model, sdf, mode="3d")

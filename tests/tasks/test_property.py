@@ -11,8 +11,9 @@ import torch
 from molfm.chem.featurize import smiles_to_data
 from molfm.data.dense import DenseGraphDataset, collate_dense
 from molfm.hub import from_pretrained
+from molfm.tasks.config import PropertyTrainConfig
 from molfm.tasks.property import PropertyModel, PropertyModelConfig, masked_loss
-from molfm.tasks.property_run import PropertyTrainConfig, pair_structure, train_property
+from molfm.tasks.property_run import pair_structure, train_property
 
 DATA = Path(__file__).parents[1] / "data"
 TINY_TM = {"num_layers": 1, "dim": 32, "num_heads": 4, "ffn_dim": 64, "num_kernels": 8}
