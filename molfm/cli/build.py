@@ -99,14 +99,16 @@ def typer_parameters(
             default = f.default
         elif f.default_factory is not dataclasses.MISSING and not opt.required:
             default = f.default_factory() or None
-        else:
-            default = ...
+        else:  # required: given as a flag or in --config, checked once both are merged
+            default = None if not opt.argument else ...
         if opt.choices is not None and default not in (..., None):
             enum = _choice_enum(f.name, opt.choices)
             default = [enum(d) for d in default] if isinstance(default, list) else enum(default)
         if opt.path is not None and isinstance(default, str):
             default = Path(default)
         kwargs: dict[str, Any] = {"help": opt.help}
+        if default is None and _required(f, opt):
+            kwargs["help"] = f"{opt.help} [required: here or in --config]"
         if opt.min is not None:
             kwargs["min"] = opt.min
         if opt.max is not None:
@@ -135,6 +137,20 @@ def typer_parameters(
             )
         )
     return params
+
+
+def _required(f: dataclasses.Field, opt: Option) -> bool:
+    no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    return opt.cli and not opt.argument and (opt.required or no_default)
+
+
+def _check_required(ctx: typer.Context, config_cls: type, params: dict[str, Any]) -> None:
+    """A required option must come from a flag or from --config (the parser cannot tell)."""
+    from typer._click.exceptions import UsageError  # typer bundles its own click
+
+    for f, opt, _ in options_of(config_cls):
+        if _required(f, opt) and params.get(f.name) is None:
+            raise UsageError(f"Missing option '{opt.names(f.name)[0]}'.", ctx=ctx)
 
 
 def _plain(value: Any) -> Any:
@@ -171,16 +187,22 @@ class RunContext:
         self.outputs = outputs
         self.directory = directory
 
+    def options(self) -> dict[str, Any]:
+        """Every flag's resolved value (flags and --config merged): what ``--config`` takes
+        back. Fields set from Python only are left out; the library saves its whole config."""
+        values = dataclasses.asdict(self.cfg)
+        return {f.name: values[f.name] for f, opt, _ in options_of(type(self.cfg)) if opt.cli}
+
     def save_config(self, directory: Path | None = None) -> Path:
         """Write ``resolved_config.yaml`` (every option, flags and --config merged)."""
-        return save_resolved_config(dataclasses.asdict(self.cfg), directory or self.directory)
+        return save_resolved_config(self.options(), directory or self.directory)
 
     def save_config_beside(self, output: Path) -> Path:
         """For a command that writes one file: ``<stem>.config.yaml`` beside ``output`` (e.g.
         ``generated.csv`` -> ``generated.config.yaml``), written once the output is."""
         from molfm.atomic import atomic_write_text
 
-        clean = json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str))
+        clean = json.loads(json.dumps(self.options(), default=str))
         path = Path(output).with_name(Path(output).stem + ".config.yaml")
         return atomic_write_text(path, yaml.safe_dump(clean, sort_keys=True))
 
@@ -223,6 +245,7 @@ def config_command(
             config_file = params.pop("config", None)
             params = merge_typed_config(ctx, config_file, params | {"config": config_file})
             params.pop("config", None)
+            _check_required(ctx, config_cls, params)
             created = [Path(p) for p in outputs(_Partial(params)) if p]
             with user_errors(created=created, hint=hint) as made:
                 from molfm.data.fetch import use_cache_dir

@@ -83,7 +83,15 @@ def fit_resumable(
 
 
 RESUMABLE_CHANGES = frozenset(
-    {"max_steps", "val_every_n_steps", "progress", "accelerator", "devices", "num_workers"}
+    {
+        "max_steps",
+        "val_every_n_steps",
+        "progress",
+        "accelerator",
+        "devices",
+        "num_workers",
+        "cache_dir",
+    }
 )
 """Settings a resumed run may change (raising ``max_steps`` extends a run); any other change
 means a different run, which must not silently continue an old checkpoint."""

@@ -120,3 +120,33 @@ def test_adding_a_field_adds_a_flag():
     app.command("other")(lambda: None)
     result = runner.invoke(app, ["grown", "--help"])
     assert "--beams" in result.output and "Beams." in result.output
+
+
+def test_required_options_may_come_from_the_config_file(tmp_path):
+    seen: dict = {}
+    missing = runner.invoke(_app(seen), ["toy", "--steps", "2"])
+    assert missing.exit_code == 2 and "Missing option '--output-dir'" in flat(missing.output)
+    config = tmp_path / "toy.yaml"
+    config.write_text(f"output-dir: {tmp_path / 'run'}\n")
+    result = runner.invoke(_app(seen), ["toy", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].output_dir == str(tmp_path / "run")
+
+
+def test_the_saved_config_runs_again(tmp_path):
+    first: dict = {}
+    out = tmp_path / "run"
+    args = ["toy", "--output-dir", str(out), "--steps", "4", "--mode", "slow", "--tags", "x"]
+    assert runner.invoke(_app(first), args).exit_code == 0
+    saved = out / "resolved_config.yaml"
+    assert "hidden" not in yaml.safe_load(saved.read_text())  # Python-only fields stay out
+    again: dict = {}
+    replay = yaml.safe_load(saved.read_text()) | {"output_dir": str(tmp_path / "again")}
+    config = tmp_path / "replay.yaml"
+    config.write_text(yaml.safe_dump(replay))
+    result = runner.invoke(_app(again), ["toy", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    keep = {"output_dir"}
+    a = {k: v for k, v in vars(first["cfg"]).items() if k not in keep}
+    b = {k: v for k, v in vars(again["cfg"]).items() if k not in keep}
+    assert a == b
