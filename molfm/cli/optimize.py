@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from molfm.cli.build import RunContext, config_command
-from molfm.cli.options import resolve_data
 from molfm.systems.gp_molformer.config import PairTuningConfig
 
 app = typer.Typer()  # its command joins molfm's top level (molfm.cli.main)
@@ -33,8 +32,6 @@ def optimize(cfg: PairTuningConfig, run: RunContext) -> None:
     """
     from molfm.systems.gp_molformer.run import optimize as optimize_run  # heavy: lazy
 
-    if cfg.data_path is None:
-        resolve_data(cfg.data, None)  # --data names a data set; a file goes to --data-path
     result = optimize_run(cfg, log=lambda text: console.print(escape(str(text)), highlight=False))
     run.save_config()
     if result["n_invalid"]:

@@ -1,7 +1,8 @@
 """The one flag vocabulary of the ``molfm`` CLI, shared by every command.
 
-Every command builds its options from these factories, so a flag means the same thing, has
-the same name and the same help everywhere:
+A run's flags are the fields of its config dataclass (:mod:`molfm.options`, composed with the
+shared :class:`molfm.engine.options.RunOptions`; :mod:`molfm.cli.build` derives the commands),
+so a flag means the same thing, has the same name and the same help everywhere:
 
 =====================================  ==================================================
 meaning                                flag
@@ -19,60 +20,30 @@ options file                           ``--config FILE.yaml`` (flags win)
 data cache                             ``--cache-dir DIR`` (default ``$MOLFM_CACHE``)
 =====================================  ==================================================
 
-Numeric options carry their range here (``min=``/``max=``), so ``--temperature -1`` is
-refused by the parser with one line, before anything is loaded.
+Numeric options carry their range on the field (``min``/``max``/``positive``), so
+``--temperature -1`` is refused by the parser with one line, before anything is loaded. This
+module keeps the few hand-written options of the small display commands (``data list``,
+``data info``) and ``--config`` merging.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from molfm.data.sources.resolve import INPUT_FORMATS, data_set_names, resolve_data
+
 __all__ = [
-    "OnInvalid",
-    "Accelerator",
-    "data_option",
-    "data_path_option",
-    "smiles_column_option",
-    "target_columns_option",
-    "text_column_option",
-    "model_option",
-    "init_option",
-    "output_option",
-    "output_dir_option",
-    "accelerator_option",
-    "devices_option",
-    "precision_option",
-    "num_workers_option",
-    "seed_option",
-    "data_seed_option",
-    "on_invalid_option",
-    "config_option",
-    "cache_dir_option",
-    "batch_size_option",
     "INPUT_FORMATS",
     "data_set_names",
     "resolve_data",
+    "data_option",
+    "config_option",
+    "cache_dir_option",
     "merge_typed_config",
-    "must_be_positive",
 ]
-
-
-class OnInvalid(StrEnum):
-    """What to do with a row that cannot be used: stop naming it, or skip it and report it."""
-
-    error = "error"
-    skip = "skip"
-
-
-class Accelerator(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    gpu = "gpu"
-    cuda = "cuda"
 
 
 def data_option(default: str | None = None, help: str | None = None) -> Any:
@@ -81,108 +52,6 @@ def data_option(default: str | None = None, help: str | None = None) -> Any:
         "--data",
         help=help or "A registered data set (see `molfm data list`).",
         show_default=default is not None,
-    )
-
-
-def data_path_option(help: str | None = None) -> Any:
-    return typer.Option(
-        None,
-        "--data-path",
-        help=help or "A user file: CSV (SMILES + columns) or SDF (3D).",
-        dir_okay=False,
-    )
-
-
-def smiles_column_option(default: str = "smiles") -> Any:
-    return typer.Option(default, "--smiles-column", help="Column of the CSV that holds SMILES.")
-
-
-def target_columns_option() -> Any:
-    return typer.Option(
-        None, "--target-columns", help="Target columns of the CSV (repeat the flag for several)."
-    )
-
-
-def text_column_option() -> Any:
-    return typer.Option(None, "--text-column", help="Column of the CSV that holds text.")
-
-
-def model_option(default: str | None, help: str | None = None) -> Any:
-    return typer.Option(
-        default,
-        "--model",
-        help=help or "A shipped model name or a checkpoint directory.",
-    )
-
-
-def init_option() -> Any:
-    return typer.Option(
-        None, "--init", help="A pretrained encoder to start from (shipped name or directory)."
-    )
-
-
-def output_option(default: Path | None, help: str | None = None) -> Any:
-    return typer.Option(
-        default, "--output", "-o", help=help or "The file to write.", dir_okay=False
-    )
-
-
-def output_dir_option(default: Path | None = None, help: str | None = None) -> Any:
-    return typer.Option(
-        ... if default is None else default,
-        "--output-dir",
-        help=help or "The run directory to write (checkpoints, logs, outputs).",
-        file_okay=False,
-    )
-
-
-def accelerator_option(default: str = "auto") -> Any:
-    return typer.Option(
-        Accelerator(default),
-        "--accelerator",
-        help="Hardware to run on: auto picks a GPU when there is one.",
-    )
-
-
-def devices_option(default: str = "1") -> Any:
-    return typer.Option(
-        default,
-        "--devices",
-        help="How many devices (1), 'auto', or which ones (0,1).",
-    )
-
-
-def precision_option(default: str = "32-true") -> Any:
-    return typer.Option(
-        default,
-        "--precision",
-        help="Numeric precision: 32-true, bf16-mixed or 16-mixed (GPU).",
-    )
-
-
-def num_workers_option(default: int = 0, help: str | None = None) -> Any:
-    return typer.Option(
-        default,
-        "--num-workers",
-        "-j",
-        min=0,
-        help=help or "CPU worker processes (0 = in the main process).",
-    )
-
-
-def seed_option(default: int = 0) -> Any:
-    return typer.Option(default, "--seed", help="Seed of the weights and of sampling.")
-
-
-def data_seed_option(default: int = 0) -> Any:
-    return typer.Option(default, "--data-seed", help="Seed of data splits and subsets.")
-
-
-def on_invalid_option() -> Any:
-    return typer.Option(
-        OnInvalid.error,
-        "--on-invalid",
-        help="A bad row stops the run (error) or is skipped and listed in invalid.csv (skip).",
     )
 
 
@@ -203,18 +72,6 @@ def cache_dir_option() -> Any:
         help="molfm's cache (data sets, prepared data); default $MOLFM_CACHE or ~/.cache/molfm.",
         file_okay=False,
     )
-
-
-def batch_size_option(default: int, help: str | None = None) -> Any:
-    return typer.Option(default, "--batch-size", min=1, help=help or "Rows per batch.")
-
-
-# --- data sets and user files: the data layer's (re-exported for the CLI modules) ---------
-
-from molfm.data.sources.resolve import INPUT_FORMATS, data_set_names, resolve_data  # noqa: E402
-
-
-# --- --config files with the flags' own types and ranges ------------------------------------
 
 
 def merge_typed_config(
@@ -247,10 +104,3 @@ def merge_typed_config(
                 f"{key.replace('_', '-')}: {message} (in {config})", param_hint="--config"
             ) from None
     return merged
-
-
-def must_be_positive(value: float | None) -> float | None:
-    """Option callback for an open lower bound (typer has ``min=`` but no ``min_open``)."""
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"{value} is not > 0.")
-    return value

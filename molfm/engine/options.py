@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from molfm.options import (
@@ -59,7 +58,8 @@ def fold_data_path(
     """Fold the ``--data NAME`` / ``--data-path FILE`` pair into ``cfg.<data>``: a registered
     data set's name (aliases resolved) or a file's path, ``default`` when neither is given.
 
-    In Python ``data`` may also be given a file's path directly (what the library always took).
+    Folding twice changes nothing (``data`` then holds the file's path and ``data_path`` the
+    same path), so a saved or replaced config folds again to itself.
 
     Raises
     ------
@@ -74,10 +74,10 @@ def fold_data_path(
         if name is not None and name != str(path):
             raise ValueError(f"give {flag} NAME or {path_flag} FILE, not both")
         value = resolve_data(None, path, flag=flag, path_flag=path_flag)
-    elif name is not None and not Path(name).is_file():
+    elif name is not None:  # a data set's name; a file goes to data_path, in Python as on the CLI
         value = resolve_data(name, None, flag=flag, path_flag=path_flag)
     else:
-        value = name if name is not None else default
+        value = default
     setattr(cfg, data, value)
 
 

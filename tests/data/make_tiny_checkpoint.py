@@ -23,7 +23,7 @@ if __name__ == "__main__":
         model_dir = train_causal_lm(
             LMTrainConfig(
                 output_dir=tmp,
-                data=str(HERE / "moses_train_500.csv"),
+                data_path=str(HERE / "moses_train_500.csv"),
                 smiles_column="SMILES",
                 model_overrides=dict(n_layer=2, n_head=4, n_embd=64, ffn_dim=128, dropout=0.0),
                 max_length=80,

@@ -32,7 +32,7 @@ def _config(out: Path, **kw) -> AnalogTrainConfig:
     base = dict(
         output_dir=str(out),
         base_model=TINY,
-        data=str(DATA / "moses_train_500.csv"),
+        data_path=str(DATA / "moses_train_500.csv"),
         smiles_column="SMILES",
         n_molecules=400,
         n_val_molecules=100,
@@ -194,8 +194,8 @@ def test_bad_molecules_name_their_row_or_are_reported(tmp_path):
     pd.DataFrame({"SMILES": smiles}).to_csv(data, index=False)
     with pytest.raises(InvalidMoleculesError, match=r"row 3: 'C1CC\(C'"):
         train_analog_lm(
-            _config(tmp_path / "err", data=str(data), n_molecules=500, n_val_molecules=0)
+            _config(tmp_path / "err", data_path=str(data), n_molecules=500, n_val_molecules=0)
         )
-    train_analog_lm(_config(tmp_path / "skip", data=str(data), on_invalid="skip", max_steps=2))
+    train_analog_lm(_config(tmp_path / "skip", data_path=str(data), on_invalid="skip", max_steps=2))
     invalid = pd.read_csv(tmp_path / "skip" / "invalid.csv")
     assert invalid[["row", "smiles"]].values.tolist() == [[3, "C1CC(C"]]

@@ -25,7 +25,7 @@ def smiles_csv(tmp_path_factory):
 def _config(out: Path, data: Path, **kw) -> LMTrainConfig:
     base = dict(
         output_dir=str(out),
-        data=str(data),
+        data_path=str(data),
         model_overrides=TINY,
         max_length=80,
         batch_size=8,
@@ -74,15 +74,17 @@ def test_training_reduces_validation_loss(tmp_path, smiles_csv):
     assert (model_dir / "config.json").exists() and (tmp_path / "d" / "tokenizer.json").exists()
 
 
-def test_export_lightning_checkpoint_matches_final_model(tmp_path, smiles_csv):
+def test_export_lightning_checkpoint_matches_the_exported_best_model(tmp_path, smiles_csv):
+    """The run exports its best validation checkpoint; exporting that .ckpt by hand gives the
+    same model."""
     from molfm.hub import from_pretrained
     from molfm.systems.gp_molformer.pretrain import export_checkpoint
 
     torch.set_num_threads(1)
     cfg = _config(tmp_path / "e", smiles_csv, max_steps=12, val_every_n_steps=12)
     final = from_pretrained(train_causal_lm(cfg))
-    last = tmp_path / "e" / "checkpoints" / "last.ckpt"
-    exported = from_pretrained(export_checkpoint(last, tmp_path / "exported"))
+    best = tmp_path / "e" / "checkpoints" / "best.ckpt"
+    exported = from_pretrained(export_checkpoint(best, tmp_path / "exported"))
     ids = torch.tensor([[1, 5, 6, 7, 2]])
     torch.testing.assert_close(exported(ids), final(ids), rtol=0, atol=0)
 
@@ -105,7 +107,7 @@ def test_runs_that_cannot_train_are_refused_before_writing(tmp_path, smiles_csv)
         with pytest.raises((ValueError, FileNotFoundError), match=match):
             train_causal_lm(_config(out, smiles_csv, **bad))
         assert not out.exists()
-    with pytest.raises(FileNotFoundError, match="missing.csv"):
+    with pytest.raises(FileNotFoundError, match="missing.csv"):  # refused as the config is built
         train_causal_lm(_config(out, tmp_path / "missing.csv"))
     assert not out.exists()
     if not torch.cuda.is_available():
