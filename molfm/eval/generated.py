@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from molfm.atomic import atomic_write_text, atomic_writer
+from molfm.data.sources.user import read_user_table
 from molfm.eval.config import GenerationEvalConfig, MemorizationConfig
 
 __all__ = [
@@ -53,17 +54,12 @@ def read_samples(path: str | Path, smiles_column: str) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path} is empty") from None
+    frame = read_user_table(path)
     if smiles_column not in frame.columns:
         raise ValueError(
             f"{path} has no column {smiles_column!r} (columns: {', '.join(frame.columns)}); "
             "name it with --smiles-column"
         )
-    if frame.empty:
-        raise ValueError(f"{path} has a header but no rows")
     return frame[smiles_column].tolist()
 
 

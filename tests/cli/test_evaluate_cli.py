@@ -106,7 +106,7 @@ def test_bad_inputs_give_one_line(tmp_path):
     mem = tmp_path / "mem"
     cases += [
         (["memorization", str(wrong_col), "--output-dir", str(mem)], "no column 'smiles'"),
-        (["memorization", str(header_only), "--output-dir", str(mem)], "no rows"),
+        (["memorization", str(header_only), "--output-dir", str(mem)], "no data rows"),
         (
             ["memorization", str(wrong_col), "--smiles-column", "SMILES", "--train-data",
              str(tmp_path / "nope.csv"), "--output-dir", str(mem)],

@@ -105,6 +105,8 @@ def test_unreadable_files_are_named(files, tmp_path):
     train = ["train", "property", "--data-path", str(empty), "--target-columns", "y"]
     train += ["--output-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]
     _one_line_error(runner.invoke(app, train), f"{empty} is empty")
+    for command in (["name", "--data-path", str(empty)], ["evaluate", "generation", str(empty)]):
+        _one_line_error(runner.invoke(app, [*command, *out]), f"{empty} is empty")
     _nothing_left(tmp_path, before)
 
 

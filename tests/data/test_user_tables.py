@@ -6,7 +6,9 @@ import pytest
 
 from molfm.data.sources import CSVSource, SourceError
 from molfm.data.sources.user import read_user_table, table_delimiter
+from molfm.eval.generated import read_samples
 from molfm.systems.molca.data import read_caption_file
+from molfm.systems.molca.run import read_molecules as read_smiles
 from molfm.tasks.predict import read_molecules
 
 
@@ -31,6 +33,8 @@ READERS = {
     "CSVSource": lambda path: CSVSource(path).load(),
     "predict": read_molecules,
     "molca captions": read_caption_file,
+    "molca names": lambda path: read_smiles(path, "smiles", "error"),
+    "generated samples": lambda path: read_samples(path, "smiles"),
 }
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from molfm.atomic import atomic_writer
+from molfm.data.sources.user import read_user_table
 from molfm.engine.options import check_options
 from molfm.systems.molca.config import (
     CaptionConfig,
@@ -226,13 +227,9 @@ class Written:
 def _read_table(path: Path, column: str, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"--data-path {path} does not exist")
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline()
-    frame = pd.read_csv(path, sep="\t" if "\t" in header else ",", dtype=str, keep_default_na=False)
+    frame = read_user_table(path)  # tab- or comma-separated by the header line
     if column not in frame.columns:
         raise ValueError(f"no {what} column {column!r} in {path}; columns: {list(frame.columns)}")
-    if frame.empty:
-        raise ValueError(f"{path} has a header but no data rows")
     return frame
 
 
