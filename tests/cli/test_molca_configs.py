@@ -112,7 +112,7 @@ def test_library_config_checks_its_options(tmp_path):
         MolCATrainConfig(output_dir="r", stage1_options={"captioning": False})
     data = tmp_path / "pairs.csv"
     data.write_text("smiles,text\nCCO,ethanol\n")
-    cfg = MolCATrainConfig(output_dir="r", data=str(data), graph_dim=16)
+    cfg = MolCATrainConfig(output_dir="r", data_path=str(data), graph_dim=16)
     assert data_file(cfg) == str(data) and default_task(cfg) == "caption"
     assert cfg.graph_overrides == {"dim": 16} and not (tmp_path / "r").exists()
     named = MolCATrainConfig(output_dir="r", data="pubchem-names")

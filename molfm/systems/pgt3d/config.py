@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from molfm.engine.options import RunOptions, fold_data_path, option
@@ -123,9 +122,9 @@ class PGTPretrainConfig(RunOptions):
         super().__post_init__()
         if self.data is not None or self.data_path is not None:
             fold_data_path(self)  # one line for both given, an unknown name or a missing file
-            if self.data_path is not None or Path(self.data).is_file():
-                # a file is read as data_path (its columns can be energies), a name as data
-                self.data, self.data_path = None, self.data
+            if self.data_path is not None:  # a file is read as data_path (its columns can be
+                self.data = None  # energies), a data set by its name
+
         if self.task_weights is not None:
             self.task_weights = parse_task_weights(self.task_weights)
         sizes = {k: getattr(self, k) for k in ENCODER_SIZES if getattr(self, k) is not None}
