@@ -102,8 +102,8 @@ def smollm2_in_cache() -> bool:
 
 
 def smollm2_path(root: str | os.PathLike | None = None) -> Path:
-    """The SmolLM2 HF folder, fetched and converted on first use (~15 s on a CPU, plus the
-    93 MB download).
+    """The SmolLM2 HF folder, fetched and converted on first use (~40 s on 2 CPU cores, the
+    93 MB download included).
 
     Parameters
     ----------
