@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from molfm.engine.options import ON_INVALID, HardwareOptions, RunOptions, fold_data_path, option
+from molfm.engine.options import (
+    ON_INVALID,
+    HardwareOptions,
+    RunOptions,
+    cache_dir_option,
+    fold_data_path,
+    option,
+)
 from molfm.systems.molca import NAMING_MODEL
 
 __all__ = [
@@ -163,6 +170,7 @@ class _Inference(HardwareOptions):
     )
     batch_size: int = option(16, min=1, help="Rows per batch.")
     precision: str = option("32-true", cli=False, help="Inference runs in float32.")
+    cache_dir: str | None = cache_dir_option()  # where SmolLM2 and MiniLM are fetched to
 
 
 @dataclass(kw_only=True)
