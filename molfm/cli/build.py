@@ -87,7 +87,7 @@ def _flag_type(name: str, opt: Option, tp: Any) -> Any:
 
 
 def typer_parameters(
-    config_cls: type, *, overrides: dict[str, dict[str, Any]] | None = None
+    config_cls: type,
 ) -> list[inspect.Parameter]:
     """One keyword parameter with a ``typer.Option`` (or ``typer.Argument``) per CLI field."""
     params = []
@@ -126,7 +126,6 @@ def typer_parameters(
             kwargs["exists"] = True
         if opt.envvar:
             kwargs["envvar"] = opt.envvar
-        kwargs.update((overrides or {}).get(f.name, {}))
         if opt.argument:
             info = typer.Argument(default, **kwargs)
         else:
@@ -233,8 +232,6 @@ def config_command(
     outputs: Callable[[Any], Iterable[Path | None]] = lambda cfg: [
         getattr(cfg, "output_dir", None) and Path(cfg.output_dir)
     ],
-    hint: str | None = None,
-    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Callable[[Callable[[Any, RunContext], None]], Callable[..., None]]:
     """Register ``body(cfg, run)`` as the command ``name`` of ``app``, its flags derived from
     ``config_cls``; ``outputs(cfg)`` lists what the command may create (removed on failure)."""
@@ -247,7 +244,7 @@ def config_command(
             params.pop("config", None)
             _check_required(ctx, config_cls, params)
             created = [Path(p) for p in outputs(_Partial(params)) if p]
-            with user_errors(created=created, hint=hint) as made:
+            with user_errors(created=created) as made:
                 from molfm.data.fetch import use_cache_dir
 
                 cfg = config_from(config_cls, params)
@@ -258,7 +255,7 @@ def config_command(
             inspect.Parameter(
                 "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
             ),
-            *typer_parameters(config_cls, overrides=overrides),
+            *typer_parameters(config_cls),
             inspect.Parameter(
                 "config",
                 inspect.Parameter.KEYWORD_ONLY,
