@@ -33,7 +33,7 @@ import yaml
 from molfm.cli.config import save_resolved_config
 from molfm.cli.errors import CreatedOutputs, user_errors
 from molfm.cli.options import config_option, merge_typed_config
-from molfm.engine.options import Option, options_of
+from molfm.engine.options import Option, RunOptions, options_of
 
 __all__ = ["RunContext", "config_command", "typer_parameters", "config_from"]
 
@@ -89,9 +89,13 @@ def _flag_type(name: str, opt: Option, tp: Any) -> Any:
 def typer_parameters(
     config_cls: type,
 ) -> list[inspect.Parameter]:
-    """One keyword parameter with a ``typer.Option`` (or ``typer.Argument``) per CLI field."""
+    """One keyword parameter with a ``typer.Option`` (or ``typer.Argument``) per CLI field: the
+    command's own options first, then the shared run options (so ``--help`` leads with what is
+    particular to the command)."""
+    shared = {f.name for f in dataclasses.fields(RunOptions)}
     params = []
-    for f, opt, tp in options_of(config_cls):
+    fields = sorted(options_of(config_cls), key=lambda item: item[0].name in shared)
+    for f, opt, tp in fields:
         if not opt.cli:
             continue
         flag_type = _flag_type(f.name, opt, tp)
