@@ -267,6 +267,9 @@ def config_command(
                 annotation=Path | None,
             ),
         ]
+        # the summary as one line: typer's rich help keeps a docstring's line breaks
+        summary, _, rest = inspect.cleandoc(body.__doc__ or "").partition("\n\n")
+        command.__doc__ = " ".join(summary.split()) + (f"\n\n{rest}" if rest else "")
         command.__signature__ = inspect.Signature(signature)
         command.__annotations__ = {p.name: p.annotation for p in signature}
         del command.__wrapped__  # typer must read the derived signature, not the body's
