@@ -68,7 +68,7 @@ class PropertyTrainConfig(RunOptions):
     smiles_column: str = option("smiles", help="Column of the CSV that holds SMILES.")
     target_columns: list[str] = option(
         default_factory=list,
-        help="Target columns of the CSV (repeat the flag for several).",
+        help="Target columns of the CSV: repeat the flag, or separate them with commas (a,b).",
     )
     task: str | None = option(
         None, choices=TASKS, help="Regression or classification (default: from the data)."
@@ -133,7 +133,8 @@ class PropertyTrainConfig(RunOptions):
         fold_data_path(self)
         if self.data is None:
             raise ValueError("give --data NAME or --data-path FILE")
-        self.target_columns = list(self.target_columns or [])
+        # --target-columns a,b,c as well as --target-columns a --target-columns b ...
+        self.target_columns = [c for v in self.target_columns or [] for c in v.split(",") if c]
         self.split_sizes = [float(s) for s in self.split_sizes]
         # None is what the library took for "sampled" / "available" before these were flags
         self.mode = self.mode or "sampled"

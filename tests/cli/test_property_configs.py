@@ -97,3 +97,14 @@ def test_a_failed_predict_leaves_no_config(tmp_path):
     )
     assert result.exit_code == 1 and "does not exist" in result.output
     assert not out.exists() and not (tmp_path / "preds.config.yaml").exists()
+
+
+def test_target_columns_take_commas_as_well_as_repeated_flags(tmp_path):
+    from molfm.tasks.config import PropertyTrainConfig
+
+    csv = tmp_path / "mols.csv"
+    csv.write_text("smiles,a,b,c\nCCO,1,2,3\n")
+    common = dict(output_dir=str(tmp_path / "run"), data_path=str(csv))
+    repeated = PropertyTrainConfig(**common, target_columns=["a", "b", "c"])
+    commas = PropertyTrainConfig(**common, target_columns=["a,b", "c"])
+    assert repeated.target_columns == commas.target_columns == ["a", "b", "c"]
