@@ -33,7 +33,16 @@ from molfm.hub import from_pretrained, resolve_checkpoint
 from molfm.tasks.config import PredictConfig, encoder_mode
 from molfm.tasks.property import PropertyModel
 
-__all__ = ["PredictResult", "load_property_model", "read_molecules", "predict_file", "predict"]
+__all__ = [
+    "PredictResult",
+    "load_property_model",
+    "read_molecules",
+    "featurize_smiles",
+    "predict_graphs",
+    "domain_reason",
+    "predict_file",
+    "predict",
+]
 
 
 @dataclass
@@ -106,7 +115,32 @@ def read_molecules(
     frame = read_user_table(path)
     if smiles_column not in frame.columns:
         raise ValueError(f"{path} has no column {smiles_column!r}; columns: {list(frame.columns)}")
-    smiles_list = frame[smiles_column].tolist()
+    return featurize_smiles(
+        frame[smiles_column].tolist(),
+        on_invalid=on_invalid,
+        conformers=conformers,
+        num_workers=num_workers,
+    )
+
+
+def featurize_smiles(
+    smiles_list: list[str],
+    *,
+    on_invalid: str = "skip",
+    conformers: bool = False,
+    num_workers: int = 1,
+) -> tuple[list[tuple[int, str, Data]], list[dict]]:
+    """Featurized molecules ``(row, smiles, Data)`` of a list of SMILES (rows are positions in
+    the list) and the rejected ones ``{row, smiles, reason}``: what :func:`read_molecules` does
+    for a CSV, in memory (a server's requests)."""
+    good: list[tuple[int, str, Data]] = []
+    rejected: list[dict] = []
+
+    def reject(row: int, smiles: str, reason: str) -> None:
+        if on_invalid == "error":
+            raise InvalidMoleculeError(smiles, reason, row=row)
+        rejected.append({"row": row, "smiles": smiles, "reason": reason})
+
     positions: list[np.ndarray | None] = [None] * len(smiles_list)
     if conformers:
         results = generate_conformers(
@@ -129,7 +163,8 @@ def read_molecules(
     return good, rejected
 
 
-def _domain_reason(model: PropertyModel, data: Data) -> str:
+def domain_reason(model: PropertyModel, data: Data) -> str:
+    """Why a molecule lies outside the model's training domain ("" when it does not)."""
     domain = model.config.domain
     reasons = []
     if "atomic_number_ids" in domain:
@@ -139,6 +174,28 @@ def _domain_reason(model: PropertyModel, data: Data) -> str:
     if "max_atoms" in domain and data.num_nodes > domain["max_atoms"]:
         reasons.append(f"{data.num_nodes} heavy atoms > {domain['max_atoms']} in training")
     return "; ".join(reasons)
+
+
+@torch.no_grad()
+def predict_graphs(
+    model: PropertyModel,
+    graphs: list[Data],
+    *,
+    mode: str | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """``[N, T]`` float64 predictions of featurized molecules, ``batch_size`` at a time (the
+    model on ``device``, in eval mode): the forward passes of :func:`predict_file`."""
+    values = np.zeros((len(graphs), len(model.config.targets)), dtype=np.float64)
+    pairs = getattr(type(model.encoder), "pair_structure", None)
+    dataset = DenseGraphDataset(list(graphs), pair_structure=pairs)
+    for start in range(0, len(graphs), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(graphs)))]
+        batch = collate_dense(items).to(device)
+        # float(): under a 16-bit autocast (--precision) the outputs are not float32
+        values[start : start + len(items)] = model.predict(batch, mode=mode).float().cpu().numpy()
+    return values
 
 
 @torch.no_grad()
@@ -180,14 +237,9 @@ def predict_file(
         raise coordinates_error(flat_records_message(path, flat, total), f"--mode {mode}", hint)
     model = model.to(device).eval()
     targets = model.config.targets
-    values = np.zeros((len(molecules), len(targets)), dtype=np.float64)
-    pairs = getattr(type(model.encoder), "pair_structure", None)
-    dataset = DenseGraphDataset([data for _, _, data in molecules], pair_structure=pairs)
-    for start in range(0, len(molecules), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(molecules)))]
-        batch = collate_dense(items).to(device)
-        # float(): under a 16-bit autocast (--precision) the outputs are not float32
-        values[start : start + len(items)] = model.predict(batch, mode=mode).float().cpu().numpy()
+    values = predict_graphs(
+        model, [data for _, _, data in molecules], mode=mode, batch_size=batch_size, device=device
+    )
     frame = pd.DataFrame(
         {"row": [r for r, _, _ in molecules], "smiles": [s for _, s, _ in molecules]}
     )
@@ -197,7 +249,7 @@ def predict_file(
     frame["used_3d"] = [
         getattr(d, "pos", None) is not None and mode != "2d" for _, _, d in molecules
     ]
-    reasons = [_domain_reason(model, d) for _, _, d in molecules]
+    reasons = [domain_reason(model, d) for _, _, d in molecules]
     frame["out_of_domain"] = [bool(r) for r in reasons]
     frame["domain_reason"] = reasons
     return PredictResult(frame, pd.DataFrame(rejected, columns=["row", "smiles", "reason"]))

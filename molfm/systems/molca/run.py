@@ -43,6 +43,9 @@ __all__ = [
     "name_molecules",
     "caption_molecules",
     "retrieve_hits",
+    "load_molca",
+    "describe_molecules",
+    "hit_table",
 ]
 
 
@@ -263,7 +266,9 @@ def read_texts(path: str | Path, column: str) -> pd.DataFrame:
     return _read_table(Path(path), column, "text")
 
 
-def _load(model: str, model_type: str, device: torch.device):
+def load_molca(model: str, model_type: str, device: torch.device | str = "cpu"):
+    """A MolCA model (``model_type`` ``"molca"`` or ``"molca-stage1"``) from a shipped name or
+    a directory, on ``device`` in eval mode; another model type is one line naming both."""
     from molfm.hub import from_pretrained, load_config, resolve_checkpoint
 
     path = resolve_checkpoint(model)
@@ -288,33 +293,62 @@ def _write(frame: pd.DataFrame, output: str | Path, rejected: pd.DataFrame) -> W
 
 def _generate_file(cfg: NameConfig | CaptionConfig, task: str, column: str, verify: bool):
     from molfm.engine.hardware import inference_device
-    from molfm.eval.text import verify_names
-    from molfm.systems.molca.data import MolTextDataset
 
     check_options(cfg)
     device = inference_device(cfg.accelerator, cfg.devices)
     rows, smiles, graphs, rejected = read_molecules(
         cfg.data_path, cfg.smiles_column, cfg.on_invalid
     )
-    molca = _load(cfg.model, "molca", device)
+    molca = load_molca(cfg.model, "molca", device)
     molca.config.instruction(task)  # a model without this task fails in one line
+    texts, verified = describe_molecules(
+        molca,
+        graphs,
+        smiles,
+        task,
+        batch_size=cfg.batch_size,
+        num_beams=cfg.num_beams,
+        max_new_tokens=cfg.max_new_tokens,
+        verify=verify,
+    )
+    frame = pd.DataFrame({"row": rows, "smiles": smiles})
+    frame[column] = texts
+    if verify:
+        frame["verified"] = verified
+    return _write(frame, cfg.output, rejected)
+
+
+def describe_molecules(
+    molca,
+    graphs: list,
+    smiles: list[str],
+    task: str,
+    *,
+    batch_size: int,
+    num_beams: int,
+    max_new_tokens: int,
+    verify: bool = False,
+) -> tuple[list[str], list[bool] | None]:
+    """The texts ``molfm name`` / ``caption`` write for featurized molecules (beam search,
+    ``batch_size`` molecules at a time) and, with ``verify`` (names), whether OPSIN gives
+    back each input structure (the first beam that does is kept); ``None`` without."""
+    from molfm.eval.text import verify_names
+    from molfm.systems.molca.data import MolTextDataset
+
     dataset = MolTextDataset(graphs, smiles, [""] * len(smiles))
     with torch.no_grad():
         beams = generate_texts(
             molca,
             dataset,
             task,
-            batch_size=cfg.batch_size,
-            num_beams=cfg.num_beams,
-            num_return_sequences=cfg.num_beams if verify else 1,
-            max_new_tokens=cfg.max_new_tokens,
+            batch_size=batch_size,
+            num_beams=num_beams,
+            num_return_sequences=num_beams if verify else 1,
+            max_new_tokens=max_new_tokens,
         )
-    frame = pd.DataFrame({"row": rows, "smiles": smiles})
     if verify:
-        frame[column], frame["verified"] = verify_names(beams, smiles)
-    else:
-        frame[column] = [b[0] for b in beams]
-    return _write(frame, cfg.output, rejected)
+        return verify_names(beams, smiles)
+    return [b[0] for b in beams], None
 
 
 def name_molecules(cfg: NameConfig) -> Written:
@@ -364,7 +398,7 @@ def retrieve_hits(cfg: RetrieveConfig) -> Written:
         queries = list(cfg.smiles)
         candidates = read_texts(cfg.data_path, cfg.text_column)[cfg.text_column].tolist()
         rows, shown = list(range(len(candidates))), candidates
-    stage1 = _load(cfg.model, "molca-stage1", device)
+    stage1 = load_molca(cfg.model, "molca-stage1", device)
     hits = retrieve(
         stage1,
         queries,
@@ -374,8 +408,16 @@ def retrieve_hits(cfg: RetrieveConfig) -> Written:
         rerank=cfg.rerank,
         batch_size=cfg.batch_size,
     )
+    return _write(hit_table(hits, queries, rows, shown, direction), cfg.output, rejected)
+
+
+def hit_table(
+    hits: pd.DataFrame, queries: list[str], rows: list[int], shown: list[str], direction: str
+) -> pd.DataFrame:
+    """``molfm retrieve``'s table from :func:`~.retrieval.retrieve`'s hits: each index turned
+    into the query, the candidate's ``row`` in its file and its SMILES or text (``shown``)."""
     column = "smiles" if direction == "text-to-molecule" else "text"
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "query": [queries[int(q)] for q in hits["query"]],
             "rank": hits["rank"].to_numpy(),
@@ -386,4 +428,3 @@ def retrieve_hits(cfg: RetrieveConfig) -> Written:
             "match": hits["match"].to_numpy(),
         }
     )
-    return _write(frame, cfg.output, rejected)
