@@ -24,6 +24,7 @@ from molfm.cli import molca as molca_cli
 from molfm.cli import optimize as optimize_cli
 from molfm.cli import pretrain as pretrain_cli
 from molfm.cli import property as property_cli
+from molfm.cli import serve as serve_cli
 from molfm.cli import train as train_cli
 from molfm.cli.errors import err_console
 
@@ -66,6 +67,7 @@ app.add_typer(generate_cli.app)  # generate, decorate (no group name: top-level 
 app.add_typer(optimize_cli.app)  # optimize
 app.add_typer(property_cli.app)  # predict (train property registers on the train group)
 app.add_typer(molca_cli.app)  # name, caption, retrieve (train molca registers on the train group)
+app.add_typer(serve_cli.app)  # serve
 
 
 def _version(value: bool) -> None:
