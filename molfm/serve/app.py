@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 
 from molfm import __version__
@@ -31,7 +32,7 @@ from molfm.serve import schemas as s
 from molfm.serve.config import API_KEY_ENV, ServeConfig, check_serve_config
 from molfm.serve.models import Service, load_service, model_id
 from molfm.serve.routes import ServeError, add_routes
-from molfm.serve.workers import QueueFull, RequestTimeout, WorkerClosed
+from molfm.serve.workers import QueueFull, RequestTimeout, TooMany, WorkerClosed
 
 __all__ = ["Registry", "create_app", "serve", "WEB"]
 
@@ -54,6 +55,7 @@ class Registry:
         self.services: dict[str, Service] = {}
         self.loading: dict[str, str] = {}  # id -> what --models named
         self.failed: dict[str, str] = {}
+        self.owned: set[str] = set()  # loaded here, so closed here (given ones: by their owner)
         for service in services:
             self._add(service.id)
             self.services[service.id] = service
@@ -73,6 +75,7 @@ class Registry:
             for id, name in list(self.loading.items()):
                 try:
                     self.services[id] = load_service(name, self.cfg)
+                    self.owned.add(id)
                     log.info("model %s ready", id)
                 except Exception as err:  # shown by /v1/models and /v1/health/ready
                     log.exception("model %s failed to load", id)
@@ -119,8 +122,9 @@ class Registry:
         return out
 
     def close(self) -> None:
-        for service in self.services.values():
-            service.close()
+        """Stop the workers of the models loaded here."""
+        for id in self.owned:
+            self.services[id].close()
 
 
 class Guard:
@@ -189,6 +193,21 @@ class Guard:
         return b"".join(chunks), False
 
 
+class _Page:
+    """The page's files at ``/``; under ``/v1/`` a 404, or a 405 for a route's other method
+    (a mount at ``/`` would otherwise answer every path the routes do not fully match)."""
+
+    def __init__(self, files: StaticFiles, routes: list) -> None:
+        self.files, self.routes = files, routes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            full = dict(scope, path=scope.get("root_path", "") + scope["path"])
+            other = any(r.matches(full)[0] == Match.PARTIAL for r in self.routes)
+            raise HTTPException(405 if other else 404)
+        await self.files(scope, receive, send)
+
+
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, err: ServeError) -> JSONResponse:
@@ -204,7 +223,8 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
+        kinds = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+        kind = kinds.get(err.status_code, "http_error")
         return _error(err.status_code, kind, str(err.detail), getattr(err, "headers", None))
 
     @app.exception_handler(QueueFull)
@@ -214,6 +234,10 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestTimeout)
     async def timeout(request: Request, err: RequestTimeout) -> JSONResponse:
         return _error(504, "timeout", str(err))
+
+    @app.exception_handler(TooMany)
+    async def too_many(request: Request, err: TooMany) -> JSONResponse:
+        return _error(422, "limit_exceeded", str(err))
 
     @app.exception_handler(WorkerClosed)
     async def closing(request: Request, err: WorkerClosed) -> JSONResponse:
@@ -267,7 +291,7 @@ def create_app(
     _install_errors(app)
     add_routes(app, registry, cfg)
     if web is not None and (Path(web) / "index.html").is_file():
-        app.mount("/", StaticFiles(directory=web, html=True), name="web")
+        app.mount("/", _Page(StaticFiles(directory=web, html=True), app.routes), name="web")
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -30,7 +30,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Work", "QueueFull", "Stopped", "WorkerClosed", "RequestTimeout", "Deadline", "Worker"]
+__all__ = [
+    "Work",
+    "QueueFull",
+    "TooMany",
+    "Stopped",
+    "WorkerClosed",
+    "RequestTimeout",
+    "Deadline",
+    "Worker",
+]
 
 log = logging.getLogger("molfm.serve")
 
@@ -60,6 +69,10 @@ class QueueFull(Exception):
             f"{retry_after} s"
         )
         self.retry_after = retry_after
+
+
+class TooMany(ValueError):
+    """A request with more items than the whole queue holds (it could never fit)."""
 
 
 class Stopped(Exception):
@@ -98,6 +111,7 @@ class Deadline:
         """Each future's result, or its exception as the value, in order; on timeout (or the
         client leaving) every future is abandoned."""
         waiting = asyncio.gather(*(asyncio.wrap_future(w) for w in work), return_exceptions=True)
+        waiting.add_done_callback(_retrieve)  # a cancelled wait leaves nothing unretrieved
         try:
             return await asyncio.wait_for(waiting, max(0.0, self.left()))
         except TimeoutError:
@@ -106,6 +120,11 @@ class Deadline:
             for w in work:
                 if not w.done():
                     w.abandon()
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass
@@ -209,6 +228,10 @@ class Worker:
             if self._closed:
                 raise WorkerClosed(f"model {self.name!r} is shutting down")
             pending = len(self._queue)
+            if len(items) > self.queue_depth:
+                raise TooMany(
+                    f"{len(items)} items; model {self.name!r} queues at most {self.queue_depth}"
+                )
             if pending + len(items) > self.queue_depth:
                 raise QueueFull(self.name, pending, self.queue_depth, self._retry_after(pending))
             self._queue.extend(items)
