@@ -3,12 +3,14 @@
 Requests never touch a model themselves. They put their molecules on the model's queue as
 items (:meth:`Worker.submit`, all of a request's items at once, so they stay together and in
 order) or a whole job (:meth:`Worker.submit_job`: a generation or a retrieval, which must not
-be split), and wait on one :class:`Work` future per item. The worker takes the oldest item and,
-for up to ``max_wait_s``, gathers more items of the same kind (the same ``key``: a property
-model's mode, a naming model's ``verify``) until it has ``max_batch``; then it runs them as one
-batch (``run_batch(key, payloads)``: one forward pass). Concurrent requests are thus answered
-by shared forward passes, and a lone request of at most ``max_batch`` molecules is batched
-exactly as the CLI batches it.
+be split), and wait on one :class:`Work` future per item. The worker takes the oldest item and
+the queued items of the same kind (the same ``key``: a property model's mode, a naming model's
+``verify``), up to ``max_batch``, and runs them as one batch (``run_batch(key, payloads)``: one
+forward pass). Under concurrent load (work arrived while the worker was busy) it first waits
+up to ``max_wait_s`` for the batch to fill; a lone client sending one request after another is
+not kept waiting. Items that arrive while a batch runs go into the next one, so
+concurrent requests are answered by shared forward passes, and a lone request of at most
+``max_batch`` molecules is batched exactly as the CLI batches it.
 
 The queue holds at most ``queue_depth`` items (a job counts one): a request that does not fit
 is refused whole (:class:`QueueFull`, with a retry delay from the measured throughput). A
@@ -159,7 +161,7 @@ class Worker:
     max_batch
         Items per batch.
     max_wait_s
-        How long the oldest item waits for others to fill its batch.
+        How long the oldest item waits for others to fill its batch (under load).
     queue_depth
         Items (a job counts one) the queue holds.
     """
@@ -182,6 +184,8 @@ class Worker:
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._running = False  # a batch or job is running
+        self._contended = False  # work arrived while the worker was busy, since the last take
         self._thread = threading.Thread(target=self._loop, name=f"molfm-{name}", daemon=True)
         self._thread.start()
 
@@ -234,6 +238,8 @@ class Worker:
                 )
             if pending + len(items) > self.queue_depth:
                 raise QueueFull(self.name, pending, self.queue_depth, self._retry_after(pending))
+            # arriving while the model works or others wait: requests come concurrently
+            self._contended = self._contended or self._running or bool(self._queue)
             self._queue.extend(items)
             self._cond.notify_all()
 
@@ -253,7 +259,10 @@ class Worker:
             first = self._queue[0]
             if first.job is not None:
                 return [self._queue.popleft()]
-            deadline = time.monotonic() + self.max_wait_s
+            # wait for company only under concurrent load: a lone client sending one request
+            # after another would only lose max_wait_s on each
+            wait, self._contended = (self.max_wait_s if self._contended else 0.0), False
+            deadline = time.monotonic() + wait
             while self._count(first.key) < self.max_batch and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -280,10 +289,14 @@ class Worker:
             if not live:
                 continue
             start = time.perf_counter()
-            if live[0].job is not None:
-                self._run_job(live[0])
-            else:
-                self._run_items(live)
+            self._running = True
+            try:
+                if live[0].job is not None:
+                    self._run_job(live[0])
+                else:
+                    self._run_items(live)
+            finally:
+                self._running = False
             per_item = (time.perf_counter() - start) / len(live)
             avg = self.stats.seconds_per_item
             self.stats.seconds_per_item = per_item if avg == 0 else 0.8 * avg + 0.2 * per_item

@@ -96,11 +96,24 @@ def test_batches_hold_at_most_max_batch_items_of_one_key(worker):
     assert run.batches == [("2d", [0, 1, 2, 3]), ("2d", [4, 5, 7]), ("3d", [100, 101])]
 
 
-def test_a_lone_item_waits_at_most_max_wait(worker):
-    w = worker(Recorder(), max_batch=64, max_wait_s=0.02)
+def test_one_request_after_another_is_not_kept_waiting(worker):
+    w = worker(Recorder(), max_batch=64, max_wait_s=WAIT)  # a wait would show
     start = time.monotonic()
-    assert w.submit([1])[0].result(WAIT) == (None, 10)
+    for i in range(5):  # each request waits for its answer: never two at once
+        assert w.submit([i])[0].result(WAIT) == (None, 10 * i)
     assert time.monotonic() - start < WAIT / 2
+
+
+def test_under_load_the_worker_waits_for_its_batch_to_fill(worker):
+    run = Recorder()
+    w = worker(run, max_batch=2, max_wait_s=WAIT)
+    release = _block(w)
+    first = w.submit([1])  # arrives while the worker is busy: load
+    release.set()
+    time.sleep(0.05)
+    second = w.submit([2])
+    assert first[0].result(WAIT) == (None, 10) and second[0].result(WAIT) == (None, 20)
+    assert run.batches == [(None, [1, 2])]
 
 
 def test_a_failing_batch_runs_one_by_one_so_only_the_culprit_fails(worker):
