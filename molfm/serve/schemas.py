@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from molfm.chem.depict import MAX_SIZE, MIN_SIZE
 
@@ -137,9 +137,20 @@ class _Sampling(_Request):
     model: str | None = ModelId
     num_molecules: int = Field(100, ge=1, description="How many molecules to sample.")
     seed: int = Field(0, ge=-(2**63), lt=2**63, description="The same seed, the same molecules.")
-    temperature: float = Field(1.0, ge=0.0, le=100.0, description="0: greedy decoding.")
+    temperature: float = Field(
+        1.0, ge=0.0, le=100.0, description="0: greedy decoding; else at least 0.001."
+    )
     top_k: int | None = Field(None, ge=1, le=100_000)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    # below 1e-6 (float32 rounds tiny p to 0) the sampler would drop every token
+    top_p: float | None = Field(None, ge=1e-6, le=1.0)
+
+    @field_validator("temperature")
+    @classmethod
+    def _not_tiny(cls, value: float) -> float:
+        # logits divided by a tiny temperature overflow float32 (inf, then NaN probabilities)
+        if 0.0 < value < 1e-3:
+            raise ValueError("temperature must be 0 (greedy decoding) or at least 0.001")
+        return value
 
 
 class GenerateRequest(_Sampling):

@@ -173,6 +173,8 @@ def test_the_page_is_served_at_the_root(client):
         ("/v1/predict", {"model": "../../etc", "smiles": ["CCO"]}, "unknown_model"),
         ("/v1/generate", {"num_molecules": 0}, "invalid_request"),
         ("/v1/generate", {"top_p": 1.5}, "invalid_request"),
+        ("/v1/generate", {"top_p": 1e-300}, "invalid_request"),  # float32: every token dropped
+        ("/v1/decorate", {"scaffold": "C[*]", "temperature": 1e-300}, "invalid_request"),
         ("/v1/retrieve", {"text": ["x"], "smiles": ["C"]}, "invalid_request"),
     ],
 )
