@@ -49,6 +49,12 @@ class ServeConfig(HardwareOptions):
         "retrieve request brings none.",
     )
     max_predict_items: int = option(1000, min=1, help="Molecules per predict request.")
+    max_conformer_items: int = option(
+        64,
+        min=1,
+        help="Molecules per predict request with conformers (each takes up to seconds of CPU, "
+        "which a timed-out request does not give back).",
+    )
     max_name_items: int = option(64, min=1, help="Molecules per name request.")
     max_depict_items: int = option(1000, min=1, help="Molecules per depict request.")
     max_retrieve_items: int = option(64, min=1, help="Queries per retrieve request.")
@@ -100,6 +106,7 @@ class ServeConfig(HardwareOptions):
             "queue_depth": self.queue_depth,
             "max_items": {
                 "predict": self.max_predict_items,
+                "predict_with_conformers": self.max_conformer_items,
                 "name": self.max_name_items,
                 "depict": self.max_depict_items,
                 "retrieve": self.max_retrieve_items,

@@ -94,7 +94,8 @@ def add_routes(app: FastAPI, registry: Any, cfg: ServeConfig) -> None:
     @app.post("/v1/predict", response_model=s.PredictResponse, tags=["models"])
     async def predict(request: s.PredictRequest) -> dict:
         """Properties of each molecule (``molfm predict``), in input order."""
-        check_items(cfg, request.smiles, cfg.max_predict_items)
+        limit = cfg.max_conformer_items if request.conformers else cfg.max_predict_items
+        check_items(cfg, request.smiles, limit)
         service = registry.find(request.model, "predict")
         problem = service.coordinates_problem(request.mode, request.conformers)
         if problem:

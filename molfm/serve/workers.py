@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import signal
 import threading
 import time
 from collections import deque
@@ -89,6 +90,19 @@ class RequestTimeout(Exception):
     """The request ran out of time (its work was abandoned)."""
 
 
+def restore_sigint() -> None:
+    """Put Python's own SIGINT handler back at the C level (from the main thread only).
+
+    RDKit's substructure search installs a Ctrl+C handler of its own for the duration of a call
+    and restores the one it saved in a single static variable; two threads featurizing at once
+    can leave RDKit's in place, and the server would then ignore Ctrl+C. Re-setting the handler
+    Python knows after each thread's work keeps Ctrl+C stopping the server.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
 class Deadline:
     """A request's time limit, shared by everything it waits for (on the event loop)."""
 
@@ -108,6 +122,8 @@ class Deadline:
             return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.left())
         except TimeoutError:
             raise self._expired() from None
+        finally:
+            restore_sigint()
 
     async def gather(self, work: Sequence[Work]) -> list[Any]:
         """Each future's result, or its exception as the value, in order; on timeout (or the

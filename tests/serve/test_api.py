@@ -30,7 +30,13 @@ def test_health_and_models(client):
     assert models[SAMPLER]["limits"]["max_num_molecules"] == 10_000
     limits = body["limits"]
     assert limits["max_body_bytes"] == 1 << 20 and limits["max_smiles_length"] == 500
-    assert limits["max_items"] == {"predict": 1000, "name": 64, "depict": 1000, "retrieve": 64}
+    assert limits["max_items"] == {
+        "predict": 1000,
+        "predict_with_conformers": 64,
+        "name": 64,
+        "depict": 1000,
+        "retrieve": 64,
+    }
     assert limits["timeout_s"] == 60 and limits["queue_depth"] == 1024
 
 

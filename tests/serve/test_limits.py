@@ -23,6 +23,7 @@ def small(make_app):
     """A client whose app has small limits (over the same loaded models)."""
     app = make_app(
         max_predict_items=3,
+        max_conformer_items=1,
         max_depict_items=2,
         max_smiles_length=20,
         max_num_molecules=5,
@@ -36,6 +37,11 @@ def small(make_app):
     [
         ("/v1/predict", {"smiles": ["C"] * 4}, "4 smiles in one request; at most 3"),
         ("/v1/predict", {"smiles": ["C", "C" * 21]}, "smiles[1] has 21 characters; at most 20"),
+        (
+            "/v1/predict",
+            {"smiles": ["C", "CC"], "conformers": True},
+            "2 smiles in one request; at most 1",
+        ),
         ("/v1/depict", {"smiles": ["C"] * 3}, "at most 2"),
         ("/v1/generate", {"num_molecules": 6}, "num_molecules 6; at most 5"),
         ("/v1/decorate", {"scaffold": "C" * 21 + "[*]", "num_molecules": 2}, "at most 20"),
@@ -51,6 +57,7 @@ def test_each_limit_is_422_limit_exceeded(small, path, body, words):
 def test_limits_are_published(small):
     limits = small.get("/v1/models").json()["limits"]
     assert limits["max_items"]["predict"] == 3 and limits["max_body_bytes"] == 2048
+    assert limits["max_items"]["predict_with_conformers"] == 1
 
 
 def test_a_body_over_the_limit_is_413_with_or_without_content_length(small):

@@ -210,3 +210,35 @@ def test_a_jobs_only_worker_takes_no_items(worker):
     assert w.submit_job(lambda should_stop: 42).result(WAIT) == 42
     with pytest.raises(TypeError):
         w.submit([1])
+
+
+def test_ctrl_c_still_stops_the_server_after_a_thread_replaced_its_handler():
+    """A thread's C code (RDKit's substructure search, under concurrent featurization) can leave
+    its own SIGINT handler installed; after the thread's work the server's comes back."""
+    import asyncio
+    import ctypes
+    import os
+    import signal
+
+    from molfm.serve.workers import Deadline
+
+    libc = ctypes.CDLL(None)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+
+    def like_rdkit() -> None:  # replace the handler at the C level, as RDKit's race leaves it
+        libc.signal(signal.SIGINT, ctypes.c_void_p(1))  # SIG_IGN
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        loop = asyncio.new_event_loop()  # not asyncio.run: it re-sets SIGINT on its way out
+        try:
+            loop.run_until_complete(Deadline(5).thread(like_rdkit))
+        finally:
+            loop.close()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs between bytecodes; without it nothing happens
+    finally:
+        signal.signal(signal.SIGINT, previous)
