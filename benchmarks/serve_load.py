@@ -312,6 +312,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         limits = ["--timeout-s", str(TIMEOUT_S), "--max-body-bytes", str(MAX_BODY)]
+        # conformer requests past the default 64 molecules, so that they outlast --timeout-s
+        limits += ["--max-conformer-items", str(max(64, args.timeout_molecules))]
         server = Server(["--models", MODEL, *limits], Path(tmp) / "load.log")
         try:
             results["load_server"] = {"command": server.command, "ready_s": server.ready_s}
