@@ -159,21 +159,33 @@ class PropertyService(Service):
     def _limits(self) -> dict[str, Any]:
         return {"max_items": self.cfg.max_predict_items}
 
-    def _forward(self, mode: str, graphs: list) -> list[np.ndarray]:
-        """One forward pass over a batch of molecules that share a mode (worker thread)."""
+    def _forward(self, mode: str, items: list) -> list[np.ndarray]:
+        """One forward pass over a batch of ``(graph, pair structure)`` that share a mode (the
+        worker thread: the pairs were computed before the queue, in the request's thread, so
+        that the one serial thread only collates and runs the model)."""
         from molfm.engine.hardware import inference_autocast
         from molfm.tasks.config import encoder_mode
         from molfm.tasks.predict import predict_graphs
 
+        graphs, pairs = zip(*items)
         with inference_autocast(self.device, self.cfg.precision):
             values = predict_graphs(
                 self.model,
-                graphs,
+                list(graphs),
                 mode=encoder_mode(mode),
                 batch_size=len(graphs),
                 device=self.device,
+                pairs=list(pairs),
             )
         return list(values)
+
+    def _prepare(self, smiles: list[str], conformers: bool):
+        """Featurized molecules with their pair structures, and the failed items."""
+        from molfm.tasks.predict import pair_structures
+
+        good, failed = _featurize(smiles, conformers)
+        pairs = pair_structures(self.model, [data for _, _, data in good])
+        return good, pairs, failed
 
     def coordinates_problem(self, mode: str, conformers: bool) -> str | None:
         """Why ``mode`` cannot run on SMILES without conformers (None when it can)."""
@@ -188,8 +200,8 @@ class PropertyService(Service):
     ) -> list[dict[str, Any]]:
         from molfm.tasks.predict import domain_reason
 
-        good, results = await deadline.thread(_featurize, smiles, conformers)
-        work = self.worker.submit([data for _, _, data in good], key=mode)
+        good, pairs, results = await deadline.thread(self._prepare, smiles, conformers)
+        work = self.worker.submit(list(zip((data for _, _, data in good), pairs)), key=mode)
         values = await deadline.gather(work)
         config = self.model.config
         classify = config.task == "classification"

@@ -11,8 +11,10 @@ rows). A molecule with an element or a size never seen in training is predicted 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -184,18 +186,33 @@ def predict_graphs(
     mode: str | None = None,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    pairs: Sequence[Any] | None = None,
 ) -> np.ndarray:
     """``[N, T]`` float64 predictions of featurized molecules, ``batch_size`` at a time (the
-    model on ``device``, in eval mode): the forward passes of :func:`predict_file`."""
+    model on ``device``, in eval mode): the forward passes of :func:`predict_file`.
+
+    ``pairs``: the encoder's pair structures, one per graph, when the caller computed them
+    already (:func:`pair_structures`; a server does it before its model's queue); else computed
+    here."""
     values = np.zeros((len(graphs), len(model.config.targets)), dtype=np.float64)
-    pairs = getattr(type(model.encoder), "pair_structure", None)
-    dataset = DenseGraphDataset(list(graphs), pair_structure=pairs)
+    if pairs is None:
+        structure = getattr(type(model.encoder), "pair_structure", None)
+        dataset = DenseGraphDataset(list(graphs), pair_structure=structure)
+    else:
+        dataset = list(zip(graphs, pairs))
     for start in range(0, len(graphs), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(graphs)))]
         batch = collate_dense(items).to(device)
         # float(): under a 16-bit autocast (--precision) the outputs are not float32
         values[start : start + len(items)] = model.predict(batch, mode=mode).float().cpu().numpy()
     return values
+
+
+def pair_structures(model: PropertyModel, graphs: Sequence[Data]) -> list[Any]:
+    """The encoder's pair structure of each graph (``None`` each for message-passing encoders),
+    as :func:`predict_graphs` would compute them."""
+    structure = getattr(type(model.encoder), "pair_structure", None)
+    return [None if structure is None else structure.of(data) for data in graphs]
 
 
 @torch.no_grad()

@@ -173,10 +173,10 @@ def test_a_molecule_that_breaks_the_model_fails_alone(make_app, monkeypatch):
     service, cfg = _fresh_property_service()
     forward = service._forward
 
-    def fragile(mode, graphs):
-        if any(g.num_nodes == 6 for g in graphs):  # benzene breaks this model
+    def fragile(mode, items):
+        if any(graph.num_nodes == 6 for graph, _ in items):  # benzene breaks this model
             raise RuntimeError("shape mismatch")
-        return forward(mode, graphs)
+        return forward(mode, items)
 
     monkeypatch.setattr(service.worker, "run_batch", fragile)
     client = TestClient(make_app(services=[service]))
