@@ -319,5 +319,9 @@ def serve(cfg: ServeConfig) -> None:
     if len(set(ids)) != len(ids):
         raise ValueError(f"--models: two models have the same id ({', '.join(ids)})")
     logging.basicConfig(level=cfg.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if cfg.torch_threads is not None:  # process-wide, so set here and not in create_app
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     app = create_app(cfg, api_key=api_key)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)

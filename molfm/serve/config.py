@@ -90,6 +90,12 @@ class ServeConfig(HardwareOptions):
     log_level: str = option(
         "info", choices=("critical", "error", "warning", "info", "debug"), help="Log level."
     )
+    torch_threads: int | None = option(
+        None,
+        min=1,
+        help="CPU threads of torch's operations (default: torch's choice). 1 is best for a CPU "
+        "server: a second thread spins, doubling the CPU per request for no throughput.",
+    )
     cache_dir: str | None = cache_dir_option()  # where SmolLM2 and MiniLM are fetched to
 
     def __post_init__(self) -> None:

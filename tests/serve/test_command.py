@@ -58,3 +58,23 @@ def test_molfm_serve_serves_until_stopped():
             server.kill()
             server.wait(timeout=10)
     assert server.returncode == 0, server.stdout.read()
+
+
+def test_torch_threads_is_set_before_the_server_starts(monkeypatch):
+    import torch
+    import uvicorn
+
+    from molfm.serve.app import serve
+    from molfm.serve.config import ServeConfig
+
+    seen = {}
+    monkeypatch.setattr(
+        uvicorn, "run", lambda app, **kw: seen.update(threads=torch.get_num_threads())
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that the flag, not the environment, makes it 1
+    try:
+        serve(ServeConfig(models=["transformer-m-small-qm9"], torch_threads=1))
+    finally:
+        torch.set_num_threads(before)
+    assert seen["threads"] == 1
