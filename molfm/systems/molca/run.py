@@ -244,20 +244,11 @@ def read_molecules(path: str | Path, smiles_column: str, on_invalid: str):
     InvalidMoleculeError
         A bad SMILES with ``on_invalid="error"`` (``"skip"`` lists it in ``rejected``).
     """
-    from molfm.chem.featurize import mol_to_data
-    from molfm.chem.parse import InvalidMoleculeError, parse_smiles
+    from molfm.tasks.predict import featurize_smiles
 
     frame = _read_table(Path(path), smiles_column, "SMILES")
-    rows, smiles, graphs, rejected = [], [], [], []
-    for row, value in enumerate(frame[smiles_column]):
-        try:
-            mol = parse_smiles(value, row=row)
-        except InvalidMoleculeError as err:
-            if on_invalid == "error":
-                raise
-            rejected.append({"row": row, "smiles": value, "reason": err.reason})
-            continue
-        rows.append(row), smiles.append(value), graphs.append(mol_to_data(mol))
+    good, rejected = featurize_smiles(frame[smiles_column].tolist(), on_invalid=on_invalid)
+    rows, smiles, graphs = (list(column) for column in zip(*good)) if good else ([], [], [])
     return rows, smiles, graphs, pd.DataFrame(rejected, columns=["row", "smiles", "reason"])
 
 
