@@ -1,4 +1,4 @@
-"""MolCA stage 1 cost on this CPU (1 thread, fp32): train step time per loss combination,
+"""MolCA stage 1 cost on a CPU (1 thread, fp32): train step time per loss combination,
 parameter counts, retrieval encoding and re-ranking throughput (docs/molca.md).
 
     python benchmarks/molca_stage1_cost.py     # from the repository root (reads tests/data)

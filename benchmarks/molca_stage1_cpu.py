@@ -1,4 +1,4 @@
-"""MolCA stage 1 (molecule <-> name retrieval) on this CPU, at a stated budget.
+"""MolCA stage 1 (molecule <-> name retrieval) on a CPU, at a stated budget.
 
 GINE 5x300 + a 2-layer Q-Former from MiniLM (mean pooling, as MiniLM's sentence embeddings
 use), MiniLM's word embeddings frozen; contrastive + matching losses (no Q-Former captioning);
@@ -6,7 +6,7 @@ pubchem-names "names" task; batch 32. Retrieval is scored by the run on the firs
 ``--eval-limit`` test pairs with and without re-ranking the top 128 (``metrics.json``), and here
 over the whole test set without re-ranking (``full_test.json``).
 
-    python benchmarks/molca_stage1_cpu.py /root/runs/molca_stage1_cpu --max-steps 2400
+    python benchmarks/molca_stage1_cpu.py runs/molca_stage1_cpu --max-steps 2400
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 # Budgets are step counts (the same per row of a table); measured CPU times are in each run's
 # time.txt. Protocol: benchmarks/pgt3d_splits.py writes the disjoint QM9 splits first.
 set -euo pipefail
-R=${RUNS:-/root/runs/pgt3d}
+R=${RUNS:-runs/pgt3d}
 S=$R/splits
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-10000}
 FINETUNE_STEPS=${FINETUNE_STEPS:-8000}

@@ -1,7 +1,7 @@
 """Collect the 3D-PGT experiment runs (benchmarks/pgt3d_experiments.sh) into
 benchmarks/results/pgt3d.json and print the tables of benchmarks/RESULTS.md.
 
-    python benchmarks/pgt3d_results.py [RUNS]      # default /root/runs/pgt3d
+    python benchmarks/pgt3d_results.py [RUNS]      # default runs/pgt3d
 """
 
 import json
@@ -13,7 +13,7 @@ import pandas as pd
 
 from molfm.systems.pgt3d.protocol import QM9_FINETUNE_TARGETS
 
-RUNS = Path(sys.argv[1] if len(sys.argv) > 1 else "/root/runs/pgt3d")
+RUNS = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/pgt3d")
 OUT = Path(__file__).parent / "results" / "pgt3d.json"
 QM9_ROWS = {
     "scratch": "GPS from scratch",
