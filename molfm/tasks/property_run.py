@@ -43,10 +43,9 @@ def prepare_property_data(cfg: PropertyTrainConfig):
     from molfm.data.prepare import prepare_dataset
     from molfm.data.sources import data_or_file_source
 
-    is_file = cfg.data_path is not None or Path(cfg.data).is_file()
     source = data_or_file_source(
-        None if is_file else cfg.data,
-        cfg.data if is_file else None,
+        None if cfg.data_path is not None else cfg.data,  # folded: data is then the path too
+        cfg.data_path,
         smiles_column=cfg.smiles_column,
         target_columns=cfg.target_columns or None,
     )
