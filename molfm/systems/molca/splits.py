@@ -8,7 +8,6 @@ asked, and the Lightning data module over them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import lightning as L
@@ -108,7 +107,7 @@ def data_file(cfg: MolCATrainConfig) -> str | None:
     """
     if cfg.data is None:
         raise ValueError("give exactly one of --data pubchem-names or --data-path FILE")
-    return cfg.data if cfg.data_path is not None or Path(cfg.data).is_file() else None
+    return cfg.data_path  # folded: cfg.data is the same path then, else a data set's name
 
 
 def default_task(cfg: MolCATrainConfig) -> str:
