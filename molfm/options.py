@@ -27,6 +27,9 @@ __all__ = [
     "options_of",
     "check_options",
     "cache_dir_option",
+    "ENGINES",
+    "EngineOptions",
+    "StreamOptions",
 ]
 
 ON_INVALID = ("error", "skip")
@@ -121,4 +124,42 @@ def cache_dir_option() -> Any:
         path="dir",
         envvar="MOLFM_CACHE",
         help="molfm's cache (data sets, prepared data); default $MOLFM_CACHE or ~/.cache/molfm.",
+    )
+
+
+ENGINES = ("local", "ray")
+"""``--engine``: this machine's processes, or a Ray cluster (``molfm[scale]``)."""
+
+
+@dataclass(kw_only=True)
+class EngineOptions:
+    """Where a batch command runs: the local engine or Ray (the same batch functions)."""
+
+    engine: str = option(
+        "local",
+        choices=ENGINES,
+        help="Run here (local) or on a Ray cluster (ray; pip install 'molfm[scale]').",
+    )
+    ray_address: str | None = option(
+        None,
+        envvar="RAY_ADDRESS",
+        help="The Ray cluster to join (e.g. 10.0.0.1:6379); default a local cluster.",
+    )
+
+
+@dataclass(kw_only=True)
+class StreamOptions(EngineOptions):
+    """Streaming in parts: input read ``chunk_size`` rows at a time, each part written as it
+    finishes (a rerun resumes), ``workers`` models at once (processes or Ray actors)."""
+
+    workers: int = option(
+        1, min=1, help="Model workers: local processes, or Ray actors (one model each)."
+    )
+    chunk_size: int = option(
+        10_000, min=1, help="Input rows per part (read, computed and written together)."
+    )
+    gpus_per_worker: float | None = option(
+        None,
+        min=0,
+        help="GPUs per Ray actor (default 1 when the cluster has GPUs, else 0).",
     )

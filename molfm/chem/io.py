@@ -10,6 +10,7 @@ rejected this way, both with a rearranged ring skeleton (gdb 133857 and 133859).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import os
@@ -38,21 +39,23 @@ __all__ = [
 PathLike = str | os.PathLike
 
 
-def _open(path: PathLike, mode: str) -> IO[Any]:
+def _open(path: PathLike | IO[bytes], mode: str) -> IO[Any]:
+    if hasattr(path, "read"):  # an open binary file (e.g. one record in memory)
+        return contextlib.nullcontext(path)
     if str(path).endswith(".gz"):
         return gzip.open(path, mode)
     return open(path, mode)
 
 
 def read_sdf(
-    path: PathLike, *, remove_hs: bool = True
+    path: PathLike | IO[bytes], *, remove_hs: bool = True
 ) -> Iterator[tuple[int, Chem.Mol | None, str | None]]:
     """Stream the records of an SDF file (``.sdf`` or ``.sdf.gz``).
 
     Parameters
     ----------
     path
-        File to read.
+        File to read, or an open binary file.
     remove_hs
         Remove explicit hydrogens (coordinates of the remaining atoms are kept).
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from molfm.cli.build import RunContext, config_command
 from molfm.cli.errors import invalid_input
 from molfm.cli.train import app as train_app
+from molfm.scale.config import EmbedConfig
 from molfm.tasks.config import PredictConfig, PropertyTrainConfig
 
 app = typer.Typer()  # molfm predict (mounted on the top-level app)
@@ -39,25 +40,51 @@ def train_property(cfg: PropertyTrainConfig, run: RunContext) -> None:
 
 @config_command(app, "predict", PredictConfig, outputs=lambda cfg: [cfg.output])
 def predict(cfg: PredictConfig, run: RunContext) -> None:
-    """Predict properties for every molecule of a CSV or SDF, in input order.
+    """Predict properties for every molecule of a CSV, Parquet or SDF file, in input order.
 
+    The input is read in parts (--chunk-size rows), each written as it finishes, so memory
+    stays flat and a killed run resumes; --engine ray runs the parts on a Ray cluster.
     Molecules with an element or a size never seen in training are flagged in the
     out_of_domain column; unreadable rows follow --on-invalid (skip: listed in invalid.csv).
     """
-    from molfm.tasks.predict import predict
+    from molfm.scale.run import predict
 
     result = predict(cfg)
     run.save_config_beside(Path(cfg.output))
-    frame = result.predictions
-    console.print(f"wrote {len(frame)} predictions to {cfg.output}", highlight=False)
-    if frame["out_of_domain"].any():
+    console.print(f"wrote {result.rows} predictions to {cfg.output}", highlight=False)
+    if result.out_of_domain:
         console.print(
-            f"{int(frame['out_of_domain'].sum())} molecules are outside the training domain "
+            f"{result.out_of_domain} molecules are outside the training domain "
             "(see the out_of_domain and domain_reason columns)",
+            highlight=False,
+        )
+    _report(result)
+
+
+@config_command(app, "embed", EmbedConfig, outputs=lambda cfg: [cfg.output])
+def embed(cfg: EmbedConfig, run: RunContext) -> None:
+    """One vector per molecule from any shipped or trained encoder, to Parquet in input order.
+
+    Graph encoders (Transformer-M 2D/3D, the 3D-PGT GPS, GINE, a property model's encoder)
+    give their graph embedding, GP-MoLFormer the mean of its hidden states, MolCA its
+    Q-Former's. Read in parts like predict (--chunk-size, --engine ray, resumable).
+    """
+    from molfm.scale.run import embed
+
+    result = embed(cfg)
+    run.save_config_beside(Path(cfg.output))
+    console.print(f"wrote {result.rows} embeddings to {cfg.output}", highlight=False)
+    _report(result)
+
+
+def _report(result) -> None:
+    if result.resumed_parts:
+        console.print(
+            f"resumed: {result.resumed_parts} of {result.parts} parts were already done",
             highlight=False,
         )
     if result.invalid_path is not None:
         console.print(
-            f"rejected {len(result.rejected)} rows, listed in {result.invalid_path}",
+            f"rejected {result.n_rejected} rows, listed in {result.invalid_path}",
             highlight=False,
         )

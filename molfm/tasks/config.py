@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from molfm.engine.options import ON_INVALID, HardwareOptions, RunOptions, fold_data_path, option
+from molfm.options import StreamOptions
 
 __all__ = [
     "DEFAULT_PROPERTY_MODEL",
@@ -95,8 +96,11 @@ class PropertyTrainConfig(RunOptions):
         help="Encoder config fields over the preset (the size flags above are merged in).",
     )
     loss: str | None = option(None, help="mae or mse (regression), bce (classification).")
-    auxiliary_weight: float = option(
-        0.0, min=0.0, help="Weight of the encoder's auxiliary loss (Transformer-M: 3D denoising)."
+    auxiliary_weight: float | None = option(
+        None,
+        min=0.0,
+        help="Weight of the encoder's auxiliary loss (Transformer-M: 3D denoising; default: "
+        "the encoder's own, 1 in Transformer-M's presets as in the paper).",
     )
     split: str = option("random", choices=SPLITS, help="How molecules are split.")
     split_sizes: list[float] = option(
@@ -144,20 +148,22 @@ class PropertyTrainConfig(RunOptions):
 
 
 @dataclass(kw_only=True)
-class PredictConfig(HardwareOptions):
+class PredictConfig(StreamOptions, HardwareOptions):
     """Everything ``molfm predict`` depends on (saved beside its output)."""
 
     model: str = option(
         DEFAULT_PROPERTY_MODEL, help="A shipped property model or a run's model/ directory."
     )
     data_path: str = option(
-        flags=("--data-path",), path="file", help="A CSV of SMILES, or an SDF (3D)."
+        flags=("--data-path",),
+        path="file",
+        help="A CSV/TSV or Parquet file of SMILES, or an SDF (3D); read in parts.",
     )
     output: str = option(
         "predictions.csv",
         flags=("--output", "-o"),
         path="file",
-        help="The CSV of predictions to write.",
+        help="The predictions to write: CSV, or Parquet (.parquet) for large runs.",
     )
     smiles_column: str = option("smiles", help="Column of the CSV that holds SMILES.")
     conformers: bool = option(

@@ -11,6 +11,7 @@ rows). A molecule with an element or a size never seen in training is predicted 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,6 @@ import pandas as pd
 import torch
 from torch_geometric.data import Data
 
-from molfm.atomic import atomic_writer
 from molfm.chem.conformers import ConformerOptions, generate_conformer, generate_conformers
 from molfm.chem.featurize import mol_to_data
 from molfm.chem.io import flat_records_message, read_sdf, sdf_molecule
@@ -29,10 +29,7 @@ from molfm.chem.parse import InvalidMoleculeError, canonical_smiles, parse_smile
 from molfm.data.dense import DenseGraphDataset, collate_dense
 from molfm.data.sources.base import coordinates_error
 from molfm.data.sources.user import read_user_table
-from molfm.engine.hardware import inference_autocast, inference_device
-from molfm.engine.options import check_options
 from molfm.hub import from_pretrained, resolve_checkpoint
-from molfm.tasks.config import PredictConfig, encoder_mode
 from molfm.tasks.property import PropertyModel
 
 __all__ = [
@@ -40,10 +37,11 @@ __all__ = [
     "load_property_model",
     "read_molecules",
     "featurize_smiles",
+    "featurize_sdf_records",
     "predict_graphs",
+    "prediction_frame",
     "domain_reason",
     "predict_file",
-    "predict",
 ]
 
 
@@ -98,18 +96,7 @@ def read_molecules(
 
     if _is_sdf(path):
         for row, mol, reason in read_sdf(path):
-            if mol is None:
-                reject(row, "", reason or "unreadable record")
-                continue
-            smiles = canonical_smiles(mol) or ""
-            try:
-                mol, pos = sdf_molecule(mol, value=smiles, row=row)
-                if pos is None and conformers:  # a flat record: RDKit coordinates instead
-                    pos = generate_conformer(mol, ConformerOptions())
-            except InvalidMoleculeError as err:
-                reject(row, smiles, err.reason)
-                continue
-            good.append((row, smiles, mol_to_data(mol, pos=pos)))
+            _sdf_molecule(row, mol, reason, conformers, good, reject)
         if not good and not rejected:
             raise ValueError(f"{path} holds no SDF records")
         return good, rejected
@@ -123,6 +110,40 @@ def read_molecules(
         conformers=conformers,
         num_workers=num_workers,
     )
+
+
+def _sdf_molecule(row, mol, reason, conformers: bool, good: list, reject) -> None:
+    """Featurize one SDF record (``mol`` None: unreadable, with RDKit's ``reason``) into
+    ``good``, or ``reject`` it."""
+    if mol is None:
+        reject(row, "", reason or "unreadable record")
+        return
+    smiles = canonical_smiles(mol) or ""
+    try:
+        mol, pos = sdf_molecule(mol, value=smiles, row=row)
+        if pos is None and conformers:  # a flat record: RDKit coordinates instead
+            pos = generate_conformer(mol, ConformerOptions())
+    except InvalidMoleculeError as err:
+        reject(row, smiles, err.reason)
+        return
+    good.append((row, smiles, mol_to_data(mol, pos=pos)))
+
+
+def featurize_sdf_records(
+    records: Sequence[str], rows: Sequence[int], *, conformers: bool = False
+) -> tuple[list[tuple[int, str, Data]], list[dict]]:
+    """Featurized molecules ``(row, smiles, Data)`` of SDF records (text, ``$$$$`` included)
+    and the rejected ones, each record read as :func:`read_molecules` reads an SDF file."""
+    good: list[tuple[int, str, Data]] = []
+    rejected: list[dict] = []
+
+    def reject(row: int, smiles: str, reason: str) -> None:
+        rejected.append({"row": row, "smiles": smiles, "reason": reason})
+
+    for record, row in zip(records, rows, strict=True):
+        for _, mol, reason in read_sdf(io.BytesIO(record.encode())):
+            _sdf_molecule(int(row), mol, reason, conformers, good, reject)
+    return good, rejected
 
 
 def featurize_smiles(
@@ -253,15 +274,32 @@ def predict_file(
         total = len(molecules) + len(rejected)
         raise coordinates_error(flat_records_message(path, flat, total), f"--mode {mode}", hint)
     model = model.to(device).eval()
-    targets = model.config.targets
+    frame = prediction_frame(model, molecules, mode=mode, batch_size=batch_size, device=device)
+    return PredictResult(frame, pd.DataFrame(rejected, columns=["row", "smiles", "reason"]))
+
+
+def prediction_frame(
+    model: PropertyModel,
+    molecules: Sequence[tuple[int, str, Data]],
+    *,
+    mode: str | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> pd.DataFrame:
+    """The rows ``molfm predict`` writes for featurized molecules ``(row, smiles, Data)``:
+    row, smiles, one column per target (``_probability`` for classifiers), used_3d,
+    out_of_domain, domain_reason. The model is in eval mode on ``device``."""
     values = predict_graphs(
         model, [data for _, _, data in molecules], mode=mode, batch_size=batch_size, device=device
     )
     frame = pd.DataFrame(
-        {"row": [r for r, _, _ in molecules], "smiles": [s for _, s, _ in molecules]}
+        {
+            "row": np.array([r for r, _, _ in molecules], dtype=np.int64),
+            "smiles": [s for _, s, _ in molecules],
+        }
     )
     suffix = "_probability" if model.config.task == "classification" else ""
-    for t, name in enumerate(targets):
+    for t, name in enumerate(model.config.targets):
         frame[f"{name}{suffix}"] = values[:, t]
     frame["used_3d"] = [
         getattr(d, "pos", None) is not None and mode != "2d" for _, _, d in molecules
@@ -269,33 +307,4 @@ def predict_file(
     reasons = [domain_reason(model, d) for _, _, d in molecules]
     frame["out_of_domain"] = [bool(r) for r in reasons]
     frame["domain_reason"] = reasons
-    return PredictResult(frame, pd.DataFrame(rejected, columns=["row", "smiles", "reason"]))
-
-
-def predict(cfg: PredictConfig) -> PredictResult:
-    """``molfm predict``: predict every readable molecule of ``cfg.data_path`` with
-    ``cfg.model`` and write ``cfg.output``, and the rejected rows to ``invalid.csv`` beside it
-    when ``--on-invalid skip`` left some out."""
-    check_options(cfg)
-    device = inference_device(cfg.accelerator, cfg.devices)
-    model = load_property_model(cfg.model, device=device)
-    with inference_autocast(device, cfg.precision):
-        result = predict_file(
-            model,
-            cfg.data_path,
-            smiles_column=cfg.smiles_column,
-            on_invalid=cfg.on_invalid,
-            conformers=cfg.conformers,
-            mode=encoder_mode(cfg.mode),
-            batch_size=cfg.batch_size,
-            num_workers=max(1, cfg.num_workers),
-            device=device,
-        )
-    output = Path(cfg.output)
-    with atomic_writer(output) as tmp:
-        result.predictions.to_csv(tmp, index=False)
-    if len(result.rejected):
-        result.invalid_path = output.with_name("invalid.csv")
-        with atomic_writer(result.invalid_path) as tmp:
-            result.rejected.to_csv(tmp, index=False)
-    return result
+    return frame

@@ -49,7 +49,7 @@ def test_openapi_and_docs(client):
 
 def test_predict_equals_molfm_predict(client, tmp_path):
     from molfm.tasks.config import PredictConfig
-    from molfm.tasks.predict import predict
+    from molfm.scale.run import predict
 
     response = client.post("/v1/predict", json={"model": PROPERTY, "smiles": MOLECULES})
     assert response.status_code == 200
@@ -63,8 +63,10 @@ def test_predict_equals_molfm_predict(client, tmp_path):
         data_path=str(data), output=str(tmp_path / "p.csv"), on_invalid="skip", accelerator="cpu"
     )
     cli = predict(cfg)
-    rejected = dict(zip(cli.rejected["row"], cli.rejected["reason"]))
-    rows = {int(r["row"]): r for r in cli.predictions.to_dict("records")}
+    invalid = pd.read_csv(cli.invalid_path)
+    rejected = dict(zip(invalid["row"], invalid["reason"]))
+    written = pd.read_csv(cli.output, float_precision="round_trip", keep_default_na=False)
+    rows = {int(r["row"]): r for r in written.to_dict("records")}
     assert set(rejected) | set(rows) == set(range(len(MOLECULES)))
     for i, item in enumerate(body["results"]):
         if i in rejected:

@@ -346,6 +346,16 @@ class GPMoLFormer(nn.Module):
             x = block(x, attention_mask, positions)
         return self._logits(x)
 
+    def hidden_states(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[B, T, C]`` last hidden states after the final LayerNorm (what the LM head
+        reads), for right-padded ``ids`` ``[B, T]``."""
+        x = self.drop(self.tok_emb(ids))
+        for block in self.blocks:
+            x = block(x, attention_mask, None)
+        return self.ln_f(x)
+
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """Zero recurrent state for ``batch_size`` sequences, one ``(S, z)`` per layer.
 

@@ -1,0 +1,197 @@
+"""Run a batch job over a file of any size: parts in, parts out, one output in input order.
+
+1. Plan the input's parts (:func:`~molfm.scale.chunks.plan_chunks`, ``chunk_size`` rows each).
+2. Beside the output, ``<output>.parts/`` holds one results file and one rejected-rows file per
+   finished part, written atomically, plus ``job.json`` (what the results depend on). A rerun
+   of the same job skips the finished parts: a killed run resumes where it stopped. Parts of
+   another job there stop the run with one line.
+3. The engine (:mod:`molfm.scale.engines`) runs the missing parts: here, in worker processes,
+   or on Ray actors, each calling the job's batch function.
+4. The parts are joined into the output (CSV, or Parquet by the file name), one part at a
+   time, and the rejected rows into ``invalid.csv`` beside it; then the parts go.
+
+Memory holds one part per worker plus the model, whatever the input's size. With
+``on_invalid="error"``, the first part holding an unreadable row stops the run with that row
+(the finished parts stay, so ``--on-invalid skip`` continues from them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.parquet as pq
+
+from molfm.atomic import atomic_write_text, atomic_writer
+from molfm.chem.parse import InvalidMoleculeError
+from molfm.scale.batches import REJECTED_COLUMNS, Job
+from molfm.scale.chunks import Chunk, plan_chunks
+
+__all__ = ["StreamResult", "run_stream", "run_part", "parts_dir_of"]
+
+JOB_FILE = "job.json"
+
+
+@dataclass
+class StreamResult:
+    output: Path
+    rows: int  # results written
+    n_rejected: int  # rows rejected (all listed in invalid_path)
+    rejected: pd.DataFrame  # the first few rejected rows: row, smiles, reason
+    invalid_path: Path | None
+    parts: int
+    resumed_parts: int  # parts found finished by an earlier run
+    out_of_domain: int = 0  # rows flagged out_of_domain (predictions)
+
+
+def parts_dir_of(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".parts")
+
+
+def _result_path(parts: Path, index: int) -> Path:
+    return parts / f"part-{index:06d}.parquet"
+
+
+def _rejected_path(parts: Path, index: int) -> Path:
+    return parts / f"rejected-{index:06d}.parquet"
+
+
+def run_part(job_fn: Callable, chunk: Chunk, columns: list[str] | None, parts: Path) -> int:
+    """Read, compute and write one part (rejected rows first: the results file marks the part
+    finished). Returns the part's index."""
+    from molfm.scale.chunks import read_chunk
+
+    frame = read_chunk(chunk, None if chunk.kind == "sdf" else columns)
+    table, rejected = job_fn(frame)
+    with atomic_writer(_rejected_path(parts, chunk.index)) as tmp:
+        pq.write_table(pa.Table.from_pandas(rejected, preserve_index=False), tmp)
+    with atomic_writer(_result_path(parts, chunk.index)) as tmp:
+        pq.write_table(table, tmp)
+    return chunk.index
+
+
+def _open_parts(parts: Path, job: Job, input_path: Path, chunk_size: int) -> None:
+    stat = input_path.stat()
+    stamp = {
+        "job": job.fingerprint(),
+        "input": str(input_path.resolve()),
+        "input_bytes": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "chunk_size": chunk_size,
+    }
+    marker = parts / JOB_FILE
+    if marker.is_file():
+        if json.loads(marker.read_text()) != stamp:
+            raise ValueError(
+                f"{parts} holds the parts of another run (another input or options); "
+                "remove it to start again"
+            )
+        return
+    parts.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps(stamp, indent=2))
+
+
+def _first_rejected(parts: Path, index: int) -> dict | None:
+    table = pq.read_table(_rejected_path(parts, index))
+    return table.slice(0, 1).to_pylist()[0] if table.num_rows else None
+
+
+def run_stream(
+    job: Job,
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    chunk_size: int,
+    on_invalid: str = "error",
+    engine: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    gpus_per_worker: float | None = None,
+    progress: bool = False,
+) -> StreamResult:
+    """Run ``job`` over every row of ``input_path`` into ``output``; see the module docstring.
+
+    Raises
+    ------
+    InvalidMoleculeError
+        ``on_invalid="error"`` and a row cannot be read (the first one found, by row).
+    ValueError
+        The parts directory belongs to another run.
+    """
+    from molfm.scale.engines import run_local, run_ray
+
+    input_path, output = Path(input_path), Path(output)
+    chunks = plan_chunks(input_path, chunk_size)
+    parts = parts_dir_of(output)
+    _open_parts(parts, job, input_path, chunk_size)
+    finished = {c.index for c in chunks if _result_path(parts, c.index).is_file()}
+    todo = [c for c in chunks if c.index not in finished]
+
+    def check(index: int) -> None:
+        if on_invalid == "error" and (bad := _first_rejected(parts, index)) is not None:
+            raise InvalidMoleculeError(bad["smiles"], bad["reason"], row=bad["row"])
+
+    for index in sorted(finished):
+        check(index)
+    if todo:
+        run = run_ray if engine == "ray" else run_local
+        kwargs = (
+            {"address": ray_address, "gpus_per_worker": gpus_per_worker} if engine == "ray" else {}
+        )
+        run(job, todo, parts, workers=workers, on_done=check, progress=progress, **kwargs)
+    result = _assemble(parts, [c.index for c in chunks], output)
+    result.resumed_parts = len(finished)
+    shutil.rmtree(parts)
+    return result
+
+
+def _assemble(parts: Path, indices: list[int], output: Path) -> StreamResult:
+    """Join the parts in order into ``output`` (CSV or Parquet) and ``invalid.csv``, one part
+    in memory at a time."""
+    rows, flagged = 0, 0
+    as_parquet = output.suffix.lower() in (".parquet", ".pq")
+    with atomic_writer(output) as tmp:
+        writer, header = None, True
+        try:
+            for index in indices:
+                table = pq.read_table(_result_path(parts, index))
+                rows += table.num_rows
+                if "out_of_domain" in table.column_names:
+                    flagged += pa.compute.sum(table["out_of_domain"]).as_py() or 0
+                if not as_parquet:
+                    # pandas writes the numbers: the same text as a whole-file to_csv
+                    table.to_pandas().to_csv(tmp, mode="a", header=header, index=False)
+                    header = False
+                elif table.num_rows or (writer is None and index == indices[-1]):
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    writer.write_table(table.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
+    n_rejected, first = 0, []
+    invalid_path = output.with_name("invalid.csv")
+    with atomic_writer(invalid_path) as tmp:
+        tmp.touch()
+        for index in indices:
+            frame = pq.read_table(_rejected_path(parts, index)).to_pandas()
+            frame = frame.reindex(columns=REJECTED_COLUMNS)
+            if len(frame):
+                frame.to_csv(tmp, mode="a", header=n_rejected == 0, index=False)
+            if len(first) < 5:
+                first.extend(frame.head(5 - len(first)).to_dict("records"))
+            n_rejected += len(frame)
+    if not n_rejected:  # an empty file was written: no rejected rows, no invalid.csv
+        invalid_path.unlink()
+        invalid_path = None
+    rejected = pd.DataFrame(first, columns=REJECTED_COLUMNS)
+    return StreamResult(
+        output, rows, n_rejected, rejected, invalid_path, len(indices), 0, out_of_domain=flagged
+    )
