@@ -48,6 +48,8 @@ def fit_resumable(
     accelerator: str = "auto",
     devices: Any = 1,
     precision: str = "32-true",
+    strategy: Any = "auto",
+    num_nodes: int = 1,
     progress: bool = True,
     callbacks: list | None = None,
 ) -> L.Trainer:
@@ -55,7 +57,17 @@ def fit_resumable(
     resuming exactly from ``out/checkpoints/last.ckpt`` when it exists.
 
     Checkpoints every ``val_every_n_steps``; validates as often, or once per epoch when an
-    epoch has fewer batches (Lightning's ``val_check_interval`` cannot exceed an epoch)."""
+    epoch has fewer batches (Lightning's ``val_check_interval`` cannot exceed an epoch);
+    ``batches_per_epoch`` is of one process, at the batch size of one process.
+
+    Several processes (``strategy`` ddp): the training sampler shards itself by rank
+    (``molfm.data.samplers.SeededSampler``), so Lightning does not replace the samplers, and
+    every rank validates on the whole validation set: each rank logs the same validation loss
+    and keeps the same best checkpoint, without a collective per logged value."""
+    if strategy != "auto":  # batches_per_epoch counts batches of one process
+        processes = len(devices) if isinstance(devices, list) else devices
+        if isinstance(processes, int) and processes > 0:
+            batches_per_epoch //= processes * num_nodes
     ckpt_dir = out / "checkpoints"
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, save_last=True, every_n_train_steps=val_every_n_steps, save_top_k=0
@@ -65,6 +77,9 @@ def fit_resumable(
         accelerator=accelerator,
         devices=devices,
         precision=precision,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        use_distributed_sampler=False,
         val_check_interval=min(val_every_n_steps, max(1, batches_per_epoch)),
         check_val_every_n_epoch=None,
         callbacks=[checkpoint, *(callbacks or [])],
@@ -78,6 +93,8 @@ def fit_resumable(
     with warnings.catch_warnings():
         # data modules resume mid-epoch themselves (a seeded sampler); Lightning cannot see that
         warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+        # whole validation set on every rank: the logged values are equal without syncing
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
         trainer.fit(task, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     return trainer
 

@@ -1,6 +1,7 @@
 """Accelerator, devices, precision and seeds: one meaning for the flags of every command.
 
-Training passes :func:`lightning_kwargs` to ``lightning.Trainer``; inference commands (sampling,
+Training passes :func:`lightning_kwargs` (of a run config: :func:`run_hardware`) to
+``lightning.Trainer``; inference commands (sampling,
 prediction) run on :func:`inference_device` under :func:`inference_autocast`. Both check the
 request against the machine first, so ``--accelerator gpu`` on a machine without CUDA is one
 clear :class:`HardwareError`, not a RuntimeError from deep inside torch.
@@ -21,6 +22,8 @@ __all__ = [
     "parse_devices",
     "check_hardware",
     "lightning_kwargs",
+    "run_hardware",
+    "one_process",
     "inference_device",
     "inference_autocast",
     "seed_everything",
@@ -96,16 +99,62 @@ def check_hardware(accelerator: str, devices: Devices = 1, precision: str = "32-
 
 
 def lightning_kwargs(
-    accelerator: str = "auto", devices: str | Devices = 1, precision: str = "32-true"
+    accelerator: str = "auto",
+    devices: str | Devices = 1,
+    precision: str = "32-true",
+    *,
+    strategy: str = "auto",
+    num_nodes: int = 1,
 ) -> dict[str, Any]:
-    """Checked ``accelerator``/``devices``/``precision`` keyword arguments for ``L.Trainer``."""
+    """Checked ``accelerator``/``devices``/``precision`` (and, for a multi-process run,
+    ``strategy``/``num_nodes``) keyword arguments for ``L.Trainer``.
+
+    ``strategy="ddp"`` becomes Lightning's DDP with ``find_unused_parameters``: an encoder with
+    2D and 3D channels leaves one channel's parameters without a gradient on a 2D batch, which
+    plain DDP refuses. On CPUs the ranks talk over gloo.
+    """
     parsed = parse_devices(devices)
     check_hardware(accelerator, parsed, precision)
-    return {
+    kwargs: dict[str, Any] = {
         "accelerator": "gpu" if _wants_gpu(accelerator) else accelerator,
         "devices": parsed,
         "precision": precision,
     }
+    if strategy not in ("auto", "ddp"):
+        raise HardwareError(f"--strategy {strategy!r}: expected auto or ddp")
+    if int(num_nodes) < 1:
+        raise HardwareError(f"--num-nodes {num_nodes}: expected a count >= 1")
+    if int(num_nodes) > 1 and strategy != "ddp":
+        raise HardwareError(f"--num-nodes {num_nodes} needs --strategy ddp")
+    if strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
+        kwargs["num_nodes"] = int(num_nodes)
+    return kwargs
+
+
+def run_hardware(cfg: Any) -> dict[str, Any]:
+    """:func:`lightning_kwargs` of a run config (``molfm.engine.options.RunOptions``)."""
+    return lightning_kwargs(
+        cfg.accelerator,
+        cfg.devices,
+        cfg.precision,
+        strategy=getattr(cfg, "strategy", "auto"),
+        num_nodes=getattr(cfg, "num_nodes", 1),
+    )
+
+
+def one_process(hardware: dict[str, Any]) -> dict[str, Any]:
+    """``hardware`` for a Trainer that runs in one process after a multi-process fit (e.g.
+    evaluating the best checkpoint on rank 0): the first device, no strategy."""
+    single = {k: v for k, v in hardware.items() if k not in ("strategy", "num_nodes")}
+    devices = single.get("devices", 1)
+    if isinstance(devices, list):
+        single["devices"] = devices[:1]
+    elif devices != 1:
+        single["devices"] = 1
+    return single
 
 
 def inference_device(accelerator: str = "auto", devices: str | Devices = 1) -> torch.device:

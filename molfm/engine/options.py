@@ -36,6 +36,7 @@ from molfm.options import (
 
 __all__ = [
     "ON_INVALID",
+    "STRATEGY_CHOICES",
     "ACCELERATOR_CHOICES",
     "PRECISION_CHOICES",
     "Option",
@@ -46,6 +47,11 @@ __all__ = [
     "RunOptions",
     "fold_data_path",
 ]
+
+
+STRATEGY_CHOICES = ("auto", "ddp")
+"""``--strategy``: ``ddp`` is Lightning's DDP (one process per device, gloo on CPUs, NCCL on
+GPUs), tolerating parameters a step leaves unused (2D batches of a 2D+3D encoder)."""
 
 
 def fold_data_path(
@@ -107,7 +113,8 @@ class HardwareOptions:
 @dataclass(kw_only=True)
 class RunOptions(HardwareOptions):
     """The options every training run shares; each run config inherits them (and may redeclare
-    a field to change its default or help)."""
+    a field to change its default or help). ``strategy``/``num_nodes`` are here, not in
+    :class:`HardwareOptions`: only training runs in several processes."""
 
     output_dir: str = option(
         path="dir", help="The run directory to write (checkpoints, logs, outputs)."
@@ -127,3 +134,12 @@ class RunOptions(HardwareOptions):
     )
     progress: bool = option(True, help="Show a progress bar.")
     cache_dir: str | None = cache_dir_option()
+    strategy: str = option(
+        "auto",
+        choices=STRATEGY_CHOICES,
+        help="How training processes share the work: auto (one process per run unless "
+        "--devices asks for more) or ddp (one process per device, gradients averaged).",
+    )
+    num_nodes: int = option(
+        1, min=1, help="Machines a ddp run spans (each runs --devices processes)."
+    )

@@ -66,6 +66,18 @@ class BestCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
                 self.kth_value = self.best_model_score
 
 
+def _after_distributed_fit(trainer: L.Trainer) -> bool:
+    """End a multi-process fit: wait for every rank, leave the process group (rank 0 then
+    exports and evaluates alone, and a later Trainer of its own must not wait on the others),
+    and say whether this process is rank 0."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return trainer.is_global_zero
+
+
 def fit_and_export(
     task: L.LightningModule,
     data: L.LightningDataModule,
@@ -92,8 +104,11 @@ def fit_and_export(
     evaluate
         ``evaluate(task)`` of the best task returns the report saved in ``metrics.json``.
     hardware
-        Checked ``accelerator``/``devices``/``precision``
-        (:func:`molfm.engine.hardware.lightning_kwargs`).
+        Checked ``accelerator``/``devices``/``precision`` (and ``strategy``/``num_nodes``)
+        (:func:`molfm.engine.hardware.lightning_kwargs`). With several processes only rank 0
+        exports and evaluates, after the others have finished; they return the model path
+        without writing anything, and ``evaluate`` must run in one process
+        (:func:`molfm.engine.hardware.one_process`).
     load_best
         How to load the best ``.ckpt`` (default: ``type(task).load_from_checkpoint``), for
         tasks whose checkpoints hold part of their state.
@@ -112,6 +127,8 @@ def fit_and_export(
         callbacks=[best, *(callbacks or [])],
         **hardware,
     )
+    if trainer.world_size > 1 and not _after_distributed_fit(trainer):
+        return out / "model"  # rank 0 exports and evaluates, in one process
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if best.best_model_path:
         loader = load_best or (

@@ -23,7 +23,7 @@ import torch
 from molfm.atomic import atomic_writer
 from molfm.data.dense import DenseDataModule, PairStructure, split_fractions
 from molfm.engine.fit import start_or_resume
-from molfm.engine.hardware import lightning_kwargs, seed_everything
+from molfm.engine.hardware import run_hardware, seed_everything
 from molfm.engine.options import check_options
 from molfm.engine.run import fit_and_export
 from molfm.eval.property import classification_metrics, parity_plot, regression_metrics, roc_plot
@@ -130,7 +130,7 @@ def train_property(cfg: PropertyTrainConfig, callbacks: list | None = None) -> P
     """Run (or resume) a property-prediction run; return ``<output_dir>/model``."""
     check_options(cfg)  # the ranges and choices declared on the fields
     eval_mode = encoder_mode(cfg.eval_mode)
-    hardware = lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
+    hardware = run_hardware(cfg)
     encoder_config = _encoder_config(cfg)  # bad presets/overrides fail before any data work
     dataset = prepare_property_data(cfg)
     manifest = dataset.manifest

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from molfm.engine.fit import start_or_resume
-from molfm.engine.hardware import lightning_kwargs
+from molfm.engine.hardware import run_hardware
 from molfm.engine.options import check_options
 from molfm.engine.run import fit_and_export
 from molfm.hub import save_pretrained
@@ -65,7 +65,7 @@ def check_analog_config(cfg: AnalogTrainConfig) -> dict[str, Any]:
     """
     check_options(cfg)  # the ranges and choices declared on the fields
     check_trainable(cfg.n_molecules, cfg.batch_size, "molecules (n_molecules)")
-    return lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
+    return run_hardware(cfg)
 
 
 def analog_pairs(

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 
 from molfm.engine.fit import start_or_resume
-from molfm.engine.hardware import lightning_kwargs
+from molfm.engine.hardware import run_hardware
 from molfm.engine.options import check_options
 from molfm.engine.run import fit_and_export
 from molfm.hub import save_pretrained
@@ -60,7 +60,7 @@ def check_train_config(cfg: LMTrainConfig) -> dict[str, Any]:
         raise ValueError(f"model_overrides: unknown keys {unknown}; known: {sorted(known)}")
     # the model's own checks (e.g. heads that do not divide the width), with a stand-in vocabulary
     PRESETS[cfg.preset](vocab_size=8, max_length=cfg.max_length, **cfg.model_overrides)
-    return lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
+    return run_hardware(cfg)
 
 
 def check_trainable(n_rows: int, batch_size: int, what: str = "training molecules") -> None:

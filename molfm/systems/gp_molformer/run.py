@@ -327,6 +327,11 @@ def optimize(cfg: PairTuningConfig, log: Callable[[str], None] | None = None) ->
         raise ValueError("--prompt needs --input (the molecules to optimize)")
     check_options(cfg)
     lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)  # check before any work
+    if cfg.strategy != "auto" or cfg.num_nodes != 1:
+        raise ValueError(
+            "--strategy/--num-nodes: pair tuning trains a few prompt vectors in one process; "
+            "leave them at auto and 1"
+        )
     device = inference_device(cfg.accelerator, cfg.devices)
     model, tokenizer = load_smiles_model(cfg.model, device=device)
     max_length = model.config.max_length

@@ -143,13 +143,13 @@ def train_molca(cfg: MolCATrainConfig, callbacks: list | None = None) -> Path:
     """Run (or resume) one MolCA stage; return ``<output_dir>/model`` (the best validation
     checkpoint's weights)."""
     from molfm.engine.fit import start_or_resume
-    from molfm.engine.hardware import lightning_kwargs, seed_everything
+    from molfm.engine.hardware import run_hardware, seed_everything
     from molfm.engine.run import fit_and_export
     from molfm.hub import save_pretrained
     from molfm.systems.molca.task import load_best_weights
 
     check_train_config(cfg)
-    hardware = lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
+    hardware = run_hardware(cfg)
     task_name = default_task(cfg)
     splits = load_splits(cfg)
     batches_per_epoch = len(splits.train) // cfg.batch_size

@@ -24,7 +24,7 @@ import pandas as pd
 from molfm.atomic import atomic_writer
 from molfm.data.dense import split_fractions
 from molfm.engine.fit import start_or_resume
-from molfm.engine.hardware import lightning_kwargs, seed_everything
+from molfm.engine.hardware import one_process, run_hardware, seed_everything
 from molfm.engine.options import check_options
 from molfm.engine.run import fit_and_export
 from molfm.hub import save_pretrained
@@ -78,7 +78,7 @@ def check_pretrain_config(cfg: PGTPretrainConfig) -> dict[str, Any]:
         if cfg.weighting != "fixed":
             raise ValueError("--task-weights goes with --weighting fixed")
         parse_task_weights(cfg.task_weights)
-    hardware = lightning_kwargs(cfg.accelerator, cfg.devices, cfg.precision)
+    hardware = run_hardware(cfg)
     build_config(cfg.encoder, cfg.preset, cfg.encoder_overrides)  # the encoder's own checks
     return hardware
 
@@ -202,7 +202,7 @@ def pretrain_3dpgt(cfg: PGTPretrainConfig, callbacks: list | None = None) -> Pat
 
     def evaluate(best: PGTPretrainTask) -> dict[str, Any]:
         trainer = L.Trainer(
-            **hardware,
+            **one_process(hardware),  # rank 0 alone after a multi-process fit
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
