@@ -181,8 +181,12 @@ def read_chunk(chunk: Chunk, columns: list[str] | None = None) -> pd.DataFrame:
         frame = _read_parquet_rows(chunk.path, chunk.start, chunk.stop, columns)
     elif chunk.kind == "sdf":
         data = _read_bytes(chunk.path, chunk.start, chunk.stop).decode("utf-8", "replace")
-        blocks = data.split("$$$$")
-        records = [b.lstrip("\r\n") + "$$$$\n" for b in blocks[: chunk.n_rows]]
+        blocks = data.split("\n$$$$")
+        # each record after the first starts with the rest of the previous "$$$$" line
+        records = [
+            (b if i == 0 else b.split("\n", 1)[1] if "\n" in b else "") + "\n$$$$\n"
+            for i, b in enumerate(blocks[: chunk.n_rows])
+        ]
         frame = pd.DataFrame({"molblock": records})
     else:
         with open(chunk.path, "rb") as handle:

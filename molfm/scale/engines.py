@@ -30,7 +30,7 @@ def _init_worker(job: Job) -> None:
 
 
 def _run_in_worker(chunk: Chunk, parts: str) -> int:
-    from molfm.scale.stream import run_part
+    from molfm.scale.parts import run_part
 
     fn, columns = _worker
     return run_part(fn, chunk, columns, Path(parts))
@@ -57,7 +57,7 @@ def run_local(
 ) -> None:
     """Run ``chunks`` here: in this process (``workers=1``) or in ``workers`` processes, each
     with its own model; at most two parts per worker are in flight (bounded memory)."""
-    from molfm.scale.stream import run_part
+    from molfm.scale.parts import run_part
 
     with _progress(progress, len(chunks), f"{len(chunks)} parts") as bar:
         advance = (lambda: bar.advance(bar.task_ids[0])) if bar is not None else (lambda: None)
@@ -101,7 +101,7 @@ class _PartActor:
         self.parts = Path(parts)
 
     def __call__(self, batch: dict) -> dict:
-        from molfm.scale.stream import run_part
+        from molfm.scale.parts import run_part
 
         fields = Chunk.__dataclass_fields__
         done = []

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +29,12 @@ import pyarrow.parquet as pq
 
 from molfm.atomic import atomic_write_text, atomic_writer
 from molfm.chem.parse import InvalidMoleculeError
+from molfm.data.sources.user import table_delimiter
 from molfm.scale.batches import REJECTED_COLUMNS, Job
 from molfm.scale.chunks import Chunk, plan_chunks
+from molfm.scale.parts import rejected_path, result_path
 
-__all__ = ["StreamResult", "run_stream", "run_part", "parts_dir_of"]
+__all__ = ["StreamResult", "run_stream", "parts_dir_of"]
 
 JOB_FILE = "job.json"
 
@@ -53,28 +54,6 @@ class StreamResult:
 def parts_dir_of(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".parts")
-
-
-def _result_path(parts: Path, index: int) -> Path:
-    return parts / f"part-{index:06d}.parquet"
-
-
-def _rejected_path(parts: Path, index: int) -> Path:
-    return parts / f"rejected-{index:06d}.parquet"
-
-
-def run_part(job_fn: Callable, chunk: Chunk, columns: list[str] | None, parts: Path) -> int:
-    """Read, compute and write one part (rejected rows first: the results file marks the part
-    finished). Returns the part's index."""
-    from molfm.scale.chunks import read_chunk
-
-    frame = read_chunk(chunk, None if chunk.kind == "sdf" else columns)
-    table, rejected = job_fn(frame)
-    with atomic_writer(_rejected_path(parts, chunk.index)) as tmp:
-        pq.write_table(pa.Table.from_pandas(rejected, preserve_index=False), tmp)
-    with atomic_writer(_result_path(parts, chunk.index)) as tmp:
-        pq.write_table(table, tmp)
-    return chunk.index
 
 
 def _open_parts(parts: Path, job: Job, input_path: Path, chunk_size: int) -> None:
@@ -98,8 +77,21 @@ def _open_parts(parts: Path, job: Job, input_path: Path, chunk_size: int) -> Non
     atomic_write_text(marker, json.dumps(stamp, indent=2))
 
 
+def _check_columns(chunk: Chunk, columns: list[str] | None) -> None:
+    """The columns a job reads exist in the file: one line naming the ones it has."""
+    if chunk.kind == "sdf" or not columns:
+        return
+    if chunk.kind == "parquet":
+        have = pq.read_schema(chunk.path).names
+    else:
+        have = list(pd.read_csv(chunk.path, sep=table_delimiter(chunk.path), nrows=0).columns)
+    for column in columns:
+        if column not in have:
+            raise ValueError(f"{chunk.path} has no column {column!r}; columns: {have}")
+
+
 def _first_rejected(parts: Path, index: int) -> dict | None:
-    table = pq.read_table(_rejected_path(parts, index))
+    table = pq.read_table(rejected_path(parts, index))
     return table.slice(0, 1).to_pylist()[0] if table.num_rows else None
 
 
@@ -129,9 +121,10 @@ def run_stream(
 
     input_path, output = Path(input_path), Path(output)
     chunks = plan_chunks(input_path, chunk_size)
+    _check_columns(chunks[0], job.input_columns())
     parts = parts_dir_of(output)
     _open_parts(parts, job, input_path, chunk_size)
-    finished = {c.index for c in chunks if _result_path(parts, c.index).is_file()}
+    finished = {c.index for c in chunks if result_path(parts, c.index).is_file()}
     todo = [c for c in chunks if c.index not in finished]
 
     def check(index: int) -> None:
@@ -161,7 +154,7 @@ def _assemble(parts: Path, indices: list[int], output: Path) -> StreamResult:
         writer, header = None, True
         try:
             for index in indices:
-                table = pq.read_table(_result_path(parts, index))
+                table = pq.read_table(result_path(parts, index))
                 rows += table.num_rows
                 if "out_of_domain" in table.column_names:
                     flagged += pa.compute.sum(table["out_of_domain"]).as_py() or 0
@@ -181,7 +174,7 @@ def _assemble(parts: Path, indices: list[int], output: Path) -> StreamResult:
     with atomic_writer(invalid_path) as tmp:
         tmp.touch()
         for index in indices:
-            frame = pq.read_table(_rejected_path(parts, index)).to_pandas()
+            frame = pq.read_table(rejected_path(parts, index)).to_pandas()
             frame = frame.reindex(columns=REJECTED_COLUMNS)
             if len(frame):
                 frame.to_csv(tmp, mode="a", header=n_rejected == 0, index=False)

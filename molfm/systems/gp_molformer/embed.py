@@ -30,7 +30,8 @@ def embed_smiles(
     out = np.zeros((len(smiles), model.config.n_embd), dtype=np.float32)
     for start in range(0, len(smiles), batch_size):
         chunk = list(smiles[start : start + batch_size])
-        ids, mask = tokenizer.encode_batch(chunk, max_length=model.config.max_length)
+        ids, lengths = tokenizer.encode_batch(chunk, max_length=model.config.max_length)
+        mask = torch.arange(ids.shape[1]) < lengths[:, None]
         ids, mask = ids.to(device), mask.to(device)
         hidden = model.hidden_states(ids, mask)  # [B, T, C]
         weights = mask.to(hidden.dtype).unsqueeze(-1)
