@@ -86,5 +86,13 @@ case "${1:-}" in
     finetune_qm9 pgt_equal 1 "$R/pretrain_equal"
     finetune_qm9_transformer_m 1
     ;;
-  *) echo "usage: $0 lane1|lane2|b3db_a|b3db_b|single|short|seeds1|seeds2" >&2; exit 2 ;;
+  official)  # the official code's four-task loss (1:1:1 + raw energy in Hartree), side by side
+    pretrain official official  # with searched; the steps as given by PRETRAIN_STEPS
+    finetune_qm9 pgt_official 0 "$R/pretrain_official"
+    ;;
+  searched)
+    pretrain auto auto
+    finetune_qm9 pgt_auto 0 "$R/pretrain_auto"
+    ;;
+  *) echo "usage: $0 lane1|lane2|b3db_a|b3db_b|single|short|seeds1|seeds2|official|searched" >&2; exit 2 ;;
 esac

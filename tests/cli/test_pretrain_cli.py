@@ -86,6 +86,7 @@ def test_the_shipped_encoder_is_taken_by_name(files):
         (["--task-weights", "1,0,0"], "--task-weights goes with --weighting fixed"),
         (["--weighting", "fixed", "--task-weights", "1,0"], "three non-negative numbers"),
         (["--weighting", "auto"], "--energy-column"),
+        (["--weighting", "official"], "--weighting official trains on a total energy"),
         (["--energy-column", "u0"], "column(s) ['u0'] not found"),
     ],
 )

@@ -16,8 +16,10 @@ __all__ = ["ENCODERS", "WEIGHTINGS", "PGTPretrainConfig", "parse_task_weights"]
 
 ENCODERS = ("gps", "gine")
 """Encoders 3D-PGT pretrains (any registered molfm graph encoder that reads the sparse graph)."""
-WEIGHTINGS = ("auto", "equal", "fixed")
-"""How the three pretext losses are weighted: searched against the total energy, 1:1:1, given."""
+WEIGHTINGS = ("auto", "equal", "fixed", "official")
+"""How the pretext losses are weighted: searched against the total energy, 1:1:1, given, or the
+official code's four-task sum (the three geometry losses plus the raw total energy in Hartree,
+regressed from the mean-pooled embedding through the angle head)."""
 ENCODER_SIZES = ("num_layers", "dim")
 
 
@@ -80,7 +82,9 @@ class PGTPretrainConfig(RunOptions):
     weighting: str = option(
         "auto",
         choices=WEIGHTINGS,
-        help="Task weights: auto (searched against the total energy), equal, or fixed.",
+        help="Task weights: auto (searched against the total energy), equal, fixed, or "
+        "official (the official code's loss: 1:1:1 plus the raw total energy in Hartree "
+        "through the angle head).",
     )
     task_weights: list[float] | None = option(
         None,

@@ -112,10 +112,11 @@ def _energy_column(cfg: PGTPretrainConfig, columns: list[str]) -> str | None:
         energy_column = next((c for c in ENERGY_DEFAULTS if c in columns), None)
     elif energy_column not in columns:
         raise ValueError(f"--energy-column {energy_column!r} is not in the data: {columns}")
-    if cfg.weighting == "auto" and energy_column is None:
+    if cfg.weighting in ("auto", "official") and energy_column is None:
+        need = "searches the task weights against" if cfg.weighting == "auto" else "trains on"
         raise ValueError(
-            "--weighting auto searches the task weights against a total energy: give "
-            "--energy-column, or use --weighting equal"
+            f"--weighting {cfg.weighting} {need} a total energy: give --energy-column, or use "
+            "--weighting equal"
         )
     return energy_column
 

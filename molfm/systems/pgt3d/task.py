@@ -12,6 +12,11 @@ The heads are :mod:`.model`; the task holds the encoder next to them, so the enc
 Targets are standardized with the training split's mean/std. The energy is first reduced by a
 least-squares per-element reference (``E - sum_atoms e[Z]``), which removes the part any atom
 count predicts and leaves what the structure has to explain.
+
+``weighting="official"`` trains the official code's loss instead: the three geometry losses 1:1:1
+plus a fourth, the raw total energy in Hartree (neither reduced nor standardized), regressed with
+MSE from the mean-pooled node embeddings through the angle head. Its scale (QM9: ~400 Ha) makes it
+the dominant term. The detached probe still runs, so the held-out scores stay comparable.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch_geometric.nn import global_mean_pool
 
+from molfm.data.sources.qm9 import HARTREE_TO_EV  # energy columns are eV, the official loss Ha
 from molfm.engine.fit import RngStateMixin
 from molfm.engine.optim import adamw_warmup_cosine
 from molfm.hub import get_model_class
@@ -55,7 +62,8 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
     energy_stats
         ``(mean, std)`` of the reference-reduced energy on the training split.
     weighting
-        ``auto`` (searched), ``equal`` or ``fixed`` (``initial_weights``).
+        ``auto`` (searched), ``equal``, ``fixed`` (``initial_weights``) or ``official`` (1:1:1 plus
+        the raw energy through the angle head, as the official code trains).
     """
 
     def __init__(
@@ -78,10 +86,10 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if weighting not in ("auto", "equal", "fixed"):
-            raise ValueError(f"weighting must be auto, equal or fixed, got {weighting!r}")
-        if weighting == "auto" and energy_reference is None:
-            raise ValueError("automatic task weights need a total energy (--energy-column)")
+        if weighting not in ("auto", "equal", "fixed", "official"):
+            raise ValueError(f"weighting must be auto, equal, fixed or official, got {weighting!r}")
+        if weighting in ("auto", "official") and energy_reference is None:
+            raise ValueError(f"--weighting {weighting} needs a total energy (--energy-column)")
         encoder_cls = get_model_class(encoder_type)
         self.encoder = encoder_cls(encoder_cls.config_class(**encoder_config))
         self.heads = PretextHeads(self.encoder.embedding_dim, head_hidden)
@@ -120,13 +128,26 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
         # float64: U0 is ~1e4 eV and the residual ~0.1 eV, below float32's resolution there
         return ((graph.energy.double() - reference - mean) / std).float()
 
+    def official_energy_loss(self, h: torch.Tensor, batch: PretrainBatch) -> torch.Tensor:
+        """The official code's fourth task: MSE of the raw energy (Hartree) predicted by the angle
+        head from the mean-pooled ``[B, C]`` embedding, trained into the encoder."""
+        graph = batch.graph
+        pooled = global_mean_pool(h, graph.batch, size=len(batch))
+        predicted = self.heads.angle(pooled).squeeze(-1)
+        target = (graph.energy.double() / HARTREE_TO_EV).float()
+        known = ~torch.isnan(target)
+        return F.mse_loss(predicted[known], target[known]) if known.any() else h.sum() * 0
+
     def losses(self, batch: PretrainBatch, *, detach_probe: bool = True):
-        """Per-task MSE on standardized targets, the energy-probe MSE, and the node embeddings."""
+        """Per-task MSE on standardized targets (plus ``"energy"``, the official fourth task,
+        with ``weighting="official"``), the energy-probe MSE, predictions and probe output."""
         encoded = self.encoder(batch)
         h = _nodes(encoded)
         predicted = self.heads(h, batch.bonds)
         targets = self._standardized(batch)
         losses = {t: F.mse_loss(predicted[t], targets[t]) for t in TARGETS}
+        if self.hparams.weighting == "official":
+            losses["energy"] = self.official_energy_loss(h, batch)
         energy = self.energy_target(batch)
         known = ~torch.isnan(energy)
         probe_input = h.detach() if detach_probe else h
@@ -157,6 +178,9 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
         if searching and self.global_step % self.hparams.search_every == 0:
             self._search_step(losses)
         total = self.task_weights.combine(losses) + probe_loss
+        if "energy" in losses:  # the official fourth task, weight 1
+            total = total + losses["energy"]
+            self.log("train/energy_hartree", losses["energy"], batch_size=len(batch))
         size = len(batch)
         for t in TARGETS:
             self.log(f"train/{t}", losses[t], batch_size=size)
@@ -178,7 +202,11 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
             mae = (probe[known] - energy[known]).abs().mean() * self.hparams.energy_stats[1]
             self.log("val/energy_mae", mae, prog_bar=True, batch_size=size)
         self.log("val/energy_probe", probe_loss, batch_size=size)
-        self.log("val/loss", sum(losses.values()) / len(losses), prog_bar=True, batch_size=size)
+        if "energy" in losses:
+            self.log("val/energy_hartree", losses["energy"], batch_size=size)
+        # the geometry losses alone, so checkpoints are chosen alike under every weighting
+        geometry = sum(losses[t] for t in TARGETS) / len(TARGETS)
+        self.log("val/loss", geometry, prog_bar=True, batch_size=size)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -190,9 +190,33 @@ def test_the_search_moves_weights_and_logs_the_trajectory(qm9_sdf):
     assert task.task_weights.weights.sum().item() == pytest.approx(3.0)
 
 
+def test_the_official_loss_adds_the_raw_energy_through_the_angle_head(qm9_sdf):
+    data = _data_module(qm9_sdf)
+    torch.manual_seed(0)
+    task = _task(data, weighting="official").eval()  # no dropout: two passes agree
+    batch = next(iter(data.val_dataloader()))
+    losses, _, _, _ = task.losses(batch)
+    assert set(losses) == {*TARGETS, "energy"}
+    # the fourth task by hand: U0 in Hartree, unstandardized, from the mean-pooled embedding
+    h = task.encoder(batch).extras["nodes"]
+    graph = batch.graph
+    pooled = torch.stack([h[graph.batch == b].mean(0) for b in range(len(batch))])
+    hartree = (graph.energy.double() / 27.211386245988).float()
+    expected = ((task.heads.angle(pooled).squeeze(-1) - hartree) ** 2).mean()
+    torch.testing.assert_close(losses["energy"], expected)
+    assert losses["energy"].item() > 1e3 * sum(losses[t].item() for t in TARGETS)  # it dominates
+    # it trains the encoder (unlike the detached probe), and the weights never move
+    grads = torch.autograd.grad(
+        losses["energy"], list(task.encoder.parameters()), allow_unused=True
+    )
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert not task.task_weights.search
+
+
 def test_automatic_weights_need_an_energy():
-    with pytest.raises(ValueError, match="total energy"):
-        PGTPretrainTask("gps", TINY_GPS, {t: (0.0, 1.0) for t in TARGETS}, weighting="auto")
+    for weighting in ("auto", "official"):
+        with pytest.raises(ValueError, match="total energy"):
+            PGTPretrainTask("gps", TINY_GPS, {t: (0.0, 1.0) for t in TARGETS}, weighting=weighting)
 
 
 def test_protocol_splits_are_disjoint_and_sized(tmp_path):
