@@ -14,7 +14,16 @@ the same fixed subset of the test split (``--n-test``, first molecules of the so
 indices) because the RDKit-conformer row needs a conformer per test molecule. MAE in meV.
 
 Each model trains for ``--minutes`` of wall clock: the script times ``--calibrate`` steps of
-each model first and sets ``max_steps`` so the cosine schedule completes within the budget.
+each model first and sets ``max_steps`` so the cosine schedule completes within the budget;
+``--max-steps`` gives every model the same number of steps instead. ``--seeds`` trains each row
+once per seed (same split; the seed draws the initialization, batches, modes and noise).
+
+The encoder is ``TransformerMConfig.small()`` with its faithful mechanisms (virtual-token bias
+on its row and column, 3D centrality scaled by 0.01, the paper's cosine denoising on 3D-only
+molecules with weight 1 unless ``--auxiliary-weight`` says otherwise). Two more rows compare
+blocks in 2D: ``2d_post`` (post-LN after an input LayerNorm, N(0, 0.02) init: the official
+blocks) and ``2d_paper_blocks`` (those plus attention and FFN-activation dropout 0.1 and drop
+path 0.1, the paper preset's regularization).
 
 Usage::
 
@@ -50,11 +59,13 @@ TARGETS = ["homo", "lumo", "gap"]
 SPLIT = [110_000, 10_000, -1]
 
 
-def calibrate(data: DenseDataModule, mode: str | None, aux: float, steps: int) -> float:
+def calibrate(
+    data: DenseDataModule, mode: str | None, aux: float | None, steps: int, overrides: dict
+) -> float:
     """Seconds per optimizer step (batch assembly included) of the small Transformer-M on real
     training batches; the first batches also compute their pair structure, so they are skipped."""
     config = PropertyModelConfig(
-        "transformer-m", dataclasses.asdict(TransformerMConfig.small()), targets=TARGETS
+        "transformer-m", dataclasses.asdict(TransformerMConfig.small(**overrides)), targets=TARGETS
     )
     task = PropertyTask(dataclasses.asdict(config), train_mode=mode, auxiliary_weight=aux)
     optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4)
@@ -116,8 +127,18 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--calibrate", type=int, default=40)
-    parser.add_argument("--auxiliary-weight", type=float, default=0.1)
+    parser.add_argument(
+        "--auxiliary-weight",
+        type=float,
+        default=None,
+        help="Denoising weight of the joint row (default: the encoder's own, 1 as in the paper).",
+    )
     parser.add_argument("--rows", default="2d,joint")
+    parser.add_argument("--max-steps", type=int, default=None, help="Same steps for every model.")
+    parser.add_argument("--seeds", default="0", help="Training seeds, e.g. 0,1.")
+    parser.add_argument("--validations", type=int, default=10, help="Validation passes per run.")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--joint-evals", default="2d,3d,3d_rdkit")
     parser.add_argument("--test-seed", type=int, default=0)
     parser.add_argument(
         "--eval-only",
@@ -128,7 +149,7 @@ def main() -> None:
         "--out", type=Path, default=Path("benchmarks/results/qm9_transformer_m.json")
     )
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     dataset = prepare_dataset(get_source("qm9"), None, on_invalid="skip", processes=2).dataset
     data = DenseDataModule(
@@ -147,7 +168,9 @@ def main() -> None:
         "split": [len(data.split.train), len(data.split.val), len(data.split.test)],
         "n_test_scored": int(len(test_index)),
         "test_subset": f"random, seed {args.test_seed}",
-        "minutes_per_model": args.minutes,
+        "minutes_per_model": None if args.max_steps else args.minutes,
+        "max_steps": args.max_steps,
+        "seeds": args.seeds,
         "batch_size": args.batch_size,
         "threads": torch.get_num_threads(),
         "rows": {},
@@ -168,23 +191,44 @@ def main() -> None:
     )
     test.store, test.split = store, dataclasses.replace(data.split, test=test_index)
     true = store.y[test_index]
+    official_blocks = {"norm": "post", "init": "normal"}
+    paper_blocks = official_blocks | {"attn_dropout": 0.1, "activation_dropout": 0.1}
     rows = {
         "2d": {"mode": "2d", "aux": 0.0, "evals": ["2d"]},
-        "joint": {"mode": None, "aux": args.auxiliary_weight, "evals": ["2d", "3d", "3d_rdkit"]},
+        "joint": {
+            "mode": None,
+            "aux": args.auxiliary_weight,
+            "evals": args.joint_evals.split(","),
+        },
+        "2d_post": {"mode": "2d", "aux": 0.0, "evals": ["2d"], "encoder": official_blocks},
+        "2d_paper_blocks": {
+            "mode": "2d",
+            "aux": 0.0,
+            "evals": ["2d"],
+            "encoder": paper_blocks | {"drop_path": 0.1},
+        },
     }
     previous = json.loads(args.out.read_text())["rows"] if args.out.exists() else {}
-    for name in args.rows.split(","):
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for name, seed in ((n, s) for n in args.rows.split(",") for s in seeds):
         spec = rows[name]
+        key = name if len(seeds) == 1 and seed == 0 else f"{name}_seed{seed}"
+        out = args.output_dir / f"transformer_m_{key}"
         if args.eval_only:
-            model = from_pretrained(args.output_dir / f"transformer_m_{name}" / "model")
-            row = {k: v for k, v in previous.get(name, {}).items() if k != "eval"} | {"eval": {}}
-            report["rows"][name] = evaluate_row(model, spec, row, test, test_index, true, args)
+            model = from_pretrained(out / "model")
+            row = {k: v for k, v in previous.get(key, {}).items() if k != "eval"} | {"eval": {}}
+            report["rows"][key] = evaluate_row(model, spec, row, test, test_index, true, args)
             continue
-        step_s = calibrate(data, spec["mode"], spec["aux"], args.calibrate)
-        max_steps = max(50, int(args.minutes * 60 / step_s))
-        out = args.output_dir / f"transformer_m_{name}"
+        overrides = spec.get("encoder", {})
+        if args.max_steps:
+            step_s, max_steps = None, args.max_steps
+        else:
+            step_s = calibrate(data, spec["mode"], spec["aux"], args.calibrate, overrides)
+            max_steps = max(50, int(args.minutes * 60 / step_s))
         cfg = PropertyTrainConfig(
             output_dir=str(out),
+            seed=seed,
+            encoder_overrides=overrides,
             model="transformer-m",
             data="qm9",
             target_columns=TARGETS,
@@ -196,7 +240,7 @@ def main() -> None:
             lr=5e-4,
             warmup_steps=min(500, max_steps // 10),
             max_steps=max_steps,
-            val_every_n_steps=max(50, max_steps // 10),
+            val_every_n_steps=max(50, max_steps // args.validations),
             accelerator="cpu",
             on_invalid="skip",
             progress=False,
@@ -206,13 +250,17 @@ def main() -> None:
         train_s = time.perf_counter() - start
         model: PropertyModel = from_pretrained(model_dir)
         row = {
+            "seed": seed,
+            "encoder_overrides": overrides,
+            "auxiliary_weight": spec["aux"],
             "calibrated_s_per_step": step_s,
             "max_steps": max_steps,
             "train_wall_s": train_s,
             "train_molecules_per_s": max_steps * args.batch_size / train_s,
             "eval": {},
         }
-        report["rows"][name] = evaluate_row(model, spec, row, test, test_index, true, args)
+        row["whole_test_split"] = json.loads((out / "metrics.json").read_text())
+        report["rows"][key] = evaluate_row(model, spec, row, test, test_index, true, args)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))
     args.out.write_text(json.dumps(report, indent=2))

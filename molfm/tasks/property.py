@@ -135,7 +135,7 @@ class PropertyTask(RngStateMixin, L.LightningModule):
         max_steps: int = 1000,
         train_mode: str | None = None,
         eval_mode: str | None = None,
-        auxiliary_weight: float = 0.0,
+        auxiliary_weight: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -155,11 +155,14 @@ class PropertyTask(RngStateMixin, L.LightningModule):
         raw, encoded = self.model(batch, mode=self.hparams.train_mode)
         loss = masked_loss(raw, self._scaled_targets(batch.y), self.hparams.loss)
         auxiliary = getattr(self.model.encoder, "auxiliary_loss", None)
-        if auxiliary is not None and self.hparams.auxiliary_weight > 0:
+        weight = self.hparams.auxiliary_weight
+        if weight is None:  # the encoder's own setting (Transformer-M: its denoise_weight)
+            weight = getattr(self.model.encoder, "default_auxiliary_weight", 0.0)
+        if auxiliary is not None and weight > 0:
             extra = auxiliary(batch, encoded)
             if extra is not None:
                 self.log("train/auxiliary", extra, batch_size=len(batch))
-                loss = loss + self.hparams.auxiliary_weight * extra
+                loss = loss + weight * extra
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 

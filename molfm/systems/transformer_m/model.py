@@ -8,7 +8,9 @@ top to bottom::
     prepend a virtual graph token                        -> [B, 1 + N, C]
     per-head attention bias [B, H, 1 + N, 1 + N] = 2D bias (shortest-path + multi-hop edges)
                                                  + 3D bias (Gaussian kernels of distances -> MLP)
-    num_layers x pre-LN biased attention blocks -> LN
+                                                   on atom pairs; the virtual token's learned
+                                                   bias on its own row and column
+    num_layers x pre-LN blocks -> LN    or    LN -> num_layers x post-LN blocks (``norm``)
     graph embedding = the virtual token's output; node embeddings = the atoms' outputs
     training on 3D inputs: coordinates + Gaussian noise; an equivariant head predicts the noise
     (:mod:`.denoise`, the auxiliary loss :meth:`TransformerM.auxiliary_loss`)
@@ -23,6 +25,7 @@ coordinates.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from molfm.data.dense import DenseBatch
@@ -61,17 +64,55 @@ class TransformerM(nn.Module):
         self.bias_3d = nn.Sequential(nn.Linear(k, k), nn.GELU(), nn.Linear(k, h))
         self.centrality_3d = nn.Linear(k, c)
         self.layers = nn.ModuleList(
-            BiasedTransformerLayer(c, h, config.ffn_dim, config.dropout, config.attn_dropout)
-            for _ in range(config.num_layers)
+            BiasedTransformerLayer(
+                c,
+                h,
+                config.ffn_dim,
+                config.dropout,
+                config.attn_dropout,
+                norm=config.norm,
+                activation_dropout=config.activation_dropout,
+                drop_path=rate,
+            )
+            for rate in torch.linspace(0, config.drop_path, config.num_layers).tolist()
         )
-        self.final_norm = nn.LayerNorm(c)
+        # post-LN blocks end normalized; the official encoder normalizes their input instead
+        post = config.norm == "post"
+        self.input_norm = nn.LayerNorm(c) if post else nn.Identity()
+        self.final_norm = nn.Identity() if post else nn.LayerNorm(c)
         self.denoising_head = PositionDenoisingHead(c, h)
         nn.init.normal_(self.graph_token, std=0.02)
         nn.init.normal_(self.hop_weights, std=h**-0.5)
+        if config.init == "normal":
+            self._init_normal()
+
+    def _init_normal(self) -> None:
+        """The official initialization: N(0, 0.02) for linear and embedding weights and the
+        free parameters, zero biases and padding rows. The Gaussian basis keeps its own init
+        (mul 1, bias 0, kernels U(0, 3)); the official code overwrites that one too."""
+        gaussian = set(self.gaussian.modules())
+        for module in self.modules():
+            if module in gaussian:
+                continue
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+                if module.padding_idx is not None:
+                    nn.init.zeros_(module.weight[module.padding_idx])
+        for parameter in (self.graph_token, self.graph_token_bias, self.hop_weights):
+            nn.init.normal_(parameter, std=0.02)
 
     @property
     def embedding_dim(self) -> int:
         return self.config.dim
+
+    @property
+    def default_auxiliary_weight(self) -> float:
+        """The weight of :meth:`auxiliary_loss` when the task names none (``denoise_weight``)."""
+        return self.config.denoise_weight
 
     def select_modes(self, batch: DenseBatch, mode: Mode | None = None) -> torch.Tensor:
         """Per-molecule channel switches ``[B, 2]`` (use 2D, use 3D) as floats.
@@ -129,7 +170,7 @@ class TransformerM(nn.Module):
         """Encode a :class:`~molfm.data.dense.DenseBatch`; see :meth:`select_modes` for ``mode``."""
         switches = self.select_modes(batch, mode)
         use_2d, use_3d = switches[:, 0], switches[:, 1]
-        b, n = batch.node_mask.shape
+        b = batch.node_mask.shape[0]
         atoms = self.atom_embedding(batch.x)
         degree = self.degree_embedding(batch.degree.clamp(max=self.config.max_degree))
         atoms = atoms + use_2d[:, None, None] * degree
@@ -142,29 +183,62 @@ class TransformerM(nn.Module):
                 noise = torch.randn_like(pos) * self.config.denoise_noise * real
                 pos = pos + noise
             bias_3d, centrality = self._features_3d(batch, pos)
+            if self.config.centrality_scale != 1:  # the official encoder scales it by 0.01
+                centrality = centrality * self.config.centrality_scale
             atoms = atoms + use_3d[:, None, None] * centrality
             bias = bias + use_3d[:, None, None, None] * bias_3d
             if noise is not None:
-                extras = {"noise": noise, "pos": pos, "bias_3d": bias_3d, "use_3d": use_3d}
-        h = self.config.num_heads
-        full_bias = self.graph_token_bias.expand(b, h, n + 1, n + 1).clone()
-        full_bias[:, :, 1:, 1:] = full_bias[:, :, 1:, 1:] + bias
+                extras = {"noise": noise, "pos": pos, "bias_3d": bias_3d}
+                extras |= {"use_2d": use_2d, "use_3d": use_3d}
+        full_bias = self._with_graph_token(bias)
         tokens = torch.cat([self.graph_token.expand(b, 1, -1), atoms], dim=1)
+        tokens = self.input_norm(tokens)
         key_mask = torch.cat([batch.node_mask.new_ones(b, 1), batch.node_mask], dim=1)
         for layer in self.layers:
             tokens = layer(tokens, full_bias, key_mask)
         tokens = self.final_norm(tokens)
         return EncoderOutput(tokens[:, 1:], batch.node_mask, tokens[:, 0], extras)
 
+    def _with_graph_token(self, bias: torch.Tensor) -> torch.Tensor:
+        """Atom-pair bias ``[B, H, N, N]`` -> ``[B, H, 1 + N, 1 + N]`` with the virtual token's
+        bias (``graph_token_bias``; ``uniform`` adds it to every logit, where it cancels)."""
+        b, h, n, _ = bias.shape
+        if self.config.graph_token_bias == "uniform":
+            full_bias = self.graph_token_bias.expand(b, h, n + 1, n + 1).clone()
+            full_bias[:, :, 1:, 1:] = full_bias[:, :, 1:, 1:] + bias
+            return full_bias
+        token = self.graph_token_bias.view(1, h, 1).expand(b, h, n)
+        full_bias = bias.new_zeros(b, h, n + 1, n + 1)
+        full_bias[:, :, 1:, 1:] = bias
+        full_bias[:, :, 0, 1:] = token  # the token attending to the atoms
+        full_bias[:, :, 1:, 0] = token  # the atoms attending to the token
+        return full_bias
+
     def auxiliary_loss(self, batch: DenseBatch, encoded: EncoderOutput) -> torch.Tensor | None:
-        """3D denoising: MSE between predicted and true noise (in units of the noise scale)
-        over the atoms of molecules that ran with coordinates; None when none did."""
+        """3D denoising of the noisy training coordinates; None when no molecule it covers ran.
+
+        ``cosine`` (the paper): ``1 - cos(predicted, true noise)`` per atom, averaged over each
+        molecule that drew the 3D-only mode, summed and divided by the batch size. ``mse``:
+        squared error in units of the noise scale over the atoms of every 3D molecule.
+        """
         extras = encoded.extras
         if not extras:
             return None
+        noise, mask = extras["noise"], batch.node_mask
+        if self.config.denoise_loss == "cosine":
+            molecules = extras["use_3d"].bool() & ~extras["use_2d"].bool()
+        else:
+            molecules = extras["use_3d"].bool()
+        if not bool(molecules.any()):
+            return None
         predicted = self.denoising_head(
-            encoded.node_embeddings, extras["pos"], extras["bias_3d"], batch.node_mask
+            encoded.node_embeddings, extras["pos"], extras["bias_3d"], mask
         )
-        atoms = (extras["use_3d"][:, None] * batch.node_mask).bool()
-        scale = self.config.denoise_noise
-        return (predicted[atoms] / scale - extras["noise"][atoms] / scale).square().sum(-1).mean()
+        if self.config.denoise_loss == "mse":
+            atoms = molecules[:, None] & mask
+            scale = self.config.denoise_noise
+            return (predicted[atoms] / scale - noise[atoms] / scale).square().sum(-1).mean()
+        atoms = (molecules[:, None] & mask).float()
+        miss = 1 - F.cosine_similarity(predicted, noise, dim=-1)  # [B, N]
+        per_molecule = (miss * atoms).sum(1) / atoms.sum(1).clamp(min=1)
+        return per_molecule.sum() / len(molecules)
