@@ -2,8 +2,8 @@
 Graph Transformer"), the backbone 3D-PGT (Wang et al., KDD 2023) pretrains, built on PyG's
 ``GPSConv`` with the shared encoder interface.
 
-Each layer runs a local message-passing conv (GINE or GatedGCN) and global multi-head attention
-side by side, each with a residual and BatchNorm, sums them, then applies a residual FFN. Atoms
+Each layer runs a local message-passing conv (GINE, PyG's ResGatedGraphConv, or the GatedGCN
+with an edge stream of GraphGPS and 3D-PGT) and global multi-head attention side by side, each with a residual and BatchNorm, sums them, then applies a residual FFN. Atoms
 enter as OGB feature embeddings concatenated with random-walk structural encodings (RWSE),
 computed here for the whole batch so any molfm batch works without a dataset transform.
 """
@@ -27,8 +27,14 @@ from torch_geometric.utils import scatter, to_dense_batch
 from molfm.chem.schema import OGB_SCHEMA
 from molfm.hub import register_model
 from molfm.nn.encoder import EncoderOutput, FeatureEmbedding
+from molfm.nn.gatedgcn import GatedGCNConv
 
-__all__ = ["GPSConfig", "GPSEncoder", "random_walk_se"]
+__all__ = ["GPSConfig", "GPSEncoder", "random_walk_se", "LOCALS"]
+
+LOCALS = ("gine", "gatedgcn", "gatedgcn_edges")
+"""Local convs: PyG's GINEConv; PyG's ResGatedGraphConv (no edge state, unnormalized gates; kept
+so checkpoints trained with it load unchanged); GatedGCN with an edge stream, normalized gates,
+BatchNorm, ReLU and residuals (:mod:`molfm.nn.gatedgcn`, the official 3D-PGT layer)."""
 
 
 @dataclass
@@ -37,13 +43,14 @@ class GPSConfig:
 
     ``rwse_dim`` of the ``dim`` channels carry the RWSE projection; the atom embedding fills
     the other ``dim - rwse_dim``. ``dropout`` acts after the conv, the attention and in the FFN;
-    ``attn_dropout`` on the attention weights.
+    ``attn_dropout`` on the attention weights. ``local="gatedgcn_edges"`` embeds bonds once and
+    carries edge states from layer to layer; the other convs get a bond embedding per layer.
     """
 
     num_layers: int = 5
     dim: int = 300
     num_heads: int = 4
-    local: Literal["gine", "gatedgcn"] = "gatedgcn"
+    local: Literal["gine", "gatedgcn", "gatedgcn_edges"] = "gatedgcn_edges"
     rwse_steps: int = 16
     rwse_dim: int = 32
     dropout: float = 0.05
@@ -53,8 +60,8 @@ class GPSConfig:
     bond_dims: list[int] = field(default_factory=lambda: list(OGB_SCHEMA.bond_dims))
 
     def __post_init__(self) -> None:
-        if self.local not in ("gine", "gatedgcn"):
-            raise ValueError(f"local must be gine or gatedgcn, got {self.local!r}")
+        if self.local not in LOCALS:
+            raise ValueError(f"local must be one of {', '.join(LOCALS)}, got {self.local!r}")
         if self.pooling not in ("mean", "sum"):
             raise ValueError(f"pooling must be mean or sum, got {self.pooling!r}")
         if not 0 < self.rwse_dim < self.dim:
@@ -68,8 +75,9 @@ class GPSConfig:
         GatedGCN + Transformer, 5 layers, hidden 300, 4 heads, dropout 0.05, attention dropout
         0.5, BatchNorm, RWSE steps 1..16 -> BatchNorm -> Linear -> 32 channels, mean pooling.
         Its MoleculeNet fine-tuning configs differ only in dropout 0.1; GraphGPS's PCQM4Mv2
-        config is the same recipe at hidden 304, RWSE 20 channels. About 6.8M parameters
-        (PyG's ResGatedGraphConv, 7 dim^2 weights, vs GraphGPS's own GatedGCN, 5 dim^2)."""
+        config is the same recipe at hidden 304, RWSE 20 channels. The local conv is the official
+        GatedGCN with its edge stream (``gatedgcn_edges``, 5 dim^2 weights per layer; PyG's
+        ResGatedGraphConv, ``local="gatedgcn"``, has 7 dim^2)."""
         return cls(**overrides)
 
     @classmethod
@@ -144,11 +152,13 @@ class GPSEncoder(nn.Module):
         self.atom_embedding = FeatureEmbedding(config.atom_dims, c - config.rwse_dim)
         self.rwse_norm = nn.BatchNorm1d(config.rwse_steps)
         self.rwse_linear = nn.Linear(config.rwse_steps, config.rwse_dim)
-        # One bond embedding per layer: PyG's convs do not update edge features (GraphGPS's
-        # GatedGCN does), so per-layer embeddings give each layer its own bond representation
-        # at a cost of only a few dozen rows x dim each.
+        # One bond embedding per layer for PyG's convs, which do not update edge features: each
+        # layer gets its own bond representation for a few dozen rows x dim. The edge-stream
+        # GatedGCN embeds bonds once and updates them, as GraphGPS does.
+        self.edge_stream = config.local == "gatedgcn_edges"
         self.bond_embeddings = nn.ModuleList(
-            FeatureEmbedding(config.bond_dims, c) for _ in range(config.num_layers)
+            FeatureEmbedding(config.bond_dims, c)
+            for _ in range(1 if self.edge_stream else config.num_layers)
         )
         self.layers = nn.ModuleList(
             GPSConv(
@@ -168,6 +178,8 @@ class GPSEncoder(nn.Module):
         c = self.config.dim
         if self.config.local == "gine":  # GraphGPS's GINE: Linear -> ReLU -> Linear
             return GINEConv(nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, c)))
+        if self.config.local == "gatedgcn_edges":
+            return _EdgeStreamLocal(c, self.config.dropout)
         return ResGatedGraphConv(c, c, edge_dim=c)
 
     @property
@@ -189,13 +201,47 @@ class GPSEncoder(nn.Module):
         -------
         EncoderOutput
             ``node_embeddings`` ``[B, N, dim]``, ``node_mask`` ``[B, N]``, ``graph_embedding``
-            ``[B, dim]``, ``extras={"nodes": [total_nodes, dim]}``.
+            ``[B, dim]``, ``extras={"nodes": [total_nodes, dim]}``, plus ``"edges"``
+            ``[total_edges, dim]`` (the last layer's edge states) with the edge stream.
         """
         graph = batch.graph
         h = self.embed(graph)
-        for layer, bonds in zip(self.layers, self.bond_embeddings, strict=True):
-            h = layer(h, graph.edge_index, graph.batch, edge_attr=bonds(graph.edge_attr))
+        extras = {}
+        if self.edge_stream:
+            edges = self.bond_embeddings[0](graph.edge_attr)
+            for layer in self.layers:
+                h = layer(h, graph.edge_index, graph.batch, edge_attr=edges)
+                edges = layer.conv.take_edges()
+            extras["edges"] = edges
+        else:
+            for layer, bonds in zip(self.layers, self.bond_embeddings, strict=True):
+                h = layer(h, graph.edge_index, graph.batch, edge_attr=bonds(graph.edge_attr))
         pool = global_mean_pool if self.config.pooling == "mean" else global_add_pool
         nodes, mask = to_dense_batch(h, graph.batch, batch_size=graph.num_graphs)
         pooled = pool(h, graph.batch, size=graph.num_graphs)
-        return EncoderOutput(nodes, mask, pooled, extras={"nodes": h})
+        return EncoderOutput(nodes, mask, pooled, extras={"nodes": h, **extras})
+
+
+class _EdgeStreamLocal(nn.Module):
+    """:class:`GatedGCNConv` as GPSConv's local conv.
+
+    GPSConv adds the dropout and the residual to the node update it gets back, as the official
+    layer does inside, so the conv runs without them on nodes; the edge update gets its own
+    dropout and residual here. GPSConv passes only node states on, so the new edge states are
+    kept for the encoder to take (:meth:`take_edges`) before the next layer.
+    """
+
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = GatedGCNConv(dim, dropout=0.0, residual=False)
+        self.dropout = dropout
+        self._edges: torch.Tensor | None = None
+
+    def forward(self, x, edge_index, edge_attr) -> torch.Tensor:
+        x_update, e_update = self.conv(x, edge_index, edge_attr)
+        self._edges = edge_attr + nn.functional.dropout(e_update, self.dropout, self.training)
+        return x_update
+
+    def take_edges(self) -> torch.Tensor:
+        edges, self._edges = self._edges, None
+        return edges

@@ -109,7 +109,7 @@ def test_encoder_is_pyg_gps_layers_wired_as_documented(mixed_batch, local):
     )
 
 
-@pytest.mark.parametrize("local", ["gine", "gatedgcn"])
+@pytest.mark.parametrize("local", ["gine", "gatedgcn", "gatedgcn_edges"])
 def test_permuting_atoms_permutes_nodes_and_keeps_the_graph_embedding(local):
     encoder = _encoder(local=local).eval()
     mol = Chem.MolFromSmiles(_smiles("moses_test_200.csv", slice(3, 4))[0])
@@ -155,7 +155,7 @@ def test_coordinates_do_not_change_the_outputs():
     torch.testing.assert_close(out.graph_embedding, plain.graph_embedding)
 
 
-@pytest.mark.parametrize("local", ["gine", "gatedgcn"])
+@pytest.mark.parametrize("local", ["gine", "gatedgcn", "gatedgcn_edges"])
 def test_both_local_convs_train_and_every_parameter_gets_a_gradient(mixed_batch, local):
     encoder = _encoder(local=local, dropout=0.1).train()
     out = encoder(mixed_batch)
@@ -164,7 +164,11 @@ def test_both_local_convs_train_and_every_parameter_gets_a_gradient(mixed_batch,
         out.graph_embedding.shape == (16, 32)
         and out.extras["nodes"].shape[0] == mixed_batch.graph.num_nodes
     )
-    (out.graph_embedding.square().sum() + out.extras["nodes"].sum()).backward()
+    loss = out.graph_embedding.square().sum() + out.extras["nodes"].sum()
+    if local == "gatedgcn_edges":  # the last layer's edge update reaches only the edge output
+        assert out.extras["edges"].shape == (mixed_batch.graph.num_edges, 32)
+        loss = loss + out.extras["edges"].square().sum()
+    loss.backward()
     for name, parameter in encoder.named_parameters():
         assert parameter.grad is not None, name
         assert torch.isfinite(parameter.grad).all() and parameter.grad.abs().sum() > 0, name
@@ -172,7 +176,8 @@ def test_both_local_convs_train_and_every_parameter_gets_a_gradient(mixed_batch,
 
 def test_presets_and_registration():
     paper = GPSConfig.paper()
-    assert (paper.num_layers, paper.dim, paper.num_heads, paper.local) == (5, 300, 4, "gatedgcn")
+    assert (paper.num_layers, paper.dim, paper.num_heads) == (5, 300, 4)
+    assert paper.local == "gatedgcn_edges"
     assert (paper.rwse_steps, paper.rwse_dim, paper.attn_dropout) == (16, 32, 0.5)
     small = GPSConfig.small(num_layers=2)
     assert small.local == "gine" and small.dim == 128 and small.num_layers == 2
@@ -200,3 +205,40 @@ def test_property_model_on_gps_overfits_a_handful_of_molecules():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.05, loss.item()
+
+
+def test_the_edge_stream_is_the_gatedgcn_layer_inside_gpsconv(mixed_batch):
+    """GPSConv's residual and dropout around the node update plus the edge residual equal the
+    official layer's own (GatedGCNConv with residual), and edge states pass from layer to layer."""
+    from molfm.nn.gatedgcn import GatedGCNConv
+
+    encoder = _encoder(local="gatedgcn_edges", attn_dropout=0.0, dropout=0.0).eval()
+    assert len(encoder.bond_embeddings) == 1  # bonds are embedded once
+    graph = mixed_batch.graph
+    x = torch.randn(graph.num_nodes, 32)
+    e = torch.randn(graph.num_edges, 32)
+    local = encoder.layers[0].conv
+    whole = GatedGCNConv(32, residual=True).eval()
+    whole.load_state_dict(local.conv.state_dict())
+    expected_x, expected_e = whole(x, graph.edge_index, e)
+    torch.testing.assert_close(local(x, graph.edge_index, e) + x, expected_x)
+    torch.testing.assert_close(local.take_edges(), expected_e)
+    # the encoder by hand: bond embedding once, then each GPSConv with the previous edges
+    h = encoder.embed(graph)
+    edges = encoder.bond_embeddings[0](graph.edge_attr)
+    for layer in encoder.layers:
+        h = layer(h, graph.edge_index, graph.batch, edge_attr=edges)
+        edges = layer.conv.take_edges()
+    out = encoder(mixed_batch)
+    torch.testing.assert_close(out.extras["nodes"], h)
+    torch.testing.assert_close(out.extras["edges"], edges)
+    assert not torch.allclose(edges, encoder.bond_embeddings[0](graph.edge_attr))
+
+
+def test_paper_preset_parameter_counts():
+    """The counts docs/pgt3d.md states (PyG's ResGatedGraphConv kept as ``gatedgcn``)."""
+    counts = {
+        local: sum(p.numel() for p in GPSEncoder(GPSConfig.paper(local=local)).parameters())
+        for local in ("gatedgcn_edges", "gatedgcn")
+    }
+    assert counts == {"gatedgcn_edges": 5_934_108, "gatedgcn": 6_842_208}

@@ -204,7 +204,7 @@ def test_the_official_loss_adds_the_raw_energy_through_the_angle_head(qm9_sdf):
     hartree = (graph.energy.double() / 27.211386245988).float()
     expected = ((task.heads.angle(pooled).squeeze(-1) - hartree) ** 2).mean()
     torch.testing.assert_close(losses["energy"], expected)
-    assert losses["energy"].item() > 1e3 * sum(losses[t].item() for t in TARGETS)  # it dominates
+    assert losses["energy"].item() > 100 * sum(losses[t].item() for t in TARGETS)  # it dominates
     # it trains the encoder (unlike the detached probe), and the weights never move
     grads = torch.autograd.grad(
         losses["energy"], list(task.encoder.parameters()), allow_unused=True
