@@ -1,7 +1,9 @@
 """Text metrics for molecule captioning, IUPAC naming and molecule-text retrieval.
 
 * :func:`caption_metrics` -- BLEU-2/4, METEOR and ROUGE-1/2/L, computed the way MolT5 and MolCA
-  compute them (see its docstring for the one documented difference: the tokenizer).
+  compute them except for two documented differences (WordPiece vocabulary: MiniLM's, not
+  SciBERT's; METEOR without WordNet synonyms by default), plus a whitespace-token BLEU that
+  depends on no tokenizer choice.
 * :func:`opsin_name_check` -- do predicted names parse with OPSIN, and to the input molecule?
 * :func:`retrieval_metrics` -- top-1 accuracy and recall@20 between molecules and texts, in
   consecutive batches of 64 (as MolCA reports) and over the whole set.
@@ -128,7 +130,11 @@ def caption_metrics(
       when it is installed. The result's ``meteor_matching`` says which was used;
     * ROUGE: ``rouge_score.rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])`` on the
       raw strings (its own lowercasing alphanumeric tokenizer, no stemming), F-measure averaged
-      over pairs.
+      over pairs;
+    * whitespace BLEU (``bleu2_whitespace``, ``bleu4_whitespace``): the same ``corpus_bleu``
+      on ``str.split()`` tokens (case kept, no truncation). It needs no tokenizer choice, so it
+      compares across papers and tokenizers; it is stricter than WordPiece BLEU on IUPAC names,
+      where one whitespace token is a whole name part.
 
     Parameters
     ----------
@@ -138,8 +144,9 @@ def caption_metrics(
     Returns
     -------
     dict
-        ``bleu2``, ``bleu4``, ``meteor``, ``rouge1``, ``rouge2``, ``rougeL`` as fractions in
-        [0, 1] (MolT5 reports them x100), ``n``, ``tokenizer`` and ``meteor_matching``.
+        ``bleu2``, ``bleu4``, ``meteor``, ``rouge1``, ``rouge2``, ``rougeL``,
+        ``bleu2_whitespace``, ``bleu4_whitespace`` as fractions in [0, 1] (MolT5 reports them
+        x100), ``n``, ``tokenizer`` and ``meteor_matching``.
     """
     from nltk.translate.bleu_score import corpus_bleu
     from nltk.translate.meteor_score import meteor_score
@@ -162,6 +169,10 @@ def caption_metrics(
         warnings.simplefilter("ignore")
         bleu2 = corpus_bleu(refs, hyps, weights=(0.5, 0.5))
         bleu4 = corpus_bleu(refs, hyps, weights=(0.25, 0.25, 0.25, 0.25))
+        words_ref = [[ref.split()] for ref in references]
+        words_hyp = [pred.split() for pred in predictions]
+        bleu2_ws = corpus_bleu(words_ref, words_hyp, weights=(0.5, 0.5))
+        bleu4_ws = corpus_bleu(words_ref, words_hyp, weights=(0.25, 0.25, 0.25, 0.25))
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
     rouge = [scorer.score(ref, pred) for pred, ref in zip(predictions, references)]
     if tokenizer is None:
@@ -175,6 +186,8 @@ def caption_metrics(
         "rouge1": float(np.mean([r["rouge1"].fmeasure for r in rouge])),
         "rouge2": float(np.mean([r["rouge2"].fmeasure for r in rouge])),
         "rougeL": float(np.mean([r["rougeL"].fmeasure for r in rouge])),
+        "bleu2_whitespace": float(bleu2_ws),
+        "bleu4_whitespace": float(bleu4_ws),
         "n": len(predictions),
         "tokenizer": str(tokenizer_name),
         "meteor_matching": matching,

@@ -69,6 +69,24 @@ class _NoWordNet:
         return []
 
 
+def test_whitespace_bleu_by_hand_and_against_nltk():
+    """Whitespace tokens, case kept, whatever the WordPiece tokenizer: an IUPAC name part is
+    one token, so a wrong locant costs the whole word."""
+    preds = ["2-methyl propan-1-ol", "The molecule is an acid"]
+    refs = ["2-methyl propan-2-ol", "The molecule is a weak acid"]
+    got = caption_metrics(preds, refs)  # the default (MiniLM WordPiece) tokenizer
+    tokens_p, tokens_r = [p.split() for p in preds], [[r.split()] for r in refs]
+    assert got["bleu2_whitespace"] == pytest.approx(corpus_bleu(tokens_r, tokens_p, (0.5, 0.5)))
+    assert got["bleu4_whitespace"] == pytest.approx(corpus_bleu(tokens_r, tokens_p))
+    # by hand: unigrams 1 + 4 of 2 + 5 match, bigrams 0 + 2 of 1 + 4; 7 hypothesis words
+    # against 8 reference words, brevity penalty exp(1 - 8/7)
+    expected = np.exp(1 - 8 / 7) * (5 / 7 * 2 / 5) ** 0.5
+    assert got["bleu2_whitespace"] == pytest.approx(expected)
+    assert got["bleu2_whitespace"] < got["bleu2"]  # WordPiece splits the names into matches
+    # identical texts: 1 (BLEU-4 is not: nltk counts the 2-word name as 0 of 1 trigrams)
+    assert caption_metrics(preds, preds)["bleu2_whitespace"] == pytest.approx(1.0)
+
+
 def test_corpus_bleu_pools_counts_and_meteor_averages():
     preds = ["the cat sat on a mat", "a dog ran in the park"]
     refs = ["the cat sat on the mat", "a dog ran in the park"]
