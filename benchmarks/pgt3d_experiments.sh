@@ -9,6 +9,7 @@ S=$R/splits
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-10000}
 FINETUNE_STEPS=${FINETUNE_STEPS:-8000}
 B3DB_STEPS=${B3DB_STEPS:-2000}
+FINETUNE_WARMUP=${FINETUNE_WARMUP:-500}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 QM9_TARGETS="--target-columns mu --target-columns alpha --target-columns homo --target-columns lumo --target-columns gap --target-columns r2 --target-columns zpve --target-columns cv"
 timed() { local out=$1; shift; mkdir -p "$out"; /usr/bin/time -f "%e s wall, %U s user" -o "$out/time.txt" "$@" > "$out/stdout.txt" 2>&1; }
@@ -24,7 +25,7 @@ finetune_qm9() {  # NAME SEED [INIT]
   local extra=(); [ -n "${3:-}" ] && extra=(--init "$3")
   timed "$R/qm9_$1_seed$2" molfm train property --model gps --data qm9 --on-invalid skip \
     --split-file "$S/finetune_split.npz" $QM9_TARGETS "${extra[@]}" --seed "$2" \
-    --max-steps "$FINETUNE_STEPS" --warmup-steps 500 --accelerator cpu --no-progress \
+    --max-steps "$FINETUNE_STEPS" --warmup-steps "$FINETUNE_WARMUP" --accelerator cpu --no-progress \
     --output-dir "$R/qm9_$1_seed$2"
 }
 finetune_qm9_transformer_m() {  # SEED: trained jointly (2D+3D, denoising), evaluated in 2D

@@ -4,7 +4,8 @@ The paper (Wang et al., KDD 2023) chooses the weights ``w`` of the bond-length, 
 losses so that the representation they train predicts the molecule's total energy best: a
 bi-level problem, the encoder ``theta`` trained on ``sum_k w_k L_k`` (inner), ``w`` chosen to
 minimize the held-out energy loss ``L_E`` of the result (outer). The official code does not
-contain it (its loss is a fixed 1:1:1 sum).
+contain it: it trains a fixed sum of four losses, the three geometry tasks plus the raw total
+energy (``weighting="official"``, :mod:`.task`). The search here is molfm's own design.
 
 molfm solves the outer problem with a one-step hypergradient (as DARTS does): after one inner
 step ``theta' = theta - eta * sum_k w_k g_k`` with ``g_k = dL_k/dtheta``,
