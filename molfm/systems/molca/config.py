@@ -83,6 +83,11 @@ class MolCATrainConfig(RunOptions):
         None, min=1, help="Q-Former layers (MiniLM's first N; default 6)."
     )
     num_query_tokens: int | None = option(None, min=1, help="Q-Former queries (8).")
+    graph_token: bool = option(
+        True,
+        help="Prepend the encoder's pooled graph embedding to the nodes the Q-Former reads, "
+        "as MolCA's encoder does (--no-graph-token: the nodes alone).",
+    )
     qformer: dict[str, Any] = option(
         default_factory=dict, cli=False, help="QFormerConfig fields (the flags above merged in)."
     )
@@ -140,6 +145,7 @@ class MolCATrainConfig(RunOptions):
         fold_data_path(self)  # a data set's name or a file's path; load_splits tells them apart
         graph = {"num_layers": self.graph_layers, "dim": self.graph_dim}
         qformer = {"num_layers": self.qformer_layers, "num_query_tokens": self.num_query_tokens}
+        qformer["graph_token"] = self.graph_token
         self.graph_overrides = {
             **self.graph_overrides,
             **{k: v for k, v in graph.items() if v is not None},

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
 from torch import nn
 
 from molfm.hub import from_pretrained, get_model_class, resolve_checkpoint
-from molfm.nn.encoder import encoder_config
+from molfm.nn.encoder import EncoderOutput, encoder_config
 
-__all__ = ["build_graph_encoder", "graph_encoder_spec"]
+__all__ = ["build_graph_encoder", "graph_encoder_spec", "graph_keys"]
 
 FRESH = ("gine", "gps")
 
@@ -35,6 +36,17 @@ def build_graph_encoder(
     if not hasattr(encoder, "embedding_dim"):
         raise ValueError(f"{name_or_dir} holds a {type(model).__name__}, not a graph encoder")
     return encoder
+
+
+def graph_keys(encoded: EncoderOutput, graph_token: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the Q-Former cross-attends to: the node embeddings ``[B, N, C]`` and mask ``[B, N]``,
+    with ``graph_token`` the encoder's pooled graph embedding prepended (``[B, 1 + N, C]``), as
+    MolCA's official graph encoder returns them."""
+    nodes, mask = encoded.node_embeddings, encoded.node_mask
+    if not graph_token:
+        return nodes, mask
+    nodes = torch.cat([encoded.graph_embedding[:, None].to(nodes.dtype), nodes], dim=1)
+    return nodes, torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
 
 
 def graph_encoder_spec(encoder: nn.Module) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from torch import nn
 
 from molfm.hub import from_pretrained, get_model_class, load_config, register_model
 from molfm.hub import resolve_checkpoint as _resolve
-from molfm.systems.molca.graph import build_graph_encoder, graph_encoder_spec
+from molfm.systems.molca.graph import build_graph_encoder, graph_encoder_spec, graph_keys
 from molfm.systems.molca.lm import SMOLLM2, LoadedLM, load_lm
 from molfm.systems.molca.lora import LMTuning, ParameterCount, count_parameters, tune_lm
 from molfm.systems.molca.prompt import (
@@ -381,8 +381,8 @@ class MolCA(nn.Module):
     def encode_graphs(self, graphs) -> torch.Tensor:
         """``[B, Nq, D_lm]``: the projected Q-Former outputs for a ``DenseBatch``."""
         encoded = self.graph_encoder(graphs)
-        queries = self.qformer.encode_graph(encoded.node_embeddings, encoded.node_mask)
-        return self.projector(queries)
+        nodes, mask = graph_keys(encoded, self.qformer.config.graph_token)
+        return self.projector(self.qformer.encode_graph(nodes, mask))
 
     def lm_inputs(
         self,

@@ -50,6 +50,9 @@ class QFormerConfig:
     num_query_tokens: int = 8
     graph_dim: int = 300  # width of the graph encoder's node embeddings (GINE: 300)
     graph_layernorm: bool = True  # MolCA's ln_graph on the nodes before cross-attention
+    # MolCA's encoder prepends its pooled graph embedding to the nodes the queries read; off
+    # for checkpoints saved before the option (their config lacks it), on for new runs
+    graph_token: bool = False
     cross_attention_frequency: int = 2
     vocab_size: int = 30522
     hidden_size: int = 384

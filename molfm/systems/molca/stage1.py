@@ -50,7 +50,7 @@ from torch import nn
 from molfm.data.dense import PairStructure
 from molfm.hub import get_model_class, register_model
 from molfm.pinned import minilm_path
-from molfm.systems.molca.graph import build_graph_encoder
+from molfm.systems.molca.graph import build_graph_encoder, graph_keys
 from molfm.systems.molca.losses import max_query_similarity, same_pairs, sample_hard_negatives
 from molfm.systems.molca.qformer import QFormer, QFormerConfig, load_qformer_tokenizer
 
@@ -264,9 +264,10 @@ class MolCAStage1(nn.Module):
         return out["input_ids"].to(self.device), out["attention_mask"].to(self.device)
 
     def encode_nodes(self, graphs) -> tuple[torch.Tensor, torch.Tensor]:
-        """A DenseBatch -> the graph encoder's node embeddings ``[B, N, C]`` and mask."""
+        """A DenseBatch -> what the Q-Former reads: the graph encoder's node embeddings
+        ``[B, N, C]`` and mask (the pooled graph token first with ``graph_token``)."""
         out = self.graph_encoder(graphs.to(self.device))
-        return out.node_embeddings, out.node_mask
+        return graph_keys(out, self.qformer.config.graph_token)
 
     def embed_molecules(self, graphs) -> torch.Tensor:
         """``[B, Nq, D]``: normalized projections of the query outputs."""
