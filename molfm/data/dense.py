@@ -8,7 +8,8 @@
     pos         float [B, N, 3]        coordinates (zeros where a molecule has none)
     has_pos     bool  [B]              the molecule came with coordinates
     y           float [B, T]           targets (NaN = missing), when present
-    graph       the same molecules as one sparse PyG ``Batch`` (for message-passing encoders)
+    graph       the same molecules as one sparse PyG ``Batch`` (for message-passing encoders;
+                None when the encoder reads ``pairs`` instead)
     pairs       the encoder's per-pair inputs (``dict`` of padded tensors), or None
 
 A graph transformer that attends over all atom pairs may need structure a sparse batch does not
@@ -125,37 +126,51 @@ class DenseGraphDataset(Dataset):
 
 def collate_dense(items: Sequence[tuple[Data, PairStructure | None]]) -> DenseBatch:
     """Pad ``(Data, pair structure or None)`` items (from :class:`DenseGraphDataset`) into a
-    :class:`DenseBatch` (see the module docstring)."""
+    :class:`DenseBatch` (see the module docstring).
+
+    Whole-batch operations: the molecules' atoms are concatenated and scattered into the padded
+    tensors at once. ``graph`` (the sparse batch) is built only for message-passing encoders,
+    whose items carry no pair structure; an encoder that reads ``pairs`` gets ``graph=None``."""
     if not items:
         raise ValueError("cannot collate an empty batch")
     batch_size = len(items)
-    n_max = max(int(data.num_nodes) for data, _ in items)
-    n_atom = items[0][0].x.shape[1]
-    x = torch.zeros(batch_size, n_max, n_atom, dtype=torch.long)
+    graphs = [data for data, _ in items]
+    sizes = torch.tensor([int(data.num_nodes) for data in graphs])
+    n_max = int(sizes.max())
+    # (molecule, atom) of every atom of the batch, in order
+    owner = torch.repeat_interleave(torch.arange(batch_size), sizes)
+    atom = torch.arange(int(sizes.sum())) - torch.repeat_interleave(sizes.cumsum(0) - sizes, sizes)
+    x = torch.zeros(batch_size, n_max, graphs[0].x.shape[1], dtype=torch.long)
+    x[owner, atom] = torch.cat([data.x for data in graphs])
     node_mask = torch.zeros(batch_size, n_max, dtype=torch.bool)
+    node_mask[owner, atom] = True
+    # bonds per atom: both directions of each bond are present, so count the sources
+    starts = sizes.cumsum(0) - sizes
+    sources = torch.cat([data.edge_index[0] + start for data, start in zip(graphs, starts)])
     degree = torch.zeros(batch_size, n_max, dtype=torch.long)
+    degree[owner, atom] = torch.bincount(sources, minlength=len(owner))
     pos = torch.zeros(batch_size, n_max, 3)
-    has_pos = torch.zeros(batch_size, dtype=torch.bool)
-    targets = []
-    for b, (data, _) in enumerate(items):
-        n = int(data.num_nodes)
-        x[b, :n] = data.x
-        node_mask[b, :n] = True
-        degree[b, :n] = torch.bincount(data.edge_index[0], minlength=n)
-        if getattr(data, "pos", None) is not None:
-            pos[b, :n] = data.pos.float()
-            has_pos[b] = True
-        if getattr(data, "y", None) is not None:
-            targets.append(data.y.reshape(-1).float())
+    has_pos = torch.tensor([getattr(data, "pos", None) is not None for data in graphs])
+    if has_pos.any():
+        with_pos = has_pos[owner]
+        pos[owner[with_pos], atom[with_pos]] = torch.cat(
+            [data.pos.float() for data in graphs if getattr(data, "pos", None) is not None]
+        )
+    targets = [
+        data.y.reshape(-1).float() for data in graphs if getattr(data, "y", None) is not None
+    ]
     y = torch.stack(targets) if len(targets) == batch_size else None
-    graph = Batch.from_data_list(
-        [
-            Data(x=d.x, edge_index=d.edge_index, edge_attr=d.edge_attr, num_nodes=d.num_nodes)
-            for d, _ in items
-        ]
-    )
     first = items[0][1]
-    pairs = None if first is None else type(first).collate(items, n_max)
+    if first is None:  # message-passing encoders read the sparse batch
+        graph = Batch.from_data_list(
+            [
+                Data(x=d.x, edge_index=d.edge_index, edge_attr=d.edge_attr, num_nodes=d.num_nodes)
+                for d in graphs
+            ]
+        )
+        pairs = None
+    else:
+        graph, pairs = None, type(first).collate(items, n_max)
     return DenseBatch(x, node_mask, degree, pos, has_pos, y, graph, pairs)
 
 

@@ -26,14 +26,20 @@ def adamw_warmup_cosine(
     min_lr_ratio: float = 0.1,
     betas: tuple[float, float] = (0.9, 0.999),
     no_decay: Callable[[str, torch.nn.Parameter], bool] | None = None,
+    fused_on_cpu: bool = False,
 ) -> dict:
     """What a LightningModule's ``configure_optimizers`` returns: AdamW over the trainable
     parameters, the learning rate warmed up linearly for ``warmup_steps`` (at least one) and
     decayed on a cosine to ``min_lr_ratio`` x ``lr`` at ``max_steps``, stepped every step.
 
     ``no_decay(name, param)`` true puts a parameter in a second group without weight decay.
+    ``fused_on_cpu`` uses torch's fused AdamW when every parameter is on the CPU: one kernel
+    for all tensors instead of the default's Python loop over them (several times faster for a
+    small model; the updates differ from the loop's in the last float bit).
     """
     trainable = [(n, p) for n, p in named_parameters if p.requires_grad]
+    on_cpu = all(p.device.type == "cpu" for _, p in trainable)
+    fused = True if fused_on_cpu and on_cpu else None
     if no_decay is None:
         groups: list = [p for _, p in trainable]
     else:
@@ -47,7 +53,9 @@ def adamw_warmup_cosine(
             )
             if g["params"]
         ]
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas)
+    optimizer = torch.optim.AdamW(
+        groups, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused
+    )
     schedule = warmup_cosine(
         optimizer,
         warmup_steps=max(1, warmup_steps),
