@@ -29,6 +29,7 @@ __all__ = [
     "cache_dir_option",
     "ENGINES",
     "EngineOptions",
+    "WorkerOptions",
     "StreamOptions",
 ]
 
@@ -148,18 +149,24 @@ class EngineOptions:
 
 
 @dataclass(kw_only=True)
-class StreamOptions(EngineOptions):
-    """Streaming in parts: input read ``chunk_size`` rows at a time, each part written as it
-    finishes (a rerun resumes), ``workers`` models at once (processes or Ray actors)."""
+class WorkerOptions(EngineOptions):
+    """How many models work at once: local processes or Ray actors, one model each."""
 
     workers: int = option(
         1, min=1, help="Model workers: local processes, or Ray actors (one model each)."
-    )
-    chunk_size: int = option(
-        10_000, min=1, help="Input rows per part (read, computed and written together)."
     )
     gpus_per_worker: float | None = option(
         None,
         min=0,
         help="GPUs per Ray actor (default 1 when the cluster has GPUs, else 0).",
+    )
+
+
+@dataclass(kw_only=True)
+class StreamOptions(WorkerOptions):
+    """Streaming in parts: input read ``chunk_size`` rows at a time, each part written as it
+    finishes (a rerun resumes), ``workers`` models at once."""
+
+    chunk_size: int = option(
+        10_000, min=1, help="Input rows per part (read, computed and written together)."
     )

@@ -95,7 +95,7 @@ def list_command(cache_dir: Path | None = cache_dir_option()) -> None:
 def prepare_command(cfg: PrepareConfig, run: RunContext) -> None:
     """Featurize a data set once into the parquet cache (resumable and parallel)."""
     from molfm.chem.parse import InvalidMoleculeError
-    from molfm.data.prepare import prepare
+    from molfm.scale.run import prepare
 
     try:
         result = prepare(cfg)

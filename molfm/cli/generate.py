@@ -41,11 +41,11 @@ def _report(rows: int, output: str, summary: Any) -> None:
 @config_command(app, "generate", GenerateConfig, outputs=lambda cfg: [cfg.output])
 def generate(cfg: GenerateConfig, run: RunContext) -> None:
     """Sample new molecules (de novo) into a CSV, showing validity and uniqueness as it runs."""
-    from molfm.systems.gp_molformer.run import generate as generate_job  # torch: when needed
+    from molfm.scale.run import generate as generate_job  # torch: when needed
 
-    frame, summary = generate_job(cfg, progress=_sampling_bar)
+    rows, summary = generate_job(cfg, progress=_sampling_bar)
     run.save_config_beside(cfg.output)
-    _report(len(frame), cfg.output, summary)
+    _report(rows, cfg.output, summary)
 
 
 @config_command(app, "decorate", DecorateConfig, outputs=lambda cfg: [cfg.output])

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from molfm.options import ON_INVALID, cache_dir_option, option
+from molfm.options import ON_INVALID, EngineOptions, cache_dir_option, option
 
 __all__ = ["PrepareConfig"]
 
 
 @dataclass(kw_only=True)
-class PrepareConfig:
+class PrepareConfig(EngineOptions):
     """What ``molfm data prepare`` featurizes, and how (:func:`molfm.data.prepare.prepare`).
 
     The data is a registered data set (``name`` or ``data``, the same thing) or a file of one's
@@ -49,7 +49,8 @@ class PrepareConfig:
         0,
         flags=("--num-workers", "-j"),
         min=0,
-        help="Worker processes that featurize shards in parallel (0 or 1 = in this process).",
+        help="Worker processes (or Ray actors with --engine ray) that featurize shards in "
+        "parallel (0 or 1 = in this process).",
     )
     shard_size: int = option(10_000, min=1, help="Input rows per cache shard.")
     limit: int | None = option(None, min=1, help="Prepare only the first N rows.")

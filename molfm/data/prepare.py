@@ -13,7 +13,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,15 @@ from molfm.data.cache import (
 )
 from molfm.data.config import PrepareConfig
 
-__all__ = ["prepare_dataset", "prepare", "PrepareResult", "featurize_frame", "OnInvalid"]
+__all__ = [
+    "prepare_dataset",
+    "prepare",
+    "PrepareResult",
+    "featurize_frame",
+    "run_shard",
+    "OnInvalid",
+    "ShardEngine",
+]
 
 OnInvalid = Literal["error", "skip"]
 INVALID_SCHEMA = pa.schema([("row", pa.int64()), ("smiles", pa.string()), ("reason", pa.string())])
@@ -162,7 +170,11 @@ def _invalid_name(index: int) -> str:
     return f"invalid-{index:05d}.parquet"
 
 
-def _run_shard(
+ShardEngine = Callable[..., None]
+"""Runs :func:`run_shard` over shards somewhere else (see :func:`prepare_dataset`)."""
+
+
+def run_shard(
     source: Any, frame: pd.DataFrame, index: int, path: str, options: dict[str, Any]
 ) -> tuple[int, int, int]:
     """Featurize one shard and write it (invalid part first, then the shard that marks it done)."""
@@ -194,6 +206,7 @@ def prepare_dataset(
     root: str | Path | None = None,
     progress: bool = True,
     conformers: ConformerOptions | None = None,
+    shard_engine: ShardEngine | None = None,
 ) -> PrepareResult:
     """Featurize ``source`` (a :class:`molfm.data.sources.Source`) into the parquet cache.
 
@@ -210,6 +223,12 @@ def prepare_dataset(
     conformers
         Generate RDKit coordinates (``pos``) for sources without them; the options are part of
         the cache key, and molecules that cannot be embedded are rejected rows.
+    shard_engine
+        Runs the shards elsewhere (e.g. Ray, :func:`molfm.scale.engines.ray_shard_engine`):
+        called as ``shard_engine(source, frame, todo, shard_size, path, options, on_done)``,
+        it calls :func:`run_shard` once per shard index in ``todo`` on ``frame``'s rows and
+        ``on_done((index, n_ok, n_bad))`` as each finishes. Default: this machine's
+        ``processes``.
     """
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', not {on_invalid!r}")
@@ -261,7 +280,17 @@ def prepare_dataset(
     def shard_frame(i: int) -> pd.DataFrame:
         return frame.iloc[i * shard_size : (i + 1) * shard_size]
 
-    _run_all(source, shard_frame, todo, path, options, processes, on_invalid, progress, len(frame))
+    if shard_engine is None:
+        _run_all(
+            source, shard_frame, todo, path, options, processes, on_invalid, progress, len(frame)
+        )
+    else:
+
+        def on_done(done: tuple[int, int, int]) -> None:
+            if on_invalid == "error" and done[2]:
+                _raise_first_invalid(path, done[0])
+
+        shard_engine(source, frame, todo, shard_size, str(path), options, on_done)
 
     invalid = pa.concat_tables(
         [pq.read_table(path / "invalid" / _invalid_name(i)) for i in range(n_shards)]
@@ -318,7 +347,7 @@ def _run_all(source, shard_frame, todo, path, options, processes, on_invalid, pr
         bar.advance(task, n_rows - sum(len(shard_frame(i)) for i in todo))
         if processes <= 1:
             for i in todo:
-                _, n_ok, n_bad = _run_shard(source, shard_frame(i), i, str(path), options)
+                _, n_ok, n_bad = run_shard(source, shard_frame(i), i, str(path), options)
                 bar.advance(task, n_ok + n_bad)
                 if on_invalid == "error" and n_bad:
                     _raise_first_invalid(path, i)
@@ -332,7 +361,7 @@ def _run_all(source, shard_frame, todo, path, options, processes, on_invalid, pr
                     while queue and len(pending) < 2 * processes:  # bounded memory in flight
                         i = queue.pop(0)
                         args = (source, shard_frame(i), i, str(path), options)
-                        pending.add(pool.submit(_run_shard, *args))
+                        pending.add(pool.submit(run_shard, *args))
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
                         i, n_ok, n_bad = future.result()
@@ -345,7 +374,7 @@ def _run_all(source, shard_frame, todo, path, options, processes, on_invalid, pr
                 raise
 
 
-def prepare(cfg: PrepareConfig) -> PrepareResult:
+def prepare(cfg: PrepareConfig, shard_engine: ShardEngine | None = None) -> PrepareResult:
     """``molfm data prepare``: featurize the data set or file ``cfg`` names with its options.
 
     Raises
@@ -393,4 +422,5 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         shard_size=cfg.shard_size,
         limit=cfg.limit,
         conformers=ConformerOptions(seed=cfg.conformer_seed) if cfg.conformers else None,
+        shard_engine=shard_engine,
     )

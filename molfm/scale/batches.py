@@ -22,7 +22,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["BatchFunction", "Job", "PredictJob", "EmbedJob", "NameJob", "REJECTED_COLUMNS"]
+__all__ = [
+    "BatchFunction",
+    "Job",
+    "PredictJob",
+    "EmbedJob",
+    "NameJob",
+    "GenerateJob",
+    "Embedder",
+    "load_embedder",
+    "embedder_kind",
+    "REJECTED_COLUMNS",
+]
 
 REJECTED_COLUMNS = ["row", "smiles", "reason"]
 
@@ -99,19 +110,19 @@ def _featurize(config: Any, frame: pd.DataFrame):
     return good, rejected
 
 
-def _check_flat(config: Any, encoder: Any, good: list) -> None:
+def _check_flat(mode: str, where: str, encoder: Any, good: list) -> None:
     """A 3D mode on flat SDF records (no 3D coordinates): one line naming the rows."""
     from molfm.chem.io import flat_records_message
     from molfm.data.sources.base import coordinates_error
     from molfm.tasks.predict import has_3d_channel
 
-    if config.mode not in ("3d", "2d3d") or not has_3d_channel(type(encoder)):
+    if mode not in ("3d", "2d3d") or not has_3d_channel(type(encoder)):
         return
     flat = [row for row, _, data in good if getattr(data, "pos", None) is None]
     if flat:
         raise coordinates_error(
-            flat_records_message(config.data_path, flat, len(good)),
-            f"--mode {config.mode}",
+            flat_records_message(where, flat, len(good)),
+            f"--mode {mode}",
             "add --conformers to generate them, or use --mode 2d",
         )
 
@@ -152,7 +163,7 @@ class _Predict:
         from molfm.tasks.predict import prediction_frame
 
         good, rejected = _featurize(self.config, frame)
-        _check_flat(self.config, self.model.encoder, good)
+        _check_flat(self.config.mode, self.config.data_path, self.model.encoder, good)
         with inference_autocast(self.device, self.config.precision):
             table = prediction_frame(
                 self.model,
@@ -192,57 +203,54 @@ def embedder_kind(model_type: str) -> str:
     return "graph"
 
 
-class _Embed:
-    def __init__(self, config: Any) -> None:
-        from molfm.hub import from_pretrained, load_config, resolve_checkpoint
+class Embedder:
+    """Vectors of featurized molecules from one loaded model (``kind`` from
+    :func:`embedder_kind`): what ``molfm embed``'s batch function and a server's embed
+    endpoint both run.
 
-        self.config = config
-        self.device = _device(config)
-        path = resolve_checkpoint(config.model)
-        model_type = load_config(path).get("model_type", "")
-        self.kind = embedder_kind(model_type)
-        if self.kind == "smiles":
-            from molfm.systems.gp_molformer.model import load_smiles_model
+    ``model`` is the loaded checkpoint (``(model, tokenizer)`` for GP-MoLFormer)."""
 
-            self.model, self.tokenizer = load_smiles_model(path, device=self.device)
-        else:
-            self.model = from_pretrained(path, map_location=self.device)
-        self.model.eval()
-        if self.kind == "graph":
-            from molfm.tasks.config import encoder_mode
+    def __init__(
+        self,
+        model: Any,
+        kind: str,
+        *,
+        mode: str | None = None,
+        batch_size: int = 64,
+        device: Any = "cpu",
+        precision: str = "32-true",
+    ) -> None:
+        self.kind, self.mode, self.batch_size = kind, mode, batch_size
+        self.device, self.precision = device, precision
+        self.tokenizer = None
+        if kind == "smiles":
+            model, self.tokenizer = model
+        self.model = model
+        self.encoder = None
+        if kind == "graph":
             from molfm.tasks.embed import graph_encoder_of
 
-            self.encoder = graph_encoder_of(self.model)
+            self.encoder = graph_encoder_of(model)
             if self.encoder is None:
-                raise ValueError(f"--model {config.model}: a {model_type!r} model has no encoder")
-            self.mode = encoder_mode(config.mode)
+                raise ValueError(f"a {type(model).__name__} has no graph encoder to embed with")
 
-    def _vectors(self, good: list) -> np.ndarray:
-        graphs = [data for _, _, data in good]
-        batch = self.config.batch_size
+    @property
+    def dim(self) -> int:
         if self.kind == "graph":
-            from molfm.tasks.embed import embed_graphs
+            return self.encoder.embedding_dim
+        if self.kind == "smiles":
+            return self.model.config.n_embd
+        return 0  # MolCA: known after the first batch
 
-            return embed_graphs(
-                self.encoder, graphs, mode=self.mode, batch_size=batch, device=self.device
-            )
-        if self.kind == "molca":
-            from molfm.systems.molca.embed import embed_molecules
+    def check_coordinates(self, mode_option: str, good: list, where: str) -> None:
+        """3D modes on molecules without coordinates: one line (graph encoders)."""
+        if self.kind == "graph":
+            _check_flat(mode_option, where, self.encoder, good)
 
-            return embed_molecules(self.model, graphs, batch_size=batch, device=self.device)
-        from molfm.systems.gp_molformer.embed import embed_smiles
-
-        return embed_smiles(
-            self.model,
-            self.tokenizer,
-            [s for _, s, _ in good],
-            batch_size=batch,
-            device=self.device,
-        )
-
-    def _readable(self, good: list, rejected: list) -> list:
-        """GP-MoLFormer reads SMILES tokens: a molecule whose canonical SMILES holds a token
-        outside its vocabulary, or is too long, is rejected with the reason."""
+    def readable(self, good: list, rejected: list) -> list:
+        """The molecules this model can read: GP-MoLFormer reads canonical SMILES tokens, so
+        one with a token outside its vocabulary, or too long, goes to ``rejected`` with the
+        reason. Returns ``(row, smiles the model reads, Data)``."""
         if self.kind != "smiles":
             return good
         from molfm.chem.parse import canonical_smiles, parse_smiles
@@ -263,16 +271,65 @@ class _Embed:
             kept.append((row, text, data))
         return kept
 
-    def __call__(self, frame: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
+    def vectors(self, good: list) -> np.ndarray:
+        """``[len(good), D]`` float32 vectors of readable molecules (:meth:`readable`)."""
         from molfm.engine.hardware import inference_autocast
 
+        if not good:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        graphs = [data for _, _, data in good]
+        options = {"batch_size": self.batch_size, "device": self.device}
+        with inference_autocast(self.device, self.precision):
+            if self.kind == "graph":
+                from molfm.tasks.embed import embed_graphs
+
+                return embed_graphs(self.encoder, graphs, mode=self.mode, **options)
+            if self.kind == "molca":
+                from molfm.systems.molca.embed import embed_molecules
+
+                return embed_molecules(self.model, graphs, **options)
+            from molfm.systems.gp_molformer.embed import embed_smiles
+
+            return embed_smiles(self.model, self.tokenizer, [s for _, s, _ in good], **options)
+
+
+def load_embedder(model: str, config: Any) -> Embedder:
+    """An :class:`Embedder` for a shipped name or checkpoint directory, with ``config``'s
+    mode, batch size, device and precision."""
+    from molfm.hub import from_pretrained, load_config, resolve_checkpoint
+    from molfm.tasks.config import encoder_mode
+
+    device = _device(config)
+    path = resolve_checkpoint(model)
+    kind = embedder_kind(load_config(path).get("model_type", ""))
+    if kind == "smiles":
+        from molfm.systems.gp_molformer.model import load_smiles_model
+
+        loaded = load_smiles_model(path, device=device)
+        loaded[0].eval()
+    else:
+        loaded = from_pretrained(path, map_location=device).eval()
+    return Embedder(
+        loaded,
+        kind,
+        mode=encoder_mode(config.mode),
+        batch_size=config.batch_size,
+        device=device,
+        precision=config.precision,
+    )
+
+
+class _Embed:
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.embedder = load_embedder(config.model, config)
+
+    def __call__(self, frame: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
         good, rejected = _featurize(self.config, frame)
-        if self.kind == "graph":
-            _check_flat(self.config, self.encoder, good)
+        self.embedder.check_coordinates(self.config.mode, good, self.config.data_path)
         smiles_of = {row: smiles for row, smiles, _ in good}
-        good = self._readable(good, rejected)
-        with inference_autocast(self.device, self.config.precision):
-            vectors = self._vectors(good) if good else np.zeros((0, 0), dtype=np.float32)
+        good = self.embedder.readable(good, rejected)
+        vectors = self.embedder.vectors(good)
         rows = np.array([r for r, _, _ in good], dtype=np.int64)
         columns: dict[str, Any] = {"row": pa.array(rows)}
         if self.config.id_column:
@@ -280,13 +337,8 @@ class _Embed:
                 frame.loc[rows, self.config.id_column].tolist(), type=pa.string()
             )
         columns["smiles"] = pa.array([smiles_of[r] for r in rows.tolist()], type=pa.string())
-        dim = vectors.shape[1] if vectors.size else 0
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
-        columns["embedding"] = (
-            pa.FixedSizeListArray.from_arrays(flat, dim)
-            if dim
-            else pa.array([[] for _ in rows], type=pa.list_(pa.float32()))
-        )
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
         rejected.sort(key=lambda item: item["row"])
         return pa.table(columns), _rejected_frame(rejected)
 
@@ -341,3 +393,53 @@ class _Name:
         if self.config.verify:
             table["verified"] = verified
         return pa.Table.from_pandas(table, preserve_index=False), _rejected_frame(rejected)
+
+
+# --- generate (seeded shards) -------------------------------------------------------------------
+
+
+@dataclass
+class GenerateJob:
+    config: Any  # molfm.systems.gp_molformer.config.GenerateConfig
+
+    def fingerprint(self) -> str:
+        return config_fingerprint("generate", self.config)
+
+    def input_columns(self) -> list[str] | None:
+        return None
+
+    def build(self) -> BatchFunction:
+        return _Generate(self.config)
+
+
+class _Generate:
+    """One shard ``{shard, n, seed}`` -> its ``n`` samples (``molfm generate``'s columns)."""
+
+    def __init__(self, config: Any) -> None:
+        from molfm.systems.gp_molformer.model import load_smiles_model
+
+        self.config = config
+        self.device = _device(config)
+        self.model, self.tokenizer = load_smiles_model(config.model, device=self.device)
+        self.model.eval()
+
+    def __call__(self, frame: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
+        from molfm.systems.gp_molformer.run import generate_frame
+
+        (shard,) = frame.to_dict("records")
+        cfg = self.config
+        samples = generate_frame(
+            self.model,
+            self.tokenizer,
+            int(shard["n"]),
+            batch_size=cfg.batch_size,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            max_length=cfg.max_length,
+            seed=int(shard["seed"]),
+            device=self.device,
+            precision=cfg.precision,
+            syntax_mask=cfg.syntax_mask,
+        )
+        return pa.Table.from_pandas(samples, preserve_index=False), _rejected_frame([])

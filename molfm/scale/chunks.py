@@ -27,7 +27,15 @@ import pyarrow.parquet as pq
 from molfm.data.sources.base import SourceError
 from molfm.data.sources.user import read_user_table, table_delimiter
 
-__all__ = ["Chunk", "input_kind", "plan_chunks", "read_chunk", "iter_chunk_frames"]
+__all__ = [
+    "Chunk",
+    "input_kind",
+    "plan_chunks",
+    "plan_shards",
+    "shard_seed",
+    "read_chunk",
+    "iter_chunk_frames",
+]
 
 _BLOCK = 1 << 24  # bytes scanned at a time while planning
 _SDF_END = b"$$$$"
@@ -37,10 +45,11 @@ _SDF_END = b"$$$$"
 class Chunk:
     """``n_rows`` consecutive rows of ``path``, the first being row ``first_row``.
 
-    ``start``/``stop`` are byte offsets (CSV/TSV/SDF) or row offsets (Parquet)."""
+    ``start``/``stop`` are byte offsets (CSV/TSV/SDF) or row offsets (Parquet). A generation
+    shard (``kind="shard"``, no file) draws ``n_rows`` samples with the seed ``start``."""
 
     path: str
-    kind: str  # "csv" | "sdf" | "parquet"
+    kind: str  # "csv" | "sdf" | "parquet" | "shard"
     index: int
     first_row: int
     n_rows: int
@@ -162,6 +171,20 @@ def plan_chunks(path: str | Path, chunk_size: int) -> list[Chunk]:
     ]
 
 
+def shard_seed(seed: int, shard: int) -> int:
+    """The seed of generation shard ``shard`` of a run seeded ``seed`` (independent streams,
+    the same on every engine)."""
+    return int(np.random.SeedSequence([seed, shard]).generate_state(1, dtype=np.uint32)[0])
+
+
+def plan_shards(n: int, shard_size: int, seed: int) -> list[Chunk]:
+    """``n`` samples as seeded shards of ``shard_size`` (the last one smaller)."""
+    return [
+        Chunk("", "shard", i, first, min(shard_size, n - first), shard_seed(seed, i), 0)
+        for i, first in enumerate(range(0, n, shard_size))
+    ]
+
+
 def _read_bytes(path: str, start: int, stop: int) -> bytes:
     with open(path, "rb") as handle:
         handle.seek(start)
@@ -177,6 +200,10 @@ def read_chunk(chunk: Chunk, columns: list[str] | None = None) -> pd.DataFrame:
     SourceError
         The part does not hold the rows its plan says (the file changed since planning).
     """
+    if chunk.kind == "shard":
+        frame = pd.DataFrame({"shard": [chunk.index], "n": [chunk.n_rows], "seed": [chunk.start]})
+        frame.index = pd.RangeIndex(chunk.first_row, chunk.first_row + 1)
+        return frame
     if chunk.kind == "parquet":
         frame = _read_parquet_rows(chunk.path, chunk.start, chunk.stop, columns)
     elif chunk.kind == "sdf":

@@ -8,6 +8,7 @@ directory, which every worker must see: a local disk, or a shared file system on
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import nullcontext
@@ -16,7 +17,7 @@ from pathlib import Path
 from molfm.scale.batches import Job
 from molfm.scale.chunks import Chunk
 
-__all__ = ["run_local", "run_ray"]
+__all__ = ["run_local", "run_ray", "ray_shard_engine"]
 
 _worker: tuple | None = None  # (batch function, columns) of this worker process
 
@@ -130,6 +131,31 @@ def run_ray(
     ``workers`` actors (one model each, ``gpus_per_worker`` GPUs each: default 1 when the
     cluster has GPUs). Without ``address``, a local cluster of ``workers + 1`` CPUs (the
     extra one runs Ray Data's own tasks beside the actors, which would otherwise stall)."""
+    with _ray_session(address, workers) as ray:
+        if gpus_per_worker is None:
+            gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
+        items = [{name: getattr(c, name) for name in Chunk.__dataclass_fields__} for c in chunks]
+        dataset = ray.data.from_items(items).map_batches(
+            _PartActor,
+            fn_constructor_kwargs={"job": job, "parts": str(parts)},
+            batch_size=1,
+            concurrency=workers,
+            num_cpus=1,
+            num_gpus=gpus_per_worker,
+        )
+        with _progress(progress, len(chunks), f"{len(chunks)} parts on Ray") as bar:
+            for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):
+                for index in batch["index"]:
+                    on_done(int(index))
+                    if bar is not None:
+                        bar.advance(bar.task_ids[0])
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None, workers: int):
+    """Ray, joined at ``address`` or started here with ``workers + 1`` CPUs (the extra one
+    runs Ray Data's own tasks beside the actors, which would otherwise stall); left as it
+    was found. Failures inside come out as molfm's one-line errors where they are molfm's."""
     try:
         import ray
     except ImportError:
@@ -150,30 +176,62 @@ def run_ray(
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
         context.execution_options.preserve_order = True
-        if gpus_per_worker is None:
-            gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
-        items = [{name: getattr(c, name) for name in Chunk.__dataclass_fields__} for c in chunks]
-        dataset = ray.data.from_items(items).map_batches(
-            _PartActor,
-            fn_constructor_kwargs={"job": job, "parts": str(parts)},
-            batch_size=1,
-            concurrency=workers,
-            num_cpus=1,
-            num_gpus=gpus_per_worker,
-        )
-        with _progress(progress, len(chunks), f"{len(chunks)} parts on Ray") as bar:
-            for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):
-                for index in batch["index"]:
-                    on_done(int(index))
-                    if bar is not None:
-                        bar.advance(bar.task_ids[0])
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        yield ray
     except Exception as err:
         raise _user_error(err) from None
     finally:
         if started:
             ray.shutdown()
+
+
+class _ShardActor:
+    """A Ray actor featurizing shards of a data set (``molfm data prepare --engine ray``)."""
+
+    def __init__(self, source, frame_ref, shard_size: int, path: str, options: dict) -> None:
+        import ray
+
+        self.source, self.frame = source, ray.get(frame_ref[0])
+        self.shard_size, self.path, self.options = shard_size, path, options
+
+    def __call__(self, batch: dict) -> dict:
+        from molfm.data.prepare import run_shard
+
+        out = {"index": [], "n_ok": [], "n_bad": []}
+        for index in batch["index"]:
+            i = int(index)
+            rows = self.frame.iloc[i * self.shard_size : (i + 1) * self.shard_size]
+            _, n_ok, n_bad = run_shard(self.source, rows, i, self.path, self.options)
+            out["index"].append(i), out["n_ok"].append(n_ok), out["n_bad"].append(n_bad)
+        return out
+
+
+def ray_shard_engine(address: str | None, workers: int):
+    """A ``shard_engine`` for :func:`molfm.data.prepare.prepare_dataset` that featurizes the
+    shards on Ray: ``map_batches`` over shard indices with ``workers`` actors, the rows put in
+    Ray's object store once."""
+
+    def engine(source, frame, todo, shard_size, path, options, on_done) -> None:
+        with _ray_session(address, workers) as ray:
+            frame_ref = [ray.put(frame)]  # in a list: Ray passes it on unresolved
+            dataset = ray.data.from_items([{"index": i} for i in todo]).map_batches(
+                _ShardActor,
+                fn_constructor_kwargs={
+                    "source": source,
+                    "frame_ref": frame_ref,
+                    "shard_size": shard_size,
+                    "path": path,
+                    "options": options,
+                },
+                batch_size=1,
+                concurrency=workers,
+                num_cpus=1,
+            )
+            for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):
+                on_done((int(batch["index"][0]), int(batch["n_ok"][0]), int(batch["n_bad"][0])))
+
+    return engine
 
 
 def _user_error(err: Exception) -> Exception:

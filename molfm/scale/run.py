@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from molfm.options import check_options
-from molfm.scale.batches import EmbedJob, Job, NameJob, PredictJob
-from molfm.scale.chunks import input_kind
+from molfm.scale.batches import EmbedJob, GenerateJob, Job, NameJob, PredictJob
+from molfm.scale.chunks import input_kind, plan_shards
 from molfm.scale.config import EmbedConfig
-from molfm.scale.stream import StreamResult, run_stream
+from molfm.scale.stream import StreamResult, run_stream, run_units
 
-__all__ = ["predict", "embed", "name", "run_job"]
+__all__ = ["predict", "embed", "name", "generate", "prepare", "run_job"]
 
 
 def run_job(job: Job, cfg: Any) -> StreamResult:
@@ -80,3 +80,63 @@ def embed(cfg: EmbedConfig) -> StreamResult:
 def name(cfg) -> StreamResult:
     """``molfm name``: IUPAC names of every readable molecule of ``cfg.data_path``."""
     return run_job(NameJob(cfg), cfg)
+
+
+def generate(cfg, *, progress=None) -> tuple[int, dict[str, Any]]:
+    """``molfm generate``: ``cfg.n`` samples into ``cfg.output``; returns the row count and
+    the summary (validity, uniqueness, novelty with ``--train-data``, molecules/s).
+
+    Without ``--shard-size``: one seed for every draw, in this process (``progress`` shows
+    it). With it: seeded shards (:func:`~molfm.scale.chunks.plan_shards`), run as parts on
+    the engine, ``--workers`` models at once; the same shards give the same file anywhere.
+    """
+    import time
+
+    import pandas as pd
+
+    from molfm.systems.gp_molformer.run import generate as generate_here
+    from molfm.systems.gp_molformer.run import summarize, train_set
+
+    check_options(cfg)
+    if cfg.shard_size is None:
+        if cfg.engine != "local" or cfg.workers > 1:
+            raise ValueError(
+                "--engine ray and --workers > 1 sample seeded shards: give --shard-size "
+                "(the same shards give the same molecules on any engine)"
+            )
+        frame, summary = generate_here(cfg, progress=progress)
+        return len(frame), summary
+    train = train_set(cfg)  # before sampling: fail fast
+    start = time.perf_counter()
+    shards = plan_shards(cfg.n, cfg.shard_size, cfg.seed)
+    result = run_units(
+        GenerateJob(cfg),
+        shards,
+        cfg.output,
+        stamp={"n": cfg.n, "shard_size": cfg.shard_size},
+        engine=cfg.engine,
+        workers=cfg.workers,
+        ray_address=cfg.ray_address,
+        gpus_per_worker=cfg.gpus_per_worker,
+    )
+    seconds = time.perf_counter() - start
+    frame = pd.read_csv(result.output, keep_default_na=False, dtype={"canonical_smiles": str})
+    summary = summarize(frame, train)
+    summary["molecules_per_s"] = cfg.n / seconds
+    return result.rows, summary
+
+
+def prepare(cfg):
+    """``molfm data prepare`` on ``cfg``'s engine: this machine's processes, or Ray actors
+    (``--engine ray``, ``-j`` of them) running the same shard function; the cache is the same
+    either way (:func:`molfm.data.prepare.prepare`)."""
+    from molfm.data.prepare import prepare as prepare_here
+
+    if cfg.engine != "ray":
+        return prepare_here(cfg)
+    from molfm.scale.engines import ray_shard_engine
+
+    check_options(cfg)
+    return prepare_here(
+        cfg, shard_engine=ray_shard_engine(cfg.ray_address, max(1, cfg.num_workers))
+    )

@@ -34,7 +34,7 @@ from molfm.scale.batches import REJECTED_COLUMNS, Job
 from molfm.scale.chunks import Chunk, plan_chunks
 from molfm.scale.parts import rejected_path, result_path
 
-__all__ = ["StreamResult", "run_stream", "parts_dir_of"]
+__all__ = ["StreamResult", "run_stream", "run_units", "parts_dir_of"]
 
 JOB_FILE = "job.json"
 
@@ -56,15 +56,8 @@ def parts_dir_of(output: str | Path) -> Path:
     return output.with_name(output.name + ".parts")
 
 
-def _open_parts(parts: Path, job: Job, input_path: Path, chunk_size: int) -> None:
-    stat = input_path.stat()
-    stamp = {
-        "job": job.fingerprint(),
-        "input": str(input_path.resolve()),
-        "input_bytes": stat.st_size,
-        "input_mtime_ns": stat.st_mtime_ns,
-        "chunk_size": chunk_size,
-    }
+def _open_parts(parts: Path, stamp: dict) -> None:
+    """Create ``parts`` with its stamp, or check that the parts there are this run's."""
     marker = parts / JOB_FILE
     if marker.is_file():
         if json.loads(marker.read_text()) != stamp:
@@ -117,13 +110,51 @@ def run_stream(
     ValueError
         The parts directory belongs to another run.
     """
-    from molfm.scale.engines import run_local, run_ray
-
     input_path, output = Path(input_path), Path(output)
     chunks = plan_chunks(input_path, chunk_size)
     _check_columns(chunks[0], job.input_columns())
+    stat = input_path.stat()
+    stamp = {
+        "input": str(input_path.resolve()),
+        "input_bytes": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "chunk_size": chunk_size,
+    }
+    return run_units(
+        job,
+        chunks,
+        output,
+        stamp=stamp,
+        on_invalid=on_invalid,
+        engine=engine,
+        workers=workers,
+        ray_address=ray_address,
+        gpus_per_worker=gpus_per_worker,
+        progress=progress,
+    )
+
+
+def run_units(
+    job: Job,
+    chunks: list[Chunk],
+    output: str | Path,
+    *,
+    stamp: dict,
+    on_invalid: str = "error",
+    engine: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    gpus_per_worker: float | None = None,
+    progress: bool = False,
+) -> StreamResult:
+    """Run ``job`` over planned parts (of a file, or generation shards) into ``output``:
+    steps 2-4 of the module docstring. ``stamp`` says what the parts depend on besides the
+    job (the input file, the part size)."""
+    from molfm.scale.engines import run_local, run_ray
+
+    output = Path(output)
     parts = parts_dir_of(output)
-    _open_parts(parts, job, input_path, chunk_size)
+    _open_parts(parts, {"job": job.fingerprint(), **stamp})
     finished = {c.index for c in chunks if result_path(parts, c.index).is_file()}
     todo = [c for c in chunks if c.index not in finished]
 
@@ -134,11 +165,11 @@ def run_stream(
     for index in sorted(finished):
         check(index)
     if todo:
-        run = run_ray if engine == "ray" else run_local
-        kwargs = (
-            {"address": ray_address, "gpus_per_worker": gpus_per_worker} if engine == "ray" else {}
-        )
-        run(job, todo, parts, workers=workers, on_done=check, progress=progress, **kwargs)
+        if engine == "ray":
+            options = {"address": ray_address, "gpus_per_worker": gpus_per_worker}
+            run_ray(job, todo, parts, workers=workers, on_done=check, progress=progress, **options)
+        else:
+            run_local(job, todo, parts, workers=workers, on_done=check, progress=progress)
     result = _assemble(parts, [c.index for c in chunks], output)
     result.resumed_parts = len(finished)
     shutil.rmtree(parts)

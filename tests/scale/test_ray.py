@@ -88,3 +88,53 @@ def test_a_bad_row_on_ray_is_the_same_one_line_error(cluster, molecules, tmp_pat
     with pytest.raises(InvalidMoleculeError, match="row 5"):
         _run(PredictJob(cfg), cfg, "ray")
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_generation_shards_on_ray_equal_the_local_ones(cluster, tmp_path):
+    from molfm.scale.run import generate
+    from molfm.systems.gp_molformer.config import GenerateConfig
+
+    files = {}
+    for engine in ("local", "ray"):
+        cfg = GenerateConfig(
+            n=24,
+            seed=2,
+            shard_size=8,
+            workers=2,
+            engine=engine,
+            batch_size=8,
+            output=str(tmp_path / f"{engine}.csv"),
+            accelerator="cpu",
+        )
+        generate(cfg)
+        files[engine] = (tmp_path / f"{engine}.csv").read_bytes()
+    assert files["ray"] == files["local"]
+
+
+def test_prepare_on_ray_writes_the_local_cache(cluster, molecules, tmp_path):
+    import pyarrow.parquet as pq
+
+    from molfm.data.config import PrepareConfig
+    from molfm.scale.run import prepare
+
+    datasets = {}
+    for engine in ("local", "ray"):
+        cfg = PrepareConfig(
+            data_path=str(molecules),
+            shard_size=8,
+            num_workers=2,
+            on_invalid="skip",
+            engine=engine,
+            cache_dir=str(tmp_path / engine),
+        )
+        from molfm.data.fetch import use_cache_dir
+
+        with use_cache_dir(cfg.cache_dir):
+            result = prepare(cfg)
+        assert (result.n_valid, result.n_invalid) == (39, 1)
+        datasets[engine] = result.dataset.path
+    shards = sorted(p.name for p in (datasets["local"] / "shards").iterdir())
+    assert len(shards) == 5
+    for name in shards:
+        local = pq.read_table(datasets["local"] / "shards" / name)
+        assert local.equals(pq.read_table(datasets["ray"] / "shards" / name))

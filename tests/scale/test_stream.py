@@ -10,9 +10,7 @@ from rdkit import Chem
 
 from molfm.chem.parse import InvalidMoleculeError
 from molfm.scale.batches import EmbedJob, PredictJob
-from molfm.scale.chunks import plan_chunks
 from molfm.scale.config import EmbedConfig
-from molfm.scale.engines import run_local
 from molfm.scale.stream import parts_dir_of, run_stream
 from molfm.tasks.config import PredictConfig
 from molfm.tasks.predict import predict_file
@@ -72,24 +70,46 @@ def test_two_worker_processes_write_what_one_process_writes(molecules, tmp_path)
     assert one.output.read_bytes() == two.output.read_bytes()
 
 
-def test_a_killed_run_resumes_from_its_finished_parts(molecules, tmp_path):
-    out = tmp_path / "p.csv"
-    cfg = PredictConfig(
+class _Killed(Exception):
+    pass
+
+
+class DyingJob(PredictJob):
+    """The same job as PredictJob (same fingerprint) whose process "dies" after two parts."""
+
+    def build(self):
+        fn, calls = super().build(), []
+
+        def run(frame):
+            if len(calls) == 2:
+                raise _Killed
+            calls.append(1)
+            return fn(frame)
+
+        return run
+
+
+def _config(molecules, out, **options):
+    return PredictConfig(
         data_path=str(molecules),
         output=str(out),
         accelerator="cpu",
         chunk_size=16,
         on_invalid="skip",
+        **options,
     )
-    job = PredictJob(cfg)
-    # the first run "dies" after two of its four parts: they are on disk, nothing else is
-    from molfm.scale.stream import _open_parts
 
-    parts = parts_dir_of(out)
-    _open_parts(parts, job, molecules, 16)
-    run_local(job, plan_chunks(molecules, 16)[:2], parts)
-    assert not out.exists()
-    resumed = run_stream(job, molecules, out, chunk_size=16, on_invalid="skip")
+
+def test_a_killed_run_resumes_from_its_finished_parts(molecules, tmp_path):
+    out = tmp_path / "p.csv"
+    with pytest.raises(_Killed):
+        run_stream(
+            DyingJob(_config(molecules, out)), molecules, out, chunk_size=16, on_invalid="skip"
+        )
+    assert not out.exists() and len(list(parts_dir_of(out).glob("part-*"))) == 2
+    resumed = run_stream(
+        PredictJob(_config(molecules, out)), molecules, out, chunk_size=16, on_invalid="skip"
+    )
     assert resumed.resumed_parts == 2 and resumed.parts == 4
     _, fresh = _predict(molecules, tmp_path / "fresh.csv", chunk_size=16, on_invalid="skip")
     assert out.read_bytes() == fresh.output.read_bytes()
@@ -97,16 +117,13 @@ def test_a_killed_run_resumes_from_its_finished_parts(molecules, tmp_path):
 
 def test_parts_of_another_run_are_not_mixed_in(molecules, tmp_path):
     out = tmp_path / "p.csv"
-    parts = parts_dir_of(out)
-    cfg = PredictConfig(data_path=str(molecules), output=str(out), accelerator="cpu", chunk_size=16)
-    from molfm.scale.stream import _open_parts
-
-    _open_parts(parts, PredictJob(cfg), molecules, 16)
-    other = PredictConfig(
-        data_path=str(molecules), output=str(out), accelerator="cpu", chunk_size=16, mode="2d"
-    )
+    with pytest.raises(_Killed):
+        run_stream(
+            DyingJob(_config(molecules, out)), molecules, out, chunk_size=16, on_invalid="skip"
+        )
+    other = PredictJob(_config(molecules, out, mode="2d"))
     with pytest.raises(ValueError, match="parts of another run"):
-        run_stream(PredictJob(other), molecules, out, chunk_size=16, on_invalid="skip")
+        run_stream(other, molecules, out, chunk_size=16, on_invalid="skip")
 
 
 def test_on_invalid_error_names_the_first_bad_row_and_skip_continues(molecules, tmp_path):
@@ -158,3 +175,35 @@ def test_permuted_atoms_give_the_same_vector(tmp_path, model):
     vectors = np.stack(_embed(path, tmp_path / "e.parquet", model=model, mode="2d")["embedding"])
     np.testing.assert_allclose(vectors[0::2], vectors[1::2], rtol=0, atol=2e-5)
     assert np.abs(vectors[0] - vectors[2]).max() > 1e-2  # different molecules differ
+
+
+def test_generation_shards_are_the_same_on_one_or_two_workers(tmp_path):
+    from molfm.scale.run import generate
+    from molfm.systems.gp_molformer.config import GenerateConfig
+
+    outputs = []
+    for workers in (1, 2):
+        cfg = GenerateConfig(
+            n=40,
+            seed=5,
+            shard_size=16,
+            workers=workers,
+            batch_size=16,
+            output=str(tmp_path / f"g{workers}.csv"),
+            accelerator="cpu",
+        )
+        rows, summary = generate(cfg)
+        assert rows == 40 and 0 < summary["validity"] <= 1
+        outputs.append((tmp_path / f"g{workers}.csv").read_bytes())
+    assert outputs[0] == outputs[1]
+    frame = pd.read_csv(tmp_path / "g1.csv")
+    assert frame["smiles"].iloc[:16].tolist() != frame["smiles"].iloc[16:32].tolist()
+
+
+def test_parallel_generation_without_shards_is_one_line(tmp_path):
+    from molfm.scale.run import generate
+    from molfm.systems.gp_molformer.config import GenerateConfig
+
+    cfg = GenerateConfig(n=8, workers=2, output=str(tmp_path / "g.csv"), accelerator="cpu")
+    with pytest.raises(ValueError, match="--shard-size"):
+        generate(cfg)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from molfm.engine.options import HardwareOptions, RunOptions, fold_data_path, option
+from molfm.options import WorkerOptions
 
 __all__ = [
     "DEFAULT_SMILES_MODEL",
@@ -217,7 +218,7 @@ class _SampleJob(SamplingOptions, HardwareOptions):
 
 
 @dataclass(kw_only=True)
-class GenerateConfig(_SampleJob):
+class GenerateConfig(_SampleJob, WorkerOptions):
     """Everything a de novo sampling job depends on (saved beside its CSV)."""
 
     n: int = option(1000, flags=("-n",), min=1, help="How many molecules to sample.")
@@ -229,6 +230,12 @@ class GenerateConfig(_SampleJob):
     )
     syntax_mask: bool = option(
         False, help="Ban tokens that break SMILES syntax (unclosed rings or branches, endings)."
+    )
+    shard_size: int | None = option(
+        None,
+        min=1,
+        help="Sample in seeded shards of this many molecules (needed for --workers > 1 and "
+        "--engine ray; the same shards give the same molecules on any engine).",
     )
 
 

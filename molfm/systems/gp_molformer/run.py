@@ -81,7 +81,7 @@ def generate(
     check_options(cfg)
     device = _device(cfg)
     model, tokenizer = load_smiles_model(cfg.model, device=device)
-    train = _train_set(cfg)  # before sampling: fail fast
+    train = train_set(cfg)  # before sampling: fail fast
     with (progress or _no_progress)(cfg.n) as on_batch:
         frame = generate_frame(
             model,
@@ -116,7 +116,7 @@ def decorate(cfg: DecorateConfig) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     model, tokenizer = load_smiles_model(cfg.model, device=device)
     for index, text in enumerate(scaffolds):
         check_scaffold(index, text, tokenizer)
-    train = _train_set(cfg)
+    train = train_set(cfg)
     frames, reports = [], []
     for text in scaffolds:
         frame = decorate_frame(
@@ -160,7 +160,7 @@ def _device(cfg: GenerateConfig | DecorateConfig) -> torch.device:
     return device
 
 
-def _train_set(cfg: GenerateConfig | DecorateConfig) -> frozenset[str] | None:
+def train_set(cfg: GenerateConfig | DecorateConfig) -> frozenset[str] | None:
     """Canonical ``--train-data`` SMILES for novelty (cached after the first use)."""
     if cfg.train_data is None:
         return None
