@@ -57,6 +57,7 @@ class ServeConfig(HardwareOptions):
     )
     max_name_items: int = option(64, min=1, help="Molecules per name request.")
     max_depict_items: int = option(1000, min=1, help="Molecules per depict request.")
+    max_embed_items: int = option(1000, min=1, help="Molecules per embed request.")
     max_retrieve_items: int = option(64, min=1, help="Queries per retrieve request.")
     max_candidates: int = option(
         1000, min=1, help="Candidates a retrieve request may bring (the --candidates file: any)."
@@ -115,6 +116,7 @@ class ServeConfig(HardwareOptions):
                 "predict_with_conformers": self.max_conformer_items,
                 "name": self.max_name_items,
                 "depict": self.max_depict_items,
+                "embed": self.max_embed_items,
                 "retrieve": self.max_retrieve_items,
             },
             "max_candidates": self.max_candidates,

@@ -135,7 +135,7 @@ class Service:
 
 class PropertyService(Service):
     kind = "property"
-    tasks = ("predict",)
+    tasks = ("predict", "embed")
 
     def _worker(self) -> Worker:
         return Worker(
@@ -228,7 +228,7 @@ class PropertyService(Service):
 
 class SamplerService(Service):
     kind = "gp-molformer"
-    tasks = ("generate", "decorate")
+    tasks = ("generate", "decorate", "embed")
 
     def __init__(self, id: str, model: Any, cfg: ServeConfig, device: Any) -> None:
         self.tokenizer = model[1]
@@ -296,7 +296,7 @@ class SamplerService(Service):
 
 class NamingService(Service):
     kind = "molca"
-    tasks = ("name",)
+    tasks = ("name", "embed")
 
     def _worker(self) -> Worker:
         return Worker(
@@ -341,7 +341,7 @@ class NamingService(Service):
 
 class RetrievalService(Service):
     kind = "molca-stage1"
-    tasks = ("retrieve",)
+    tasks = ("retrieve", "embed")
 
     def __init__(self, id: str, model: Any, cfg: ServeConfig, device: Any) -> None:
         super().__init__(id, model, cfg, device)

@@ -169,6 +169,19 @@ def add_routes(app: FastAPI, registry: Any, cfg: ServeConfig) -> None:
         results = await service.retrieve(queries, direction, candidates, request.top_k, deadline)
         return {"model": service.id, "direction": direction, "results": results}
 
+    @app.post("/v1/embed", response_model=s.EmbedResponse, tags=["models"])
+    async def embed(request: s.EmbedRequest) -> dict:
+        """One vector per molecule (``molfm embed``'s), in input order."""
+        from molfm.serve.embed import embed_items
+
+        check_items(cfg, request.smiles, cfg.max_embed_items)
+        service = registry.find(request.model, "embed")
+        if request.mode in ("3d", "2d3d"):
+            problem = getattr(service, "coordinates_problem", lambda *a: None)(request.mode, False)
+            if problem:
+                raise ServeError(422, "invalid_request", problem)
+        return await embed_items(service, request.smiles, request.mode, Deadline(cfg.timeout_s))
+
     @app.post("/v1/depict", response_model=s.DepictResponse, tags=["tools"])
     async def depict(request: s.DepictRequest) -> dict:
         """SVG drawings of molecules (RDKit), in input order; no model needed."""

@@ -35,6 +35,8 @@ __all__ = [
     "RetrieveResponse",
     "DepictRequest",
     "DepictResponse",
+    "EmbedRequest",
+    "EmbedResponse",
 ]
 
 ModelId = Field(
@@ -250,6 +252,29 @@ class RetrieveResponse(_Response):
     model: str
     direction: Literal["text-to-molecule", "molecule-to-text"]
     results: list[Retrieved | RetrieveFailed]
+
+
+# --- embed -------------------------------------------------------------------------------------
+class EmbedRequest(_Request):
+    model: str | None = ModelId
+    smiles: list[str] = Field(description="The molecules, answered in this order.")
+    mode: Literal["available", "2d", "3d", "2d3d"] = Field(
+        "2d",
+        description="Transformer-M's channels (SMILES have no coordinates: 3D modes need a "
+        "3D model's conformers, which embed does not generate).",
+    )
+
+
+class Embedded(_Response):
+    ok: Literal[True] = True
+    smiles: str
+    embedding: list[float] = Field(description="The molecule's vector (molfm embed's).")
+
+
+class EmbedResponse(_Response):
+    model: str
+    dim: int = Field(description="Length of every embedding.")
+    results: list[Embedded | Failed]
 
 
 # --- depict ------------------------------------------------------------------------------------

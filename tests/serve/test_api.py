@@ -21,12 +21,12 @@ def test_health_and_models(client):
     models = {m["id"]: m for m in body["models"]}
     assert list(models) == [PROPERTY, SAMPLER]
     prop = models[PROPERTY]
-    assert prop["tasks"] == ["predict"] and prop["status"] == "ready"
+    assert prop["tasks"] == ["predict", "embed"] and prop["status"] == "ready"
     assert prop["system"] == "transformer-m"
     assert prop["targets"] == [{"name": t, "unit": "eV"} for t in ("homo", "lumo", "gap")]
     assert prop["domain"]["max_atoms"] == 9
     assert prop["limits"]["max_items"] == 1000 and prop["limits"]["max_batch"] == 64
-    assert models[SAMPLER]["tasks"] == ["generate", "decorate"]
+    assert models[SAMPLER]["tasks"] == ["generate", "decorate", "embed"]
     assert models[SAMPLER]["limits"]["max_num_molecules"] == 10_000
     limits = body["limits"]
     assert limits["max_body_bytes"] == 1 << 20 and limits["max_smiles_length"] == 500
@@ -35,6 +35,7 @@ def test_health_and_models(client):
         "predict_with_conformers": 64,
         "name": 64,
         "depict": 1000,
+        "embed": 1000,
         "retrieve": 64,
     }
     assert limits["timeout_s"] == 60 and limits["queue_depth"] == 1024
@@ -200,3 +201,44 @@ def test_malformed_json_and_unknown_routes(client):
     assert response.status_code == 422 and response.json()["error"]["type"] == "invalid_request"
     assert client.get("/v1/nothing").json()["error"]["type"] == "not_found"
     assert client.get("/v1/predict").json()["error"]["code"] == 405
+
+
+@pytest.mark.parametrize("model", [PROPERTY, SAMPLER])
+def test_embed_equals_molfm_embed(client, tmp_path, model):
+    """The server's vectors are molfm embed's, bit for bit; unreadable molecules fail alone."""
+    import numpy as np
+
+    from molfm.scale.config import EmbedConfig
+    from molfm.scale.run import embed
+
+    response = client.post("/v1/embed", json={"model": model, "smiles": MOLECULES})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == model and len(body["results"]) == len(MOLECULES)
+    data = tmp_path / "molecules.csv"
+    pd.DataFrame({"smiles": MOLECULES}).to_csv(data, index=False)
+    cfg = EmbedConfig(
+        model=model,
+        data_path=str(data),
+        output=str(tmp_path / "e.parquet"),
+        on_invalid="skip",
+        accelerator="cpu",
+        mode="2d",
+    )
+    written = pd.read_parquet(embed(cfg).output)
+    vectors = dict(zip(written["row"], written["embedding"]))
+    for i, item in enumerate(body["results"]):
+        assert item["smiles"] == MOLECULES[i]
+        if i not in vectors:
+            assert item["ok"] is False
+            continue
+        assert item["ok"] is True and len(item["embedding"]) == body["dim"]
+        np.testing.assert_array_equal(np.array(item["embedding"], dtype=np.float32), vectors[i])
+    assert not body["results"][1]["ok"] and not body["results"][5]["ok"]  # C1CC, xyz
+
+
+def test_embed_limits_and_modes(client):
+    too_many = {"model": PROPERTY, "smiles": ["C"] * 1001}
+    assert client.post("/v1/embed", json=too_many).status_code == 422
+    three_d = client.post("/v1/embed", json={"model": PROPERTY, "smiles": ["CCO"], "mode": "3d"})
+    assert three_d.status_code == 422 and "3D" in three_d.json()["error"]["message"]

@@ -70,7 +70,7 @@ def _csv(path, smiles):
 
 def test_models_list_the_tiny_models_by_directory_name(molca_client):
     models = {m["id"]: m["tasks"] for m in molca_client.get("/v1/models").json()["models"]}
-    assert models == {"tiny-namer": ["name"], "run1": ["retrieve"]}
+    assert models == {"tiny-namer": ["name", "embed"], "run1": ["retrieve", "embed"]}
 
 
 @pytest.mark.parametrize("verify", [False, True])
@@ -189,3 +189,17 @@ def test_models_no_endpoint_serves_are_refused_at_start(tmp_path):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1 and result.output.startswith("error:"), result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("model", ["tiny-namer", "run1"])
+def test_molca_models_embed(molca_client, model):
+    """MolCA's vectors: one per readable molecule, the same length, the bad one failing alone."""
+    response = molca_client.post(
+        "/v1/embed", json={"model": model, "smiles": ["CCO", "xyz", "c1ccccc1"]}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    ok = [item for item in body["results"] if item["ok"]]
+    assert [item["ok"] for item in body["results"]] == [True, False, True]
+    assert all(len(item["embedding"]) == body["dim"] > 0 for item in ok)
+    assert ok[0]["embedding"] != ok[1]["embedding"]
