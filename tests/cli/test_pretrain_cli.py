@@ -87,6 +87,7 @@ def test_the_shipped_encoder_is_taken_by_name(files):
         (["--weighting", "fixed", "--task-weights", "1,0"], "three non-negative numbers"),
         (["--weighting", "auto"], "--energy-column"),
         (["--weighting", "official"], "--weighting official trains on a total energy"),
+        (["--weighting", "equal", "--heads", "official"], "--heads official reads edge states"),
         (["--energy-column", "u0"], "column(s) ['u0'] not found"),
     ],
 )

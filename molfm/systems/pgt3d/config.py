@@ -14,6 +14,8 @@ from molfm.engine.options import RunOptions, fold_data_path, option
 
 __all__ = ["ENCODERS", "WEIGHTINGS", "PGTPretrainConfig", "parse_task_weights"]
 
+HEAD_FORMS = ("symmetric", "official")
+"""The pretext heads: molfm's direction-symmetric bond heads, or the official code's."""
 ENCODERS = ("gps", "gine")
 """Encoders 3D-PGT pretrains (any registered molfm graph encoder that reads the sparse graph)."""
 WEIGHTINGS = ("auto", "equal", "fixed", "official")
@@ -121,6 +123,12 @@ class PGTPretrainConfig(RunOptions):
         None, min=1, help="Validate and checkpoint every N steps (default: once per epoch)."
     )
     head_hidden: int = option(128, min=1, cli=False, help="Hidden width of each pretext head.")
+    heads: str = option(
+        "symmetric",
+        choices=HEAD_FORMS,
+        help="Bond heads: symmetric ([h_u+h_v, h_u*h_v], once per bond) or official (bond: "
+        "[h_i, h_j, e_ij] -> squared distance; dihedral: the edge state; needs --preset paper).",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

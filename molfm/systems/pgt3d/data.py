@@ -212,7 +212,8 @@ class PretrainDataModule(MolDataModule):
 
 
 def target_stats(data: PretrainDataModule, train: np.ndarray) -> dict[str, tuple[float, float]]:
-    """Mean/std of each geometry target over the training molecules' atoms or bonds."""
+    """Mean/std of each geometry target over the training molecules' atoms or bonds, and of the
+    squared bond length (``"bond_length_squared"``, the official bond head's target)."""
     store, targets = data.store, data.targets
     node_counts, bond_counts = np.diff(store.node_ptr), np.diff(store.edge_ptr) // 2
     in_train = np.zeros(len(store), dtype=bool)
@@ -223,6 +224,8 @@ def target_stats(data: PretrainDataModule, train: np.ndarray) -> dict[str, tuple
         values = getattr(targets, name)
         values = values[node_mask if name == "angle_cos_sum" else bond_mask]
         out[name] = (float(values.mean()), float(values.std() or 1.0))
+    squared = targets.bond_length[bond_mask] ** 2  # what the official bond head predicts
+    out["bond_length_squared"] = (float(squared.mean()), float(squared.std() or 1.0))
     return out
 
 

@@ -9,6 +9,12 @@ concatenated, PyG order). Bond heads see the two atoms of a bond through symmetr
 (``h_u + h_v`` and ``h_u * h_v``), because both bond targets are symmetric in the bond's
 direction. The energy head is a sum of per-atom contributions, so it is extensive like the total
 energy it predicts.
+
+``form="official"`` builds the official code's bond and dihedral heads instead: the bond head
+reads ``[h_i, h_j, e_ij]`` of each directed edge and predicts the squared distance, the dihedral
+head reads the edge state ``e_ij`` alone. They need an encoder that keeps edge states
+(``extras["edges"]``: GPS with ``local="gatedgcn_edges"``) and predict each bond twice, once per
+direction.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch_geometric.utils import scatter
+
+from molfm.systems.pgt3d.config import HEAD_FORMS
 
 __all__ = ["mlp", "PretextHeads"]
 
@@ -33,13 +41,20 @@ class PretextHeads(nn.Module):
         Width ``C`` of the encoder's node embeddings.
     hidden
         Width of each head's hidden layer.
+    form
+        ``"symmetric"`` (bond heads on ``[h_u + h_v, h_u * h_v]``) or ``"official"`` (see the
+        module docstring).
     """
 
-    def __init__(self, dim: int, hidden: int = 128) -> None:
+    def __init__(self, dim: int, hidden: int = 128, form: str = "symmetric") -> None:
         super().__init__()
-        self.bond_length = mlp(2 * dim, hidden)
+        if form not in HEAD_FORMS:
+            raise ValueError(f"heads must be one of {', '.join(HEAD_FORMS)}, got {form!r}")
+        self.form = form
+        official = form == "official"
+        self.bond_length = mlp(3 * dim if official else 2 * dim, hidden)
         self.angle = mlp(dim, hidden)
-        self.dihedral = mlp(2 * dim, hidden)
+        self.dihedral = mlp(dim if official else 2 * dim, hidden)
         self.energy = mlp(dim, hidden)
 
     @staticmethod
@@ -47,7 +62,13 @@ class PretextHeads(nn.Module):
         hu, hv = h[bonds[0]], h[bonds[1]]
         return torch.cat([hu + hv, hu * hv], dim=-1)
 
-    def forward(self, h: torch.Tensor, bonds: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        h: torch.Tensor,
+        bonds: torch.Tensor,
+        edges: torch.Tensor | None = None,
+        edge_index: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Standardized predictions of the three geometry targets.
 
         Parameters
@@ -56,12 +77,30 @@ class PretextHeads(nn.Module):
             ``[N, C]`` node embeddings.
         bonds
             int ``[2, M]`` atom pairs, one column per bond.
+        edges, edge_index
+            ``[2M, C]`` edge states and int ``[2, 2M]`` directed edges (bond ``b`` at edges
+            ``2b``, ``2b + 1``); read only by the official heads.
 
         Returns
         -------
         dict
-            ``bond_length`` ``[M]``, ``angle_cos_sum`` ``[N]``, ``dihedral_sum`` ``[M]``.
+            ``bond_length`` ``[M]`` (official: ``[2M]`` squared distances, per direction),
+            ``angle_cos_sum`` ``[N]``, ``dihedral_sum`` ``[M]`` (official: ``[2M]``).
         """
+        if self.form == "official":
+            if edges is None or edge_index is None:
+                raise ValueError(
+                    "the official heads read edge states: use an encoder that keeps them "
+                    "(gps with local='gatedgcn_edges', the paper preset)"
+                )
+            source, target = edge_index
+            return {
+                "bond_length": self.bond_length(
+                    torch.cat([h[source], h[target], edges], dim=-1)
+                ).squeeze(-1),
+                "angle_cos_sum": self.angle(h).squeeze(-1),
+                "dihedral_sum": self.dihedral(edges).squeeze(-1),
+            }
         pair = self._pair(h, bonds)
         return {
             "bond_length": self.bond_length(pair).squeeze(-1),

@@ -79,7 +79,12 @@ def check_pretrain_config(cfg: PGTPretrainConfig) -> dict[str, Any]:
             raise ValueError("--task-weights goes with --weighting fixed")
         parse_task_weights(cfg.task_weights)
     hardware = run_hardware(cfg)
-    build_config(cfg.encoder, cfg.preset, cfg.encoder_overrides)  # the encoder's own checks
+    encoder = build_config(cfg.encoder, cfg.preset, cfg.encoder_overrides)  # its own checks
+    if cfg.heads == "official" and getattr(encoder, "local", None) != "gatedgcn_edges":
+        raise ValueError(
+            "--heads official reads edge states: use --encoder gps --preset paper (the "
+            "edge-stream GatedGCN)"
+        )
     return hardware
 
 
@@ -175,6 +180,7 @@ def pretrain_3dpgt(cfg: PGTPretrainConfig, callbacks: list | None = None) -> Pat
         search_every=cfg.search_every,
         search_step=cfg.search_step,
         head_hidden=cfg.head_hidden,
+        heads=cfg.heads,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps,

@@ -64,6 +64,9 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
     weighting
         ``auto`` (searched), ``equal``, ``fixed`` (``initial_weights``) or ``official`` (1:1:1 plus
         the raw energy through the angle head, as the official code trains).
+    heads
+        ``symmetric`` or ``official`` (:class:`~.model.PretextHeads`); ``official`` needs
+        ``target_stats["bond_length_squared"]`` and an encoder that keeps edge states.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
         search_every: int = 10,
         search_step: float = 0.05,
         head_hidden: int = 128,
+        heads: str = "symmetric",
         lr: float = 5e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
@@ -92,7 +96,11 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
             raise ValueError(f"--weighting {weighting} needs a total energy (--energy-column)")
         encoder_cls = get_model_class(encoder_type)
         self.encoder = encoder_cls(encoder_cls.config_class(**encoder_config))
-        self.heads = PretextHeads(self.encoder.embedding_dim, head_hidden)
+        self.heads = PretextHeads(self.encoder.embedding_dim, head_hidden, heads)
+        if heads == "official" and "bond_length_squared" not in target_stats:
+            raise ValueError("the official heads need target_stats['bond_length_squared']")
+        squared = target_stats.get("bond_length_squared", (0.0, 1.0))
+        self.register_buffer("squared_stats", torch.tensor(squared), persistent=False)
         self.task_weights = TaskWeights(
             TARGETS,
             None if weighting != "fixed" else initial_weights,
@@ -109,11 +117,28 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
 
     # -- targets and losses ------------------------------------------------------------------
     def _standardized(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
+        """Standardized targets in the shapes the heads predict (official heads: the squared
+        bond length, and both bond targets once per direction)."""
         graph = batch.graph
-        return {
+        out = {
             t: (getattr(graph, t) - self.target_mean[k]) / self.target_std[k]
             for k, t in enumerate(TARGETS)
         }
+        if self.heads.form == "official":
+            mean, std = self.squared_stats
+            out["bond_length"] = ((graph.bond_length.square() - mean) / std).repeat_interleave(2)
+            out["dihedral_sum"] = out["dihedral_sum"].repeat_interleave(2)
+        return out
+
+    def _mae(self, k: int, predicted: torch.Tensor, batch: PretrainBatch) -> torch.Tensor:
+        """Held-out MAE of target ``k`` in its own units (bond lengths in Angstrom, also when
+        the official head predicts their squares)."""
+        t = TARGETS[k]
+        if t == "bond_length" and self.heads.form == "official":
+            mean, std = self.squared_stats
+            length = (predicted * std + mean).clamp(min=0).sqrt()
+            return (length - batch.graph.bond_length.repeat_interleave(2)).abs().mean()
+        return (predicted - self._standardized(batch)[t]).abs().mean() * self.target_std[k]
 
     def energy_target(self, batch: PretrainBatch) -> torch.Tensor:
         """``[B]`` standardized, reference-reduced total energy (NaN where missing)."""
@@ -143,7 +168,8 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
         with ``weighting="official"``), the energy-probe MSE, predictions and probe output."""
         encoded = self.encoder(batch)
         h = _nodes(encoded)
-        predicted = self.heads(h, batch.bonds)
+        edges = (encoded.extras or {}).get("edges")
+        predicted = self.heads(h, batch.bonds, edges, batch.graph.edge_index)
         targets = self._standardized(batch)
         losses = {t: F.mse_loss(predicted[t], targets[t]) for t in TARGETS}
         if self.hparams.weighting == "official":
@@ -194,8 +220,7 @@ class PGTPretrainTask(RngStateMixin, L.LightningModule):
         size = len(batch)
         for k, t in enumerate(TARGETS):
             self.log(f"val/{t}", losses[t], batch_size=size)
-            error = (predicted[t] - self._standardized(batch)[t]).abs().mean()
-            self.log(f"val/{t}_mae", error * self.target_std[k], batch_size=size)
+            self.log(f"val/{t}_mae", self._mae(k, predicted[t], batch), batch_size=size)
         energy = self.energy_target(batch)
         known = ~torch.isnan(energy)
         if known.any():
