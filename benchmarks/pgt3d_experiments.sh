@@ -95,5 +95,8 @@ case "${1:-}" in
     pretrain auto auto
     finetune_qm9 pgt_auto 0 "$R/pretrain_auto"
     ;;
-  *) echo "usage: $0 lane1|lane2|b3db_a|b3db_b|single|short|seeds1|seeds2|official|searched" >&2; exit 2 ;;
+  scratch)  # the from-scratch reference at the same fine-tuning budget
+    finetune_qm9 scratch 0
+    ;;
+  *) echo "usage: $0 lane1|lane2|b3db_a|b3db_b|single|short|seeds1|seeds2|official|searched|scratch" >&2; exit 2 ;;
 esac
