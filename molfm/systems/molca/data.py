@@ -132,14 +132,19 @@ class MolTextBatch:
         the sparse PyG ``Batch`` that molfm's graph encoders read).
     smiles, texts
         One per molecule, in batch order.
+    prompt
+        The LM's padded prompt (a :class:`~.prompt.PromptBatch`) when the loader tokenized
+        it (:mod:`.batching`); None otherwise.
     """
 
     graphs: DenseBatch
     smiles: list[str]
     texts: list[str]
+    prompt: Any = None
 
     def to(self, device: torch.device | str) -> MolTextBatch:
-        return MolTextBatch(self.graphs.to(device), self.smiles, self.texts)
+        prompt = self.prompt.to(device) if self.prompt is not None else None
+        return MolTextBatch(self.graphs.to(device), self.smiles, self.texts, prompt)
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -23,7 +23,13 @@ from molfm.systems.molca.splits import head
 if TYPE_CHECKING:
     from molfm.systems.molca.config import MolCATrainConfig
 
-__all__ = ["generate_texts", "evaluate_stage1", "reranked_retrieval", "evaluate_generation"]
+__all__ = [
+    "generate_texts",
+    "evaluate_stage1",
+    "reranked_retrieval",
+    "sample_test_pairs",
+    "evaluate_generation",
+]
 
 
 def generate_texts(
@@ -35,20 +41,45 @@ def generate_texts(
     num_beams: int,
     num_return_sequences: int = 1,
     max_new_tokens: int = 64,
+    progress: bool = False,
+    **decoding: Any,
 ) -> list[list[str]]:
-    """Beam-search texts for every molecule of ``dataset``, in order."""
+    """Beam-search texts for every molecule of ``dataset``, in order (``decoding``: more
+    :meth:`~.model.MolCA.generate` settings); ``progress`` shows a bar (rich) on stderr."""
+    from contextlib import nullcontext
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     out: list[list[str]] = []
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
-        batch = collate_mol_text(items)
-        out += model.generate(
-            batch.graphs,
-            batch.smiles,
-            task,
-            num_beams=num_beams,
-            num_return_sequences=num_return_sequences,
-            max_new_tokens=max_new_tokens,
+    bar = (
+        Progress(
+            "{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
+        if progress
+        else nullcontext()
+    )
+    with bar:
+        track = bar.add_task(f"{task} (beam {num_beams})", total=len(dataset)) if progress else 0
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+            batch = collate_mol_text(items)
+            out += model.generate(
+                batch.graphs,
+                batch.smiles,
+                task,
+                num_beams=num_beams,
+                num_return_sequences=num_return_sequences,
+                max_new_tokens=max_new_tokens,
+                **decoding,
+            )
+            if progress:
+                bar.advance(track, len(items))
     return out
 
 
@@ -99,36 +130,62 @@ def reranked_retrieval(
     return report
 
 
+def sample_test_pairs(test: MolTextDataset, n: int, seed: int) -> MolTextDataset:
+    """``n`` test pairs drawn at random with ``seed`` (all of them when there are fewer), in
+    test-split order: the first rows of a scaffold split share scaffolds, a random sample
+    does not."""
+    import numpy as np
+
+    from molfm.systems.molca.splits import subset
+
+    if n >= len(test):
+        return test
+    return subset(test, np.sort(np.random.default_rng(seed).permutation(len(test))[:n]))
+
+
 def evaluate_generation(
     model, test: MolTextDataset, task: str, cfg: MolCATrainConfig, out: Path
 ) -> dict[str, Any]:
-    """Decode the first ``eval_limit`` test molecules; text metrics (+ OPSIN for names)."""
-    from molfm.eval.text import caption_metrics, opsin_name_check
+    """Decode ``eval_limit`` test molecules drawn with ``data_seed`` (:func:`sample_test_pairs`),
+    keeping every beam; text metrics on the best beam, and for names the OPSIN rates of the
+    best beam and of any beam (``--verify``). ``test_predictions.csv`` holds every beam."""
+    from molfm.eval.text import OpsinReport, caption_metrics, check_beams, first_verified
 
-    pairs = head(test, cfg.eval_limit)
+    pairs = sample_test_pairs(test, cfg.eval_limit, cfg.data_seed)
     if len(pairs) == 0:
         return {"n": 0}
     start = time.perf_counter()
-    predicted = generate_texts(
+    beams = generate_texts(
         model,
         pairs,
         task,
         batch_size=cfg.batch_size,
         num_beams=cfg.num_beams,
+        num_return_sequences=cfg.num_beams,
         max_new_tokens=cfg.max_new_tokens,
+        max_locant_run=cfg.max_locant_run,
+        length_penalty=cfg.length_penalty,
     )
-    predictions = [p[0] for p in predicted]
+    predictions = [b[0] for b in beams]
     seconds = time.perf_counter() - start
-    report: dict[str, Any] = {"n": len(pairs), "num_beams": cfg.num_beams}
+    report: dict[str, Any] = {
+        "n": len(pairs),
+        "num_beams": cfg.num_beams,
+        "sample_seed": cfg.data_seed,
+    }
     report["text"] = caption_metrics(predictions, pairs.texts)
-    frame = pd.DataFrame(
-        {"id": pairs.ids, "smiles": pairs.smiles, "target": pairs.texts, "prediction": predictions}
-    )
+    frame = pd.DataFrame({"id": pairs.ids, "smiles": pairs.smiles, "target": pairs.texts})
+    for k in range(cfg.num_beams):
+        frame[f"beam_{k}"] = [b[k] if k < len(b) else "" for b in beams]
     if task == "iupac":
-        opsin = opsin_name_check(predictions, pairs.smiles)
-        report["opsin"] = opsin.summary()
-        frame["opsin_parses"] = [c.parses for c in opsin.checks]
-        frame["opsin_same_structure"] = [c.same_structure for c in opsin.checks]
+        checks = check_beams(beams, pairs.smiles)
+        first = [c[0] for c in checks]
+        hits = [first_verified([x.same_structure for x in c]) for c in checks]
+        report["opsin"] = OpsinReport(first).summary()  # the best beam's
+        report["opsin"]["opsin_verify_rate"] = sum(h is not None for h in hits) / len(hits)
+        frame["opsin_parses"] = [c.parses for c in first]
+        frame["opsin_same_structure"] = [c.same_structure for c in first]
+        frame["verified_beam"] = [-1 if h is None else h for h in hits]
     report["generation_seconds"] = seconds
     with atomic_writer(out / "test_predictions.csv") as tmp:
         frame.to_csv(tmp, index=False)

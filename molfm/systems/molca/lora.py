@@ -1,9 +1,14 @@
 """How MolCA tunes its language model: LoRA adapters (peft), full fine-tuning, or frozen.
 
 MolCA's stage 2 (pretraining the projector) keeps the LM frozen; fine-tuning adds LoRA
-adapters (default r 16, alpha 32, dropout 0.1) on the attention and MLP projections of every
-layer. LoRA's ``B`` matrices start at zero, so a freshly wrapped LM
-computes exactly what the plain one does.
+adapters (default r 16, alpha 32, no dropout) on the attention and MLP projections of every
+layer (:data:`LORA_TARGET_SETS` names smaller sets). LoRA's ``B`` matrices start at zero, so a
+freshly wrapped LM computes exactly what the plain one does.
+
+Each adapter is a few small operations per projection and step (two matmuls, a scale, an add,
+and three more with dropout on); with 7 targets in each of SmolLM2's 30 layers they were a
+large share of a training step's launched operations, hence dropout 0 by default (peft then
+skips it) and the ``attention``/``qv`` target sets.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from typing import Literal, NamedTuple
 
 from torch import nn
 
+from molfm.systems.molca.config import LORA_TARGET_SETS as CONFIG_TARGET_SETS
+
 __all__ = [
     "LLAMA_TARGETS",
+    "LORA_TARGET_SETS",
     "LMTuning",
     "ParameterCount",
     "tune_lm",
@@ -24,6 +32,10 @@ __all__ = [
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """Module names of the attention (q/k/v/o) and MLP (gate/up/down) projections in Llama-family
 models such as SmolLM2."""
+
+LORA_TARGET_SETS: dict[str, tuple[str, ...]] = CONFIG_TARGET_SETS
+"""Named target sets: every projection, the attention projections, or query and value only
+(the original LoRA paper's choice and peft's default for OPT, MolCA's LM)."""
 
 
 @dataclass
@@ -38,13 +50,14 @@ class LMTuning:
         inputs, e.g. the projected Q-Former outputs).
     r, alpha, dropout, target_modules
         LoRA rank, scaling numerator (scale = alpha / r), dropout on the adapter input and the
-        names of the linear layers that get adapters.
+        names of the linear layers that get adapters. Checkpoints record the dropout they
+        trained with (the shipped naming model: 0.1); it plays no part at inference.
     """
 
     mode: Literal["lora", "full", "frozen"] = "lora"
     r: int = 16
     alpha: int = 32
-    dropout: float = 0.1
+    dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(LLAMA_TARGETS))
 
 

@@ -44,11 +44,11 @@ from molfm.systems.molca.lm import SMOLLM2, LoadedLM, load_lm
 from molfm.systems.molca.lora import LMTuning, ParameterCount, count_parameters, tune_lm
 from molfm.systems.molca.prompt import (
     DEFAULT_TEMPLATE,
-    IGNORE_INDEX,
     SMILES_MAX_CHARS,
     PromptBatch,
     assemble_inputs,
     build_prompts,
+    causal_padding_mask,
 )
 from molfm.systems.molca.qformer import QFormer, QFormerConfig, minilm_path
 
@@ -305,8 +305,18 @@ class MolCA(nn.Module):
         self.config.lm_tuning = tuning
         return self
 
+    def merge_lora(self) -> MolCA:
+        """Fold the LoRA adapters into the LM (peft ``merge_and_unload``) for inference; the
+        merged model cannot be trained or saved again."""
+        if self.config.lm_tuning.mode == "lora" and hasattr(self.lm, "merge_and_unload"):
+            self.lm = self.lm.merge_and_unload()
+            self._merged = True
+        return self
+
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_keys(self) -> list[str]:
+        if getattr(self, "_merged", False):
+            raise ValueError("this MolCA has its LoRA merged into the LM: it cannot be saved")
         mode = self.config.lm_tuning.mode
         keys, seen = [], set()
         for key, value in self.state_dict(keep_vars=True).items():
@@ -392,18 +402,25 @@ class MolCA(nn.Module):
         targets: Sequence[str] | None = None,
         *,
         padding_side: Literal["left", "right"] | None = None,
+        prompt: PromptBatch | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Keyword inputs of the LM (``inputs_embeds``, masks, positions, ``labels``)."""
-        batch = self.prompts(smiles, instructions, targets, padding_side=padding_side)
-        batch = batch.to(self.device)
+        """Keyword inputs of the LM (``inputs_embeds``, masks, positions, ``labels``);
+        ``prompt`` (already tokenized and padded, e.g. by a training loader) replaces
+        tokenizing ``smiles``/``targets`` here."""
+        return self._lm_inputs(graphs, smiles, instructions, targets, padding_side, prompt)[0]
+
+    def _lm_inputs(self, graphs, smiles, instructions, targets, padding_side, prompt):
+        if prompt is None:
+            prompt = self.prompts(smiles, instructions, targets, padding_side=padding_side)
+        prompt = prompt.to(self.device)
         embedding = self.lm.get_input_embeddings()
         if self.config.input_mode == "1d":
-            graph_embeds = embedding.weight.new_zeros(len(smiles), 0, embedding.embedding_dim)
+            graph_embeds = embedding.weight.new_zeros(len(prompt), 0, embedding.embedding_dim)
         else:
             if graphs is None:
                 raise ValueError(f"input_mode {self.config.input_mode!r} needs graphs")
             graph_embeds = self.encode_graphs(graphs.to(self.device))
-        return assemble_inputs(embedding, batch, graph_embeds)
+        return assemble_inputs(embedding, prompt, graph_embeds), prompt
 
     # ------------------------------------------------------------------ training and inference
     def forward(
@@ -412,28 +429,34 @@ class MolCA(nn.Module):
         smiles: Sequence[str],
         instructions: str | Sequence[str],
         targets: Sequence[str] | None = None,
+        *,
+        prompt: PromptBatch | None = None,
     ):
-        """The LM's output: without ``targets``, ``logits`` ``[B, L, V]`` of every position;
-        with them, ``loss`` (mean cross-entropy over the target tokens) and the ``logits``
-        ``[T, V]`` of the ``T`` positions that predict a target token (the LM head over the
-        vocabulary is about a fifth of SmolLM2's compute; the prompt positions skip it)."""
-        inputs = self.lm_inputs(graphs, smiles, instructions, targets)
-        labels = inputs.pop("labels")
-        if targets is None:
+        """Without ``targets`` (nor a ``prompt`` with them): the LM's ``logits`` ``[B, L, V]``.
+        With them: ``loss`` (mean cross-entropy over the target tokens) and the ``logits``
+        ``[T, V]`` of the ``T`` positions that predict one, gathered with indices computed
+        on the CPU (:class:`~.prompt.PromptBatch`): no step waits on the device."""
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        inputs, prompt = self._lm_inputs(graphs, smiles, instructions, targets, None, prompt)
+        inputs.pop("labels")
+        if targets is None and prompt.loss_index.numel() == 0:
             return self.lm(**inputs)
-        following = labels[:, 1:]
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = following != IGNORE_INDEX
-        out = self.lm(**inputs, logits_to_keep=keep, use_cache=False)
-        loss = F.cross_entropy(out.logits.float(), following[keep[:, :-1]])
-        return type(out)(loss=loss, logits=out.logits)
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        inputs["attention_mask"] = causal_padding_mask(inputs["attention_mask"], base.config)
+        hidden = base.get_decoder()(**inputs, use_cache=False).last_hidden_state
+        kept = hidden.flatten(0, 1).index_select(0, prompt.loss_index)
+        logits = base.get_output_embeddings()(kept)
+        loss = F.cross_entropy(logits.float(), prompt.loss_targets)
+        return CausalLMOutputWithPast(loss=loss, logits=logits)
 
     def loss(
         self, batch: MolTextBatchLike, task: str = "iupac", *, instruction: str | None = None
     ) -> torch.Tensor:
         """Mean cross-entropy over the target tokens (``batch.texts`` and eos)."""
         instruction = instruction if instruction is not None else self.config.instruction(task)
-        return self(batch.graphs, batch.smiles, instruction, batch.texts).loss
+        prompt = getattr(batch, "prompt", None)  # tokenized by the loader (batching.py)
+        return self(batch.graphs, batch.smiles, instruction, batch.texts, prompt=prompt).loss
 
     @torch.no_grad()
     def generate(
@@ -446,9 +469,14 @@ class MolCA(nn.Module):
         num_beams: int = 5,
         num_return_sequences: int = 1,
         max_new_tokens: int = 64,
+        max_locant_run: int = 0,
         **generate_kwargs: Any,
     ) -> list[list[str]]:
         """Beam search (greedy with ``num_beams=1``), batched, left-padded prompts.
+
+        ``max_locant_run`` > 0 ends a hypothesis after that many digit/comma tokens in a row
+        (:class:`~.decoding.LocantRunLimit`); ``generate_kwargs`` are ``GenerationConfig``
+        fields (``length_penalty``, ``no_repeat_ngram_size``, ...).
 
         Returns
         -------
@@ -456,35 +484,17 @@ class MolCA(nn.Module):
             Per molecule, ``num_return_sequences`` texts, best first. The model is in eval
             mode during the call (dropout off) and back in its previous mode after it.
         """
-        from transformers import GenerationConfig
+        from molfm.systems.molca.decoding import beam_search
 
-        if num_return_sequences > num_beams:
-            raise ValueError(
-                f"num_return_sequences ({num_return_sequences}) > num_beams ({num_beams})"
-            )
         instruction = instruction if instruction is not None else self.config.instruction(task)
-        tok = self.tokenizer
-        config = GenerationConfig(
+        return beam_search(
+            self,
+            graphs,
+            smiles,
+            instruction,
             num_beams=num_beams,
             num_return_sequences=num_return_sequences,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            bos_token_id=tok.bos_token_id,
+            max_locant_run=max_locant_run,
             **generate_kwargs,
         )
-        training = self.training
-        self.eval()
-        try:
-            inputs = self.lm_inputs(graphs, smiles, instruction, padding_side="left")
-            out = self.lm.generate(
-                inputs_embeds=inputs["inputs_embeds"],
-                attention_mask=inputs["attention_mask"],  # positions follow from it
-                generation_config=config,
-            )
-        finally:
-            self.train(training)
-        texts = [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
-        k = num_return_sequences
-        return [texts[i * k : (i + 1) * k] for i in range(len(smiles))]

@@ -26,6 +26,7 @@ from molfm.atomic import atomic_writer
 from molfm.data.sources.user import read_user_table
 from molfm.engine.options import check_options
 from molfm.systems.molca.config import (
+    LORA_TARGET_SETS,
     CaptionConfig,
     MolCATrainConfig,
     NameConfig,
@@ -116,7 +117,14 @@ def _molca_task(cfg: MolCATrainConfig, task: str):
         "qformer": dict(cfg.qformer),
         "lm": cfg.lm,
         "input_mode": cfg.input_mode,
-        "lm_tuning": {"mode": cfg.lm_tuning, "r": cfg.lora_r, "alpha": 2 * cfg.lora_r},
+        "max_target_tokens": cfg.max_target_tokens,
+        "lm_tuning": {
+            "mode": cfg.lm_tuning,
+            "r": cfg.lora_r,
+            "alpha": 2 * cfg.lora_r,
+            "dropout": cfg.lora_dropout,
+            "target_modules": list(LORA_TARGET_SETS[cfg.lora_targets]),
+        },
     }
     return MolCATask(
         model_config,
@@ -130,6 +138,25 @@ def _molca_task(cfg: MolCATrainConfig, task: str):
         num_beams=cfg.num_beams,
         max_new_tokens=cfg.max_new_tokens,
         seed=cfg.seed,
+        compile=cfg.compile,
+    )
+
+
+def _data_module(cfg: MolCATrainConfig, task, task_name: str, splits) -> MolTextDataModule:
+    """Stage 1 reads texts as they are; the LM stages tokenize every pair once here, pad in
+    the loader and (``bucket_by_length``) batch pairs of similar length."""
+    common = {"batch_size": cfg.batch_size, "seed": cfg.data_seed, "num_workers": cfg.num_workers}
+    if cfg.stage == "1":
+        return MolTextDataModule(splits.train, splits.val, **common)
+    from molfm.systems.molca.batching import PromptCollate, tokenize_pairs
+
+    model = task.model
+    return MolTextDataModule(
+        tokenize_pairs(model, splits.train, task_name),
+        tokenize_pairs(model, splits.val, task_name),
+        collate_fn=PromptCollate(model.tokenizer.pad_token_id, model.num_graph_tokens),
+        bucket_by_length=cfg.bucket_by_length,
+        **common,
     )
 
 
@@ -162,13 +189,7 @@ def train_molca(cfg: MolCATrainConfig, callbacks: list | None = None) -> Path:
     start_or_resume(out, cfg)
     seed_everything(cfg.seed)
     task = _stage1_task(cfg) if cfg.stage == "1" else _molca_task(cfg, task_name)
-    data = MolTextDataModule(
-        splits.train,
-        splits.val,
-        batch_size=cfg.batch_size,
-        seed=cfg.data_seed,
-        num_workers=cfg.num_workers,
-    )
+    data = _data_module(cfg, task, task_name, splits)
     started = time.perf_counter()
     fit_seconds: list[float] = []
 
@@ -203,6 +224,7 @@ def train_molca(cfg: MolCATrainConfig, callbacks: list | None = None) -> Path:
             "n_train": len(splits.train),
             "n_val": len(splits.val),
             "n_test": len(splits.test),
+            "training_set": splits.info.get("training_set"),
         },
         max_steps=cfg.max_steps,
         val_every_n_steps=cfg.val_every_n_steps or batches_per_epoch,
@@ -292,6 +314,8 @@ def _generate_file(cfg: NameConfig | CaptionConfig, task: str, column: str, veri
     )
     molca = load_molca(cfg.model, "molca", device)
     molca.config.instruction(task)  # a model without this task fails in one line
+    if cfg.merge_lora:
+        molca.merge_lora()
     texts, verified = describe_molecules(
         molca,
         graphs,
@@ -301,6 +325,10 @@ def _generate_file(cfg: NameConfig | CaptionConfig, task: str, column: str, veri
         num_beams=cfg.num_beams,
         max_new_tokens=cfg.max_new_tokens,
         verify=verify,
+        progress=cfg.progress,
+        length_penalty=cfg.length_penalty,
+        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+        max_locant_run=cfg.max_locant_run,
     )
     frame = pd.DataFrame({"row": rows, "smiles": smiles})
     frame[column] = texts
@@ -319,10 +347,13 @@ def describe_molecules(
     num_beams: int,
     max_new_tokens: int,
     verify: bool = False,
+    progress: bool = False,
+    **decoding: Any,
 ) -> tuple[list[str], list[bool] | None]:
     """The texts ``molfm name`` / ``caption`` write for featurized molecules (beam search,
-    ``batch_size`` molecules at a time) and, with ``verify`` (names), whether OPSIN gives
-    back each input structure (the first beam that does is kept); ``None`` without."""
+    ``batch_size`` molecules at a time; ``decoding``: more :meth:`~.model.MolCA.generate`
+    settings) and, with ``verify`` (names), whether OPSIN gives back each input structure
+    (the first beam that does is kept); ``None`` without."""
     from molfm.eval.text import verify_names
     from molfm.systems.molca.data import MolTextDataset
 
@@ -336,6 +367,8 @@ def describe_molecules(
             num_beams=num_beams,
             num_return_sequences=num_beams if verify else 1,
             max_new_tokens=max_new_tokens,
+            progress=progress,
+            **decoding,
         )
     if verify:
         return verify_names(beams, smiles)

@@ -7,7 +7,7 @@ asked, and the Lightning data module over them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import lightning as L
@@ -34,30 +34,48 @@ DATA_SETS = ("pubchem-names",)
 
 
 class MolTextDataModule(L.LightningDataModule):
-    """Train (seeded order, resumable mid-epoch, full batches) and validation loaders."""
+    """Train (seeded order, resumable mid-epoch, full batches) and validation loaders.
+
+    ``collate_fn`` defaults to :func:`~.data.collate_mol_text`; with tokenized pairs
+    (:class:`~.batching.TokenizedPairs`) pass a :class:`~.batching.PromptCollate`, and
+    ``bucket_by_length`` groups training batches by token length
+    (:class:`~.batching.LengthGroupedSampler`).
+    """
 
     def __init__(
         self,
-        train: MolTextDataset,
-        val: MolTextDataset,
+        train,
+        val,
         *,
         batch_size: int,
         seed: int = 0,
         num_workers: int = 0,
+        collate_fn: Callable | None = None,
+        bucket_by_length: bool = False,
     ) -> None:
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.collate_fn = collate_fn or collate_mol_text
+        if bucket_by_length and not hasattr(train, "lengths"):
+            raise ValueError("bucket_by_length needs tokenized pairs (with lengths)")
+        self.bucket_by_length = bucket_by_length
 
-    def _loader(self, dataset: MolTextDataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        sampler = None
+        if shuffle and self.bucket_by_length:
+            from molfm.systems.molca.batching import LengthGroupedSampler
+
+            sampler = LengthGroupedSampler(dataset.lengths, self.batch_size, self.seed)
         return seeded_loader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
-            collate_fn=collate_mol_text,
+            collate_fn=self.collate_fn,
             seed=self.seed,
             num_workers=self.num_workers,
             trainer=getattr(self, "trainer", None),
+            sampler=sampler,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -156,4 +174,15 @@ def load_splits(cfg: MolCATrainConfig) -> MolTextSplits:
         splits.train = subset(splits.train, np.sort(order[: cfg.limit_train]))
     if cfg.limit_val is not None and cfg.limit_val < len(splits.val):
         splits.val = head(splits.val, cfg.limit_val)
+    if path is None and task == "iupac":
+        extra = cfg.opsin_filter or cfg.add_small_table or cfg.synonyms_per_molecule
+        if extra:  # after limit_train: OPSIN checks only the pairs a run trains on
+            from molfm.systems.molca.naming_data import naming_training_set
+
+            splits.train, splits.info["training_set"] = naming_training_set(
+                splits,
+                opsin_filter=cfg.opsin_filter,
+                add_small_table=cfg.add_small_table,
+                synonyms_per_molecule=cfg.synonyms_per_molecule,
+            )
     return splits

@@ -33,7 +33,7 @@ from molfm.systems.molca.losses import in_batch_accuracy
 from molfm.systems.molca.model import MolCA, MolCAConfig
 from molfm.systems.molca.stage1 import MolCAStage1, Stage1Config
 
-__all__ = ["Stage1Task", "MolCATask", "build_model", "load_best_weights"]
+__all__ = ["Stage1Task", "MolCATask", "build_model", "compile_lm_layers", "load_best_weights"]
 
 Stage = Literal["2", "finetune"]
 
@@ -141,6 +141,15 @@ def build_model(
     return MolCA.from_stage1(path, lm_tuning=tuning, seed=seed, **fields)
 
 
+def compile_lm_layers(model: MolCA) -> None:
+    """``torch.compile`` each decoder layer of the LM in place (parameter names unchanged, so
+    checkpoints are the same), with dynamic sequence lengths."""
+    lm = model.lm
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    for layer in base.get_decoder().layers:
+        layer.compile(dynamic=True)
+
+
 class MolCATask(RngStateMixin, L.LightningModule):
     """Train a :class:`~.model.MolCA` on (molecule, text) pairs; see the module docstring.
 
@@ -152,6 +161,8 @@ class MolCATask(RngStateMixin, L.LightningModule):
         Names the instruction (``model.config.instructions``).
     lr, weight_decay, warmup_steps, max_steps, min_lr_ratio
         AdamW and its warm-up + cosine schedule.
+    compile
+        ``torch.compile`` each LM layer (:func:`compile_lm_layers`).
     val_generate
         Decode this many molecules of the first validation batch (beam search with
         ``num_beams``, ``max_new_tokens``), log ``val/exact_match`` and keep them in
@@ -174,10 +185,13 @@ class MolCATask(RngStateMixin, L.LightningModule):
         num_beams: int = 5,
         max_new_tokens: int = 64,
         seed: int = 0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_config, stage=stage, init=init, seed=seed)
+        if compile:
+            compile_lm_layers(self.model)
         # Lightning keeps each submodule's mode: a model loaded from a checkpoint is in eval mode
         self.model.train()
         self.model.config.instruction(task)  # an unknown task fails now, not at the first step

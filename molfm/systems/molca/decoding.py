@@ -1,0 +1,111 @@
+"""Beam-search guards that make MolCA's decoding end: a cap on runs of locant tokens.
+
+An undertrained naming model can loop on locants until the token cap
+(``1,2,3,4,5,...,46``). Plain ``no_repeat_ngram_size`` does not stop that (each ``,n`` is a new
+n-gram) and forbids n-grams that real IUPAC names repeat (``methyl``, ``-1-yl``).
+:class:`LocantRunLimit` ends a hypothesis instead: once its last ``max_run`` tokens are all
+digits and commas, the only token it may take next is the end of sequence. Choose ``max_run``
+above the longest locant run in the training names (``benchmarks/molca_name_lengths.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+__all__ = ["locant_token_ids", "LocantRunLimit", "beam_search"]
+
+_LOCANT = re.compile(r"^[0-9,]+$")
+
+
+def locant_token_ids(tokenizer) -> list[int]:
+    """Ids of the tokens that are only digits and commas (once spaces are stripped)."""
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    out = []
+    for index, token in enumerate(vocab):
+        text = tokenizer.convert_tokens_to_string([token]).strip() if token else ""
+        if text and _LOCANT.match(text):
+            out.append(index)
+    return out
+
+
+class LocantRunLimit:
+    """A transformers logits processor: a hypothesis whose last ``max_run`` tokens are all
+    locant tokens may only end (every score but the eos token's set to ``-inf``).
+
+    Parameters
+    ----------
+    locant_ids
+        From :func:`locant_token_ids`.
+    max_run
+        Locant tokens in a row that end a hypothesis (>= 1).
+    eos_token_id
+        The token that ends it.
+    """
+
+    def __init__(self, locant_ids: list[int], max_run: int, eos_token_id: int) -> None:
+        if max_run < 1:
+            raise ValueError(f"max_run must be >= 1, not {max_run}")
+        self.locants = torch.tensor(sorted(set(locant_ids)), dtype=torch.long)
+        self.max_run, self.eos = max_run, eos_token_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        if input_ids.shape[1] < self.max_run:
+            return scores
+        tail = input_ids[:, -self.max_run :]
+        looping = torch.isin(tail, self.locants.to(tail.device)).all(dim=1)
+        ended = torch.full_like(scores, float("-inf"))
+        ended[:, self.eos] = 0.0
+        return torch.where(looping[:, None], ended, scores)
+
+
+def beam_search(
+    model,
+    graphs,
+    smiles,
+    instruction: str,
+    *,
+    num_beams: int,
+    num_return_sequences: int,
+    max_new_tokens: int,
+    max_locant_run: int = 0,
+    **generate_kwargs,
+) -> list[list[str]]:
+    """:meth:`~.model.MolCA.generate`'s body: beam search over left-padded prompts; per
+    molecule, ``num_return_sequences`` texts, best first."""
+    from transformers import GenerationConfig
+
+    if num_return_sequences > num_beams:
+        raise ValueError(f"num_return_sequences ({num_return_sequences}) > num_beams ({num_beams})")
+    tok = model.tokenizer
+    config = GenerationConfig(
+        num_beams=num_beams,
+        num_return_sequences=num_return_sequences,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        **generate_kwargs,
+    )
+    processors = []
+    if max_locant_run > 0:
+        if getattr(model, "_locant_ids", None) is None:
+            model._locant_ids = locant_token_ids(tok)  # one pass over the vocabulary, once
+        processors.append(LocantRunLimit(model._locant_ids, max_locant_run, tok.eos_token_id))
+    training = model.training
+    model.eval()
+    try:
+        inputs = model.lm_inputs(graphs, smiles, instruction, padding_side="left")
+        out = model.lm.generate(
+            inputs_embeds=inputs["inputs_embeds"],
+            attention_mask=inputs["attention_mask"],  # positions follow from it
+            generation_config=config,
+            **({"logits_processor": processors} if processors else {}),
+        )
+    finally:
+        model.train(training)
+    texts = [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+    k = num_return_sequences
+    return [texts[i * k : (i + 1) * k] for i in range(len(smiles))]

@@ -1,0 +1,125 @@
+"""Decoding that ends: the locant-run limit (unit and in beam search on a tiny model), LoRA
+merged for inference, and ``molfm name`` with the new decoding options and a progress bar."""
+
+import re
+
+import pandas as pd
+import pytest
+import torch
+from torch.testing import assert_close
+
+from molfm.chem.featurize import smiles_to_data
+from molfm.data.dense import DenseGraphDataset, collate_dense
+from molfm.systems.molca.decoding import LocantRunLimit, locant_token_ids
+from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+from molfm.systems.molca.model import MolCA, MolCAConfig
+
+SMILES = ["CCO", "c1ccccc1", "CC(=O)O"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from molfm.hub import save_pretrained
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("molca-decoding")
+    tok = tiny_tokenizer()
+    tiny_llama(tok, seed=0, pad_token_id=None, initializer_range=0.3).save_pretrained(root / "lm")
+    tok.save_pretrained(root / "lm")
+    config = MolCAConfig(
+        graph_encoder={"type": "gine", "config": {"num_layers": 2, "dim": 32, "dropout": 0.0}},
+        qformer={"num_layers": 2, "num_query_tokens": 4, "dropout": 0.0},
+        lm=str(root / "lm"),
+        lm_tuning={"mode": "lora", "r": 4, "alpha": 8},
+    )
+    model = MolCA.build(config)
+    with torch.no_grad():  # non-zero adapters, so merging them changes the LM's weights
+        for name, param in model.lm.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+    save_pretrained(model.eval(), root / "namer")
+    return root
+
+
+def _graphs(smiles):
+    data = DenseGraphDataset([smiles_to_data(s) for s in smiles])
+    return collate_dense([data[i] for i in range(len(smiles))])
+
+
+def test_locant_tokens_are_digits_and_commas():
+    tok = tiny_tokenizer()
+    ids = locant_token_ids(tok)
+    assert sorted(tok.convert_tokens_to_string([t]) for t in tok.convert_ids_to_tokens(ids)) == (
+        sorted([",", *"0123456789"])
+    )
+
+
+def test_the_limit_leaves_only_eos_after_a_run():
+    limit = LocantRunLimit([5, 6], max_run=3, eos_token_id=2)
+    scores = torch.zeros(3, 10)
+    ids = torch.tensor([[9, 5, 6, 5], [5, 6, 9, 5], [9, 9, 9, 9]])
+    out = limit(ids, scores)
+    assert torch.isinf(out[0]).sum() == 9 and out[0, 2] == 0  # 3 locants in a row: must end
+    assert torch.equal(out[1:], scores[1:])
+    assert torch.equal(limit(ids[:, :2], scores), scores)  # shorter than the run
+    with pytest.raises(ValueError, match="max_run"):
+        LocantRunLimit([5], max_run=0, eos_token_id=2)
+
+
+def test_beams_end_after_the_locant_run_limit(model_dir):
+    from molfm.hub import from_pretrained
+
+    model = from_pretrained(model_dir / "namer")
+    free = model.generate(_graphs(SMILES), SMILES, num_beams=3, max_new_tokens=24)
+    guarded = model.generate(
+        _graphs(SMILES), SMILES, num_beams=3, max_new_tokens=24, max_locant_run=1
+    )
+    assert len(guarded) == len(SMILES)
+    for (text,) in guarded:  # after its first locant token, a hypothesis can only end
+        assert re.fullmatch(r"[^0-9,]*[0-9,]?", text), text
+    assert any(re.search(r"[0-9,][^\n]", t) for (t,) in free) or free != guarded
+
+
+def test_merged_lora_gives_the_same_logits_and_refuses_to_save(model_dir):
+    from molfm.hub import from_pretrained
+
+    model = from_pretrained(model_dir / "namer").eval()
+    graphs = _graphs(SMILES)
+    instruction = model.config.instruction("iupac")
+    with torch.no_grad():
+        before = model(graphs, SMILES, instruction).logits
+        merged = model.merge_lora()
+        after = merged(graphs, SMILES, instruction).logits
+    assert not hasattr(merged.lm, "merge_and_unload")  # a plain LM now
+    assert_close(after, before, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="merged"):
+        merged.checkpoint_state_dict()
+
+
+def test_molfm_name_with_decoding_options_and_progress(model_dir, tmp_path, capsys):
+    from molfm.systems.molca.config import NameConfig
+    from molfm.systems.molca.run import name_molecules
+
+    pd.DataFrame({"smiles": SMILES}).to_csv(tmp_path / "m.csv", index=False)
+    common = {
+        "data_path": str(tmp_path / "m.csv"),
+        "model": str(model_dir / "namer"),
+        "accelerator": "cpu",
+        "num_beams": 2,
+        "max_new_tokens": 16,
+    }
+    plain = name_molecules(NameConfig(**common, output=str(tmp_path / "a.csv"), progress=False))
+    guarded = name_molecules(
+        NameConfig(
+            **common,
+            output=str(tmp_path / "b.csv"),
+            max_locant_run=1,
+            length_penalty=0.5,
+            no_repeat_ngram_size=3,
+            merge_lora=True,
+            progress=True,
+        )
+    )
+    assert len(plain.frame) == len(guarded.frame) == len(SMILES)
+    for text in guarded.frame["name"].fillna(""):
+        assert re.fullmatch(r"[^0-9,]*[0-9,]?", text), text
