@@ -7,7 +7,9 @@ The flags are the fields of :class:`~molfm.tasks.config.PropertyTrainConfig` and
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -49,7 +51,8 @@ def predict(cfg: PredictConfig, run: RunContext) -> None:
     """
     from molfm.scale.run import predict
 
-    result = predict(cfg)
+    with _bad_rows():
+        result = predict(cfg)
     run.save_config_beside(Path(cfg.output))
     console.print(f"wrote {result.rows} predictions to {cfg.output}", highlight=False)
     if result.out_of_domain:
@@ -71,10 +74,23 @@ def embed(cfg: EmbedConfig, run: RunContext) -> None:
     """
     from molfm.scale.run import embed
 
-    result = embed(cfg)
+    with _bad_rows():
+        result = embed(cfg)
     run.save_config_beside(Path(cfg.output))
     console.print(f"wrote {result.rows} embeddings to {cfg.output}", highlight=False)
     _report(result)
+
+
+@contextlib.contextmanager
+def _bad_rows() -> Iterator[None]:
+    """A bad row of the user's file: one line with the --on-invalid skip hint (the finished
+    parts stay, so the same command with --on-invalid skip continues from them)."""
+    from molfm.chem.parse import InvalidMoleculeError
+
+    try:
+        yield
+    except InvalidMoleculeError as err:
+        raise invalid_input(err) from None
 
 
 def _report(result) -> None:

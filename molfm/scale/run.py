@@ -17,7 +17,10 @@ __all__ = ["predict", "embed", "name", "generate", "prepare", "run_job"]
 
 def run_job(job: Job, cfg: Any) -> StreamResult:
     """Run ``job`` over ``cfg.data_path`` into ``cfg.output`` with ``cfg``'s engine options."""
+    from molfm.engine.hardware import inference_device
+
     check_options(cfg)
+    inference_device(cfg.accelerator, cfg.devices)  # no such device: one line, before any work
     if not Path(cfg.data_path).is_file():
         raise FileNotFoundError(f"--data-path {cfg.data_path} does not exist")
     return run_stream(

@@ -162,14 +162,21 @@ def run_units(
         if on_invalid == "error" and (bad := _first_rejected(parts, index)) is not None:
             raise InvalidMoleculeError(bad["smiles"], bad["reason"], row=bad["row"])
 
-    for index in sorted(finished):
-        check(index)
-    if todo:
-        if engine == "ray":
-            options = {"address": ray_address, "gpus_per_worker": gpus_per_worker}
-            run_ray(job, todo, parts, workers=workers, on_done=check, progress=progress, **options)
-        else:
-            run_local(job, todo, parts, workers=workers, on_done=check, progress=progress)
+    try:
+        for index in sorted(finished):
+            check(index)
+        if todo:
+            if engine == "ray":
+                options = {"address": ray_address, "gpus_per_worker": gpus_per_worker}
+                run_ray(
+                    job, todo, parts, workers=workers, on_done=check, progress=progress, **options
+                )
+            else:
+                run_local(job, todo, parts, workers=workers, on_done=check, progress=progress)
+    except BaseException:
+        if not any(parts.glob("part-*.parquet")):  # nothing worth resuming: leave nothing
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
     result = _assemble(parts, [c.index for c in chunks], output)
     result.resumed_parts = len(finished)
     shutil.rmtree(parts)
