@@ -35,7 +35,9 @@ def build_graph_encoder(
     encoder = getattr(model, "encoder", model)  # a property model: reuse its encoder
     if not hasattr(encoder, "embedding_dim"):
         raise ValueError(f"{name_or_dir} holds a {type(model).__name__}, not a graph encoder")
-    return encoder
+    # from_pretrained returns eval mode; Lightning keeps a module's mode, so a pretrained encoder
+    # would train with frozen BatchNorm statistics and no dropout
+    return encoder.train()
 
 
 def graph_keys(encoded: EncoderOutput, graph_token: bool) -> tuple[torch.Tensor, torch.Tensor]:

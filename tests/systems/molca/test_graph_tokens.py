@@ -77,6 +77,8 @@ def test_a_pretrained_encoder_is_copied_into_the_graph_side(one_thread):
     model = MolCAStage1.build(
         "gps-3dpgt-small-qm9", text_pooling="mean", qformer=dict(num_layers=2, graph_token=True)
     )
+    # it trains like a fresh encoder (BatchNorm statistics move), not in from_pretrained's eval mode
+    assert all(m.training for m in model.graph_encoder.modules())
     source, copied = pretrained.state_dict(), model.graph_encoder.state_dict()
     assert source.keys() == copied.keys()
     for key, value in source.items():
