@@ -65,25 +65,48 @@ def train_molca(cfg: MolCATrainConfig, run: RunContext) -> None:
 
 @config_command(app, "name", NameConfig, outputs=_file_outputs)
 def name(cfg: NameConfig, run: RunContext) -> None:
-    """IUPAC names for every molecule of a CSV, in input order (beam search)."""
-    from molfm.systems.molca.run import name_molecules
+    """IUPAC names for every molecule of a CSV, Parquet or SDF file, in input order (beam
+    search; read in parts like predict: --chunk-size, --workers, --engine ray, resumable)."""
+    from molfm.scale.run import name as name_job
 
     with _bad_rows():
-        written = name_molecules(cfg)
-    run.save_config_beside(written.path)
-    verified = [f"{int(written.frame['verified'].sum())} verified by OPSIN"] if cfg.verify else []
-    _report(written, "names", *verified)
+        result = name_job(cfg)
+    run.save_config_beside(result.output)
+    notes = []
+    if cfg.verify:
+        import pandas as pd
+
+        verified = pd.read_csv(result.output, usecols=["verified"])["verified"].sum()
+        notes.append(f"{int(verified)} verified by OPSIN")
+    _report_stream(result, "names", *notes)
 
 
 @config_command(app, "caption", CaptionConfig, outputs=_file_outputs)
 def caption(cfg: CaptionConfig, run: RunContext) -> None:
-    """A text description of every molecule of a CSV, in input order (beam search)."""
-    from molfm.systems.molca.run import caption_molecules
+    """A text description of every molecule of a CSV, in input order (beam search; read in
+    parts like predict)."""
+    from molfm.scale.run import caption as caption_job
 
     with _bad_rows():
-        written = caption_molecules(cfg)
-    run.save_config_beside(written.path)
-    _report(written, "captions")
+        result = caption_job(cfg)
+    run.save_config_beside(result.output)
+    _report_stream(result, "captions")
+
+
+def _report_stream(result, what: str, *notes: str) -> None:
+    console.print(f"wrote {result.rows} {what} to {result.output}", highlight=False)
+    for note in notes:
+        console.print(note, highlight=False)
+    if result.resumed_parts:
+        console.print(
+            f"resumed: {result.resumed_parts} of {result.parts} parts were already done",
+            highlight=False,
+        )
+    if result.invalid_path is not None:
+        console.print(
+            f"rejected {result.n_rejected} rows, listed in {result.invalid_path}",
+            highlight=False,
+        )
 
 
 @config_command(app, "retrieve", RetrieveConfig, outputs=_file_outputs)

@@ -348,49 +348,51 @@ class _Embed:
 
 @dataclass
 class NameJob:
-    config: Any  # molfm.systems.molca.config.NameConfig
+    """``molfm name`` (``task="iupac"``, column ``name``) or ``molfm caption`` (``"caption"``)."""
+
+    config: Any  # molfm.systems.molca.config.NameConfig or CaptionConfig
+    task: str = "iupac"
 
     def fingerprint(self) -> str:
-        return config_fingerprint("name", self.config)
+        return config_fingerprint(f"describe-{self.task}", self.config)
 
     def input_columns(self) -> list[str] | None:
         return [self.config.smiles_column]
 
     def build(self) -> BatchFunction:
-        return _Name(self.config)
+        return _Describe(self.config, self.task)
 
 
-class _Name:
-    def __init__(self, config: Any) -> None:
-        from molfm.systems.molca.run import load_molca
+class _Describe:
+    def __init__(self, config: Any, task: str) -> None:
+        from molfm.systems.molca.run import load_describer
 
-        self.config = config
-        self.device = _device(config)
-        self.model = load_molca(config.model, "molca", self.device)
-        self.model.config.instruction("iupac")  # a model without naming fails in one line
+        self.config, self.task = config, task
+        self.column = "name" if task == "iupac" else "caption"
+        self.model = load_describer(config, task)
+        # one bar per batch of beams only where it has the terminal to itself
+        self.progress = config.progress and config.engine == "local" and config.workers == 1
 
     def __call__(self, frame: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
-        from molfm.systems.molca.run import describe_molecules
+        from molfm.systems.molca.run import describe_with
 
         good, rejected = _featurize(self.config, frame)
-        names, verified = describe_molecules(
+        texts, verified = describe_with(
+            self.config,
             self.model,
+            self.task,
             [data for _, _, data in good],
             [smiles for _, smiles, _ in good],
-            "iupac",
-            batch_size=self.config.batch_size,
-            num_beams=self.config.num_beams,
-            max_new_tokens=self.config.max_new_tokens,
-            verify=self.config.verify,
+            progress=self.progress,
         )
         table = pd.DataFrame(
             {
                 "row": np.array([r for r, _, _ in good], dtype=np.int64),
                 "smiles": [s for _, s, _ in good],
-                "name": names,
+                self.column: texts,
             }
         )
-        if self.config.verify:
+        if verified is not None:
             table["verified"] = verified
         return pa.Table.from_pandas(table, preserve_index=False), _rejected_frame(rejected)
 

@@ -12,7 +12,7 @@ from molfm.scale.chunks import input_kind, plan_shards
 from molfm.scale.config import EmbedConfig
 from molfm.scale.stream import StreamResult, run_stream, run_units
 
-__all__ = ["predict", "embed", "name", "generate", "prepare", "run_job"]
+__all__ = ["predict", "embed", "name", "caption", "generate", "prepare", "run_job"]
 
 
 def run_job(job: Job, cfg: Any) -> StreamResult:
@@ -82,7 +82,14 @@ def embed(cfg: EmbedConfig) -> StreamResult:
 
 def name(cfg) -> StreamResult:
     """``molfm name``: IUPAC names of every readable molecule of ``cfg.data_path``."""
-    return run_job(NameJob(cfg), cfg)
+    return run_job(NameJob(cfg, "iupac"), cfg)
+
+
+def caption(cfg) -> StreamResult:
+    """``molfm caption``: a description of every readable molecule of ``cfg.data_path``."""
+    if cfg.model is None:
+        raise ValueError("give --model: a MolCA captioning run (no captioning model is shipped)")
+    return run_job(NameJob(cfg, "caption"), cfg)
 
 
 def generate(cfg, *, progress=None) -> tuple[int, dict[str, Any]]:

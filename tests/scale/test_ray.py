@@ -138,3 +138,26 @@ def test_prepare_on_ray_writes_the_local_cache(cluster, molecules, tmp_path):
     for name in shards:
         local = pq.read_table(datasets["local"] / "shards" / name)
         assert local.equals(pq.read_table(datasets["ray"] / "shards" / name))
+
+
+def test_names_on_ray_equal_the_local_ones(cluster, tmp_path):
+    from molfm.scale.run import name
+    from molfm.systems.molca.config import NameConfig
+
+    data = tmp_path / "in.csv"
+    pd.DataFrame({"smiles": ["CCO", "c1ccncc1", "CC(=O)N", "CCCl"]}).to_csv(data, index=False)
+    files = {}
+    for engine in ("local", "ray"):
+        cfg = NameConfig(
+            data_path=str(data),
+            output=str(tmp_path / engine / "names.csv"),
+            accelerator="cpu",
+            num_beams=1,
+            max_new_tokens=12,
+            chunk_size=2,
+            workers=2,
+            engine=engine,
+            progress=False,
+        )
+        files[engine] = name(cfg).output.read_bytes()
+    assert files["ray"] == files["local"]

@@ -207,3 +207,27 @@ def test_parallel_generation_without_shards_is_one_line(tmp_path):
     cfg = GenerateConfig(n=8, workers=2, output=str(tmp_path / "g.csv"), accelerator="cpu")
     with pytest.raises(ValueError, match="--shard-size"):
         generate(cfg)
+
+
+def test_names_in_parts_equal_the_whole_file_names(tmp_path):
+    """molfm name through parts of two rows: the names the in-memory path gives."""
+    from molfm.scale.run import name
+    from molfm.systems.molca.config import NameConfig
+    from molfm.systems.molca.run import name_molecules
+
+    data = tmp_path / "in.csv"
+    pd.DataFrame({"smiles": ["CCO", "C1CC", "c1ccncc1", "CC(=O)N", "CCCl"]}).to_csv(
+        data, index=False
+    )
+    options = dict(
+        data_path=str(data),
+        accelerator="cpu",
+        on_invalid="skip",
+        num_beams=1,
+        max_new_tokens=12,
+        progress=False,
+    )
+    parts = name(NameConfig(output=str(tmp_path / "a" / "names.csv"), chunk_size=2, **options))
+    whole = name_molecules(NameConfig(output=str(tmp_path / "b" / "names.csv"), **options))
+    assert parts.rows == 4 and parts.n_rejected == 1
+    assert parts.output.read_bytes() == whole.path.read_bytes()

@@ -19,6 +19,7 @@ from molfm.engine.options import (
     fold_data_path,
     option,
 )
+from molfm.options import StreamOptions
 from molfm.systems.molca import NAMING_MODEL
 
 __all__ = [
@@ -223,7 +224,7 @@ class _Inference(HardwareOptions):
 
 
 @dataclass(kw_only=True)
-class _Decoding(_Inference):
+class _Decoding(_Inference, StreamOptions):
     """Beam-search settings of ``molfm name`` and ``caption`` (the defaults keep the shipped
     model's outputs)."""
 

@@ -304,19 +304,30 @@ def _write(frame: pd.DataFrame, output: str | Path, rejected: pd.DataFrame) -> W
     return Written(output, frame, len(rejected), invalid)
 
 
-def _generate_file(cfg: NameConfig | CaptionConfig, task: str, column: str, verify: bool):
+def load_describer(cfg: NameConfig | CaptionConfig, task: str):
+    """The MolCA model ``cfg`` names, on its device, ready to decode ``task`` (a model without
+    that task fails in one line; LoRA merged into the LM when ``cfg.merge_lora``)."""
     from molfm.engine.hardware import inference_device
 
-    check_options(cfg)
     device = inference_device(cfg.accelerator, cfg.devices)
-    rows, smiles, graphs, rejected = read_molecules(
-        cfg.data_path, cfg.smiles_column, cfg.on_invalid
-    )
     molca = load_molca(cfg.model, "molca", device)
-    molca.config.instruction(task)  # a model without this task fails in one line
+    molca.config.instruction(task)
     if cfg.merge_lora:
         molca.merge_lora()
-    texts, verified = describe_molecules(
+    return molca
+
+
+def describe_with(
+    cfg: NameConfig | CaptionConfig,
+    molca,
+    task: str,
+    graphs: list,
+    smiles: list[str],
+    progress: bool | None = None,
+) -> tuple[list[str], list[bool] | None]:
+    """:func:`describe_molecules` with ``cfg``'s decoding settings (``molfm name`` /
+    ``caption``; ``verify`` for names only); ``progress`` overrides ``cfg.progress``."""
+    return describe_molecules(
         molca,
         graphs,
         smiles,
@@ -324,12 +335,21 @@ def _generate_file(cfg: NameConfig | CaptionConfig, task: str, column: str, veri
         batch_size=cfg.batch_size,
         num_beams=cfg.num_beams,
         max_new_tokens=cfg.max_new_tokens,
-        verify=verify,
-        progress=cfg.progress,
+        verify=getattr(cfg, "verify", False),
+        progress=cfg.progress if progress is None else progress,
         length_penalty=cfg.length_penalty,
         no_repeat_ngram_size=cfg.no_repeat_ngram_size,
         max_locant_run=cfg.max_locant_run,
     )
+
+
+def _generate_file(cfg: NameConfig | CaptionConfig, task: str, column: str, verify: bool):
+    check_options(cfg)
+    rows, smiles, graphs, rejected = read_molecules(
+        cfg.data_path, cfg.smiles_column, cfg.on_invalid
+    )
+    molca = load_describer(cfg, task)
+    texts, verified = describe_with(cfg, molca, task, graphs, smiles)
     frame = pd.DataFrame({"row": rows, "smiles": smiles})
     frame[column] = texts
     if verify:
