@@ -9,6 +9,9 @@ training subset, validation loss on the first ``--limit-val`` validation pairs a
 
     nice -n 5 python benchmarks/molca_stage1_init.py runs/stage1_init \\
         -o benchmarks/results/molca_stage1_init.json
+
+``--tiny`` (what fits a shared 2-core CPU in minutes): GINE 3x128 and a tiny random Llama
+(byte-level, learned from scratch) instead of GINE 5x300 and SmolLM2.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main() -> None:
     p.add_argument("--limit-val", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--lm", default="smollm2")
+    p.add_argument("--tiny", action="store_true", help="GINE 3x128 and a tiny random Llama")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -38,7 +42,17 @@ def main() -> None:
     from molfm.systems.molca.run import train_molca
 
     work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
     report: dict = {"args": vars(args)}
+    graph = {"graph_layers": 3, "graph_dim": 128} if args.tiny else {}
+    lm = args.lm
+    if args.tiny:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from molca_gpu import tiny_lm_dir
+
+        lm = str(tiny_lm_dir(work))
     stage1_dir = work / "stage1"
     t = time.perf_counter()
     if not (stage1_dir / "model" / "config.json").exists():
@@ -52,6 +66,7 @@ def main() -> None:
                 captioning=False,
                 tune_word_embeddings=False,
                 stage1_options={"text_pooling": "mean"},
+                **graph,
                 batch_size=32,
                 lr=2e-4,
                 warmup_steps=min(200, args.stage1_steps // 5),
@@ -74,7 +89,8 @@ def main() -> None:
                 data="pubchem-names",
                 task="iupac",
                 init=init,
-                lm=args.lm,
+                lm=lm,
+                **graph,
                 input_mode="2d",
                 qformer={"num_layers": 2},
                 lora_r=8,

@@ -3,6 +3,8 @@ device: the loader's prompt equals the model's own, the loss is the same with ei
 grouped order is a seeded permutation with less padding, and the forward launches no operation
 that reads a value back from the device (on the tiny Llama, a 2-layer GINE and Q-Former)."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +131,32 @@ def test_length_grouped_order_is_a_seeded_permutation_with_less_padding():
     assert set(order[-11:].tolist()) <= set(random[896:].tolist())
     with pytest.raises(ValueError, match="must be >= 1"):
         LengthGroupedSampler(lengths, batch_size=0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("MOLFM_TEST_COMPILE"),
+    reason="inductor compiles C++ for minutes on a CPU; set MOLFM_TEST_COMPILE=1",
+)
+def test_compiled_lm_layers_give_the_same_loss_and_keys(model):
+    """``--compile``: each LM layer compiled in place; the loss and the checkpoint keys stay."""
+    from molfm.systems.molca.task import compile_lm_layers
+
+    pairs = _pairs()
+    batch = PromptCollate(model.tokenizer.pad_token_id, model.num_graph_tokens)(
+        [tokenize_pairs(model, pairs, "iupac")[i] for i in range(len(pairs))]
+    )
+    model.eval()
+    keys = list(model.checkpoint_state_dict())
+    with torch.no_grad():
+        eager = model.loss(batch)
+    compile_lm_layers(model)
+    try:
+        compiled = model.loss(batch)
+        compiled.backward()  # gradients flow through the compiled layers
+        assert_close(compiled.detach(), eager, rtol=1e-4, atol=1e-4)
+        assert list(model.checkpoint_state_dict()) == keys
+    finally:
+        base = model.lm.get_base_model()
+        for layer in base.get_decoder().layers:
+            layer._compiled_call_impl = None  # back to eager for the other tests
