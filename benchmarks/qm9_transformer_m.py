@@ -23,7 +23,9 @@ on its row and column, 3D centrality scaled by 0.01, the paper's cosine denoisin
 molecules with weight 1 unless ``--auxiliary-weight`` says otherwise). Two more rows compare
 blocks in 2D: ``2d_post`` (post-LN after an input LayerNorm, N(0, 0.02) init: the official
 blocks) and ``2d_paper_blocks`` (those plus attention and FFN-activation dropout 0.1 and drop
-path 0.1, the paper preset's regularization).
+path 0.1, the paper preset's regularization). ``joint_legacy`` is the joint row as molfm had it
+before (``config.LEGACY``: the virtual-token bias that softmax cancels, unscaled centrality, MSE
+denoising on every 3D molecule with weight 0.1).
 
 Usage::
 
@@ -48,7 +50,7 @@ from molfm.data.dense import DenseDataModule, split_fractions
 from molfm.data.prepare import prepare_dataset
 from molfm.data.sources import get_source
 from molfm.hub import from_pretrained
-from molfm.systems.transformer_m.config import TransformerMConfig
+from molfm.systems.transformer_m.config import LEGACY, TransformerMConfig
 from molfm.systems.transformer_m.model import TransformerM
 from molfm.tasks.config import PropertyTrainConfig
 from molfm.tasks.predict import predict_file
@@ -199,6 +201,13 @@ def main() -> None:
             "mode": None,
             "aux": args.auxiliary_weight,
             "evals": args.joint_evals.split(","),
+        },
+        # molfm before the faithful mechanisms: the shipped model's recipe (MSE denoising, 0.1)
+        "joint_legacy": {
+            "mode": None,
+            "aux": 0.1,
+            "evals": args.joint_evals.split(","),
+            "encoder": LEGACY,
         },
         "2d_post": {"mode": "2d", "aux": 0.0, "evals": ["2d"], "encoder": official_blocks},
         "2d_paper_blocks": {
