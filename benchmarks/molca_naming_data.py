@@ -20,10 +20,18 @@ from molfm.systems.molca.naming_data import naming_training_set
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--synonyms", type=int, default=1, help="synonyms per training molecule")
+    p.add_argument("--limit", type=int, default=None, help="only the first N training pairs")
+    p.add_argument("--no-small-table", action="store_true")
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args()
     splits = pubchem_names_splits("iupac")
-    _, info = naming_training_set(splits, synonyms_per_molecule=args.synonyms)
+    if args.limit is not None:
+        from molfm.systems.molca.splits import head
+
+        splits.train = head(splits.train, args.limit)
+    _, info = naming_training_set(
+        splits, add_small_table=not args.no_small_table, synonyms_per_molecule=args.synonyms
+    )
     info["split"] = splits.info["split"]
     Path(args.output).write_text(json.dumps(info, indent=1))
     print(json.dumps(info, indent=1))
