@@ -65,7 +65,7 @@ def test_train_flags_fill_the_library_config(captured, tmp_path):
     cfg = captured["cfg"]
     assert isinstance(cfg, MolCATrainConfig) and cfg.stage == "1" and cfg.data == str(data)
     assert cfg.graph_overrides == {"num_layers": 2, "dim": 32}
-    assert cfg.qformer == {"num_layers": 2, "num_query_tokens": 4}
+    assert cfg.qformer == {"num_layers": 2, "num_query_tokens": 4, "graph_token": True}
     assert (cfg.matching, cfg.captioning, cfg.tune_word_embeddings) == (True, False, False)
     assert (cfg.lr, cfg.input_mode, cfg.lm_tuning, cfg.devices) == (3e-4, "2d", "lora", 1)
 
