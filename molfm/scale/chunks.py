@@ -37,7 +37,7 @@ __all__ = [
     "iter_chunk_frames",
 ]
 
-_BLOCK = 1 << 24  # bytes scanned at a time while planning
+_BLOCK = 1 << 22  # bytes scanned at a time while planning (a few arrays of this size)
 _SDF_END = b"$$$$"
 
 
@@ -84,7 +84,7 @@ def _record_ends_csv(path: Path) -> tuple[int, list[int]]:
     with open(path, "rb") as handle:
         while block := handle.read(_BLOCK):
             data = np.frombuffer(block, dtype=np.uint8)
-            quotes = np.cumsum(data == ord('"')) + (1 if in_quotes else 0)
+            quotes = np.cumsum(data == ord('"'), dtype=np.int32) + (1 if in_quotes else 0)
             local = np.flatnonzero((data == ord("\n")) & (quotes % 2 == 0))
             in_quotes = bool(quotes[-1] % 2)
             newline = local + offset
