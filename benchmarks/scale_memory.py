@@ -2,7 +2,8 @@
 MOSES train SMILES), each run a fresh CLI process; RSS of the whole process tree sampled
 every 0.2 s from /proc.
 
-    python benchmarks/scale_memory.py --sizes 10000 100000 1000000 --out benchmarks/results/scale_memory.json
+    python benchmarks/scale_memory.py --sizes 10000 100000 1000000 --commands predict \
+        --workers 2 --out benchmarks/results/scale_memory.json
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--commands", nargs="+", default=["predict", "embed"])
     parser.add_argument("--embed-max", type=int, default=100_000, help="largest size for embed")
     parser.add_argument("--chunk-size", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--workdir", default="runs/scale_memory")
     parser.add_argument("--out", default="benchmarks/results/scale_memory.json")
     args = parser.parse_args()
@@ -77,7 +79,12 @@ def main() -> None:
             if command == "embed" and size > args.embed_max:
                 continue
             out = work / f"{command}_{size}.parquet"
-            row = {"command": command, "rows": size, "chunk_size": args.chunk_size}
+            row = {
+                "command": command,
+                "rows": size,
+                "chunk_size": args.chunk_size,
+                "workers": args.workers,
+            }
             row |= measure(
                 [
                     "molfm",
