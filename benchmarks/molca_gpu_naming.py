@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-locant-run", type=int, default=48, help="above the data's 99.9th pct.")
     p.add_argument("--decode-batch", type=int, default=64)
     p.add_argument("--no-clean-data", action="store_true", help="no OPSIN filter, no small table")
+    p.add_argument(
+        "--synonyms", type=int, default=0, help="OPSIN-verified synonyms per training molecule"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the LM layers")
     p.add_argument("--tiny", action="store_true", help="CPU test: tiny LM, a few steps, fp32")
     p.add_argument("--data-path", default=None, help="a SMILES,text CSV instead of pubchem-names")
@@ -84,6 +87,7 @@ def run_config(args: argparse.Namespace, output_dir: Path, steps: int):
         "max_target_tokens": args.max_target_tokens,
         "opsin_filter": clean,
         "add_small_table": clean,
+        "synonyms_per_molecule": args.synonyms if clean else 0,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "warmup_steps": min(200, max(1, steps // 10)),
