@@ -11,7 +11,7 @@ training subset, validation loss on the first ``--limit-val`` validation pairs a
         -o benchmarks/results/molca_stage1_init.json
 
 ``--tiny`` (what fits a shared 2-core CPU in minutes): GINE 3x128 and a tiny random Llama
-(byte-level, learned from scratch) instead of GINE 5x300 and SmolLM2.
+(byte-level, fully trained from scratch) instead of GINE 5x300 and SmolLM2 with LoRA.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--lm", default="smollm2")
     p.add_argument("--tiny", action="store_true", help="GINE 3x128 and a tiny random Llama")
+    p.add_argument(
+        "--lm-tuning",
+        default=None,
+        help="lora (default) or full (default with --tiny: a random LM)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -93,6 +98,7 @@ def main() -> None:
                 **graph,
                 input_mode="2d",
                 qformer={"num_layers": 2},
+                lm_tuning=args.lm_tuning or ("full" if args.tiny else "lora"),
                 lora_r=8,
                 lora_targets="qv",
                 batch_size=args.batch_size,
