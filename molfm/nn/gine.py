@@ -82,5 +82,11 @@ class GINEEncoder(nn.Module):
             if layer < self.config.num_layers - 1:
                 h = torch.relu(h)
             h = self.dropout(h)
-        nodes, mask = to_dense_batch(h, graph.batch, batch_size=graph.num_graphs)
+        # the padded width comes from the dense batch when it has one: without it PyG reads
+        # the largest graph's size back from the device, a synchronization every step
+        node_mask = getattr(batch, "node_mask", None)
+        width = None if node_mask is None else node_mask.shape[1]
+        nodes, mask = to_dense_batch(
+            h, graph.batch, batch_size=graph.num_graphs, max_num_nodes=width
+        )
         return EncoderOutput(nodes, mask, global_mean_pool(h, graph.batch, size=graph.num_graphs))

@@ -217,7 +217,13 @@ class GPSEncoder(nn.Module):
             for layer, bonds in zip(self.layers, self.bond_embeddings, strict=True):
                 h = layer(h, graph.edge_index, graph.batch, edge_attr=bonds(graph.edge_attr))
         pool = global_mean_pool if self.config.pooling == "mean" else global_add_pool
-        nodes, mask = to_dense_batch(h, graph.batch, batch_size=graph.num_graphs)
+        # the padded width comes from the dense batch when it has one: without it PyG reads
+        # the largest graph's size back from the device, a synchronization every step
+        node_mask = getattr(batch, "node_mask", None)
+        width = None if node_mask is None else node_mask.shape[1]
+        nodes, mask = to_dense_batch(
+            h, graph.batch, batch_size=graph.num_graphs, max_num_nodes=width
+        )
         pooled = pool(h, graph.batch, size=graph.num_graphs)
         return EncoderOutput(nodes, mask, pooled, extras={"nodes": h, **extras})
 
