@@ -139,7 +139,7 @@ class EngineOptions:
     engine: str = option(
         "local",
         choices=ENGINES,
-        help="Run here (local) or on a Ray cluster (ray; pip install 'molfm[scale]').",
+        help="Run here (local) or on a Ray cluster (ray: install molfm's 'scale' extra).",
     )
     ray_address: str | None = option(
         None,

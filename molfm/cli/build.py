@@ -34,6 +34,7 @@ from molfm.cli.config import save_resolved_config
 from molfm.cli.errors import CreatedOutputs, user_errors
 from molfm.cli.options import config_option, merge_typed_config
 from molfm.engine.options import Option, RunOptions, options_of
+from molfm.options import StreamOptions
 
 __all__ = ["RunContext", "config_command", "typer_parameters", "config_from"]
 
@@ -93,6 +94,7 @@ def typer_parameters(
     command's own options first, then the shared run options (so ``--help`` leads with what is
     particular to the command)."""
     shared = {f.name for f in dataclasses.fields(RunOptions)}
+    shared |= {f.name for f in dataclasses.fields(StreamOptions)}  # where a command runs
     params = []
     fields = sorted(options_of(config_cls), key=lambda item: item[0].name in shared)
     for f, opt, tp in fields:
