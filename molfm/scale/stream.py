@@ -94,12 +94,7 @@ def run_stream(
     output: str | Path,
     *,
     chunk_size: int,
-    on_invalid: str = "error",
-    engine: str = "local",
-    workers: int = 1,
-    ray_address: str | None = None,
-    gpus_per_worker: float | None = None,
-    progress: bool = False,
+    **options,
 ) -> StreamResult:
     """Run ``job`` over every row of ``input_path`` into ``output``; see the module docstring.
 
@@ -120,18 +115,8 @@ def run_stream(
         "input_mtime_ns": stat.st_mtime_ns,
         "chunk_size": chunk_size,
     }
-    return run_units(
-        job,
-        chunks,
-        output,
-        stamp=stamp,
-        on_invalid=on_invalid,
-        engine=engine,
-        workers=workers,
-        ray_address=ray_address,
-        gpus_per_worker=gpus_per_worker,
-        progress=progress,
-    )
+    # on_invalid, engine, workers, ray_address, gpus_per_worker, progress: as run_units
+    return run_units(job, chunks, output, stamp=stamp, **options)
 
 
 def run_units(
