@@ -7,15 +7,13 @@ e.g. atropisomer labels), a heavy-atom graph, and for bond ``b = (u, v)`` the ed
 ``2b = (u, v)`` and ``2b + 1 = (v, u)``.
 
 Speed: the cost is the number of calls into RDKit's Boost.Python wrappers (about 0.15 us for a
-plain getter, 0.5 us for one returning an enum or an Atom/Bond object), not arithmetic. Atoms
-and bonds are fetched once by index, each getter is mapped over them at C level, and all atom
-(bond) values are read by one ``np.fromiter``. Mostly-zero values are read only on the atoms a
-one-atom query molecule finds (chiral tags, charges, radicals: about 2 us per molecule each);
-bond types come from ``GetBondTypeAsDouble`` unless a SMARTS check finds a bond that is not
-single/double/triple/aromatic; the total degree is the bond count plus hydrogens. One numpy
-table lookup maps raw values to indices. What remains is five getters per atom (atomic number,
-hydrogens, hybridization, aromaticity, ring) and five per bond (ends, type, stereo,
-conjugation), for which RDKit's Python API has no exact whole-molecule equivalent.
+plain getter, 0.5 us for one returning an enum or an Atom/Bond object), not arithmetic. So the
+raw values are read from the molecule's binary form (one ``ToBinary`` call, each distinct atom
+and bond record decoded once per process; :mod:`molfm.chem.rdkit_pickle`). Molecules that
+reader declines go through the getters: atoms and bonds fetched once by index, each getter
+mapped over them at C level, mostly-zero values read only on the atoms a one-atom query
+molecule finds. The total degree is the bond count plus hydrogens either way, and one numpy
+table lookup maps raw values to indices.
 
 Deliberate differences from ``torch_geometric.utils.from_smiles`` (its ``x_map``/``e_map``);
 OGB's encoding is what OGB's ``AtomEncoder``/``BondEncoder`` and published GNN/GPS/Transformer-M
@@ -46,6 +44,7 @@ from rdkit import Chem
 from rdkit.Chem import rdqueries
 
 from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions, parse_smiles
+from molfm.chem.rdkit_pickle import read_raw_arrays
 from molfm.chem.schema import (
     OGB_SCHEMA,
     FeatureSchema,
@@ -135,6 +134,16 @@ def _matching(mol: Chem.Mol, query: Chem.Mol, limit: int) -> list[int]:
 
 def _raw_arrays(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Raw atom values ``[9, N]``, raw bond values ``[3, M]`` and bond ends ``[2, M]``.
+
+    Read from the molecule's binary form where :mod:`molfm.chem.rdkit_pickle` can; otherwise
+    (isotopes, atom maps, queries, > 255 atoms, other RDKit formats) from RDKit's getters.
+    """
+    raw = read_raw_arrays(mol)
+    return raw if raw is not None else _raw_arrays_from_getters(mol)
+
+
+def _raw_arrays_from_getters(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_raw_arrays` through RDKit's Python getters (the reference for the fast path).
 
     Feature-major: one row per entry of ``ATOM_FEATURE_NAMES`` / ``BOND_FEATURE_NAMES``.
     Each getter is mapped over all atoms (or bonds) at C level and all atom (bond) values are
