@@ -1,8 +1,6 @@
 """molfm embed and the streaming flags from the command line: outputs, the parts directory's
 lifecycle, one-line errors with nothing left behind."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from typer.testing import CliRunner

@@ -49,8 +49,8 @@ def test_openapi_and_docs(client):
 
 
 def test_predict_equals_molfm_predict(client, tmp_path):
-    from molfm.tasks.config import PredictConfig
     from molfm.scale.run import predict
+    from molfm.tasks.config import PredictConfig
 
     response = client.post("/v1/predict", json={"model": PROPERTY, "smiles": MOLECULES})
     assert response.status_code == 200
