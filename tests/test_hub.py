@@ -88,6 +88,7 @@ SHIPPED = {
     "transformer-m-small-qm9": "property",
     "gps-3dpgt-small-qm9": "gps",
     "molca-small-pubchem-names": "molca",
+    "molca-small-pubchem-retrieval": "molca-stage1",
 }
 
 
@@ -103,11 +104,12 @@ def test_shipped_models_are_the_checkpoints_in_assets():
 
 def test_systems_name_shipped_checkpoints():
     from molfm.systems.gp_molformer import DEFAULT_PAIR_TUNING_MODEL, DEFAULT_SMILES_MODEL
-    from molfm.systems.molca import NAMING_MODEL
+    from molfm.systems.molca import NAMING_MODEL, RETRIEVAL_MODEL
     from molfm.systems.pgt3d import PRETRAINED_ENCODER
     from molfm.systems.transformer_m import DEFAULT_PROPERTY_MODEL
 
     named = {DEFAULT_SMILES_MODEL, DEFAULT_PAIR_TUNING_MODEL, NAMING_MODEL, PRETRAINED_ENCODER}
+    named.add(RETRIEVAL_MODEL)
     assert named | {DEFAULT_PROPERTY_MODEL} == set(hub.shipped_models())
 
 

@@ -13,14 +13,15 @@ from typing import Any
 
 from molfm.engine.options import HardwareOptions, cache_dir_option, check_options, option
 from molfm.systems.gp_molformer.config import DEFAULT_SMILES_MODEL
-from molfm.systems.molca import NAMING_MODEL
+from molfm.systems.molca import NAMING_MODEL, RETRIEVAL_MODEL
 from molfm.tasks.config import DEFAULT_PROPERTY_MODEL
 
 __all__ = ["DEFAULT_MODELS", "API_KEY_ENV", "ServeConfig", "is_loopback", "check_serve_config"]
 
-DEFAULT_MODELS = (DEFAULT_SMILES_MODEL, DEFAULT_PROPERTY_MODEL, NAMING_MODEL)
+DEFAULT_MODELS = (DEFAULT_SMILES_MODEL, DEFAULT_PROPERTY_MODEL, NAMING_MODEL, RETRIEVAL_MODEL)
 """What ``molfm serve`` loads without ``--models``: generation and decoration, property
-prediction, IUPAC naming (the shipped checkpoints of ``molfm/assets/``)."""
+prediction, IUPAC naming and molecule <-> name retrieval (the shipped checkpoints of
+``molfm/assets/``)."""
 API_KEY_ENV = "MOLFM_API_KEY"
 """The environment variable holding the API key (``Authorization: Bearer <key>``)."""
 
@@ -38,7 +39,7 @@ class ServeConfig(HardwareOptions):
         default_factory=lambda: list(DEFAULT_MODELS),
         flags=("--models",),
         help="A shipped model name or a model/ directory to serve (repeat for several; "
-        "default: the shipped generation, property and naming models). Requests name a model "
+        "default: the shipped generation, property, naming and retrieval models). Requests name a model "
         "by this name or the directory's basename.",
     )
     candidates: str | None = option(

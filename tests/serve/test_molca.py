@@ -104,13 +104,14 @@ def _cli_hits(tiny, tmp_path, **query):
         data_path=str(tiny / "candidates.csv"), model=str(tiny / "run1"), top_k=2,
         output=str(tmp_path / "hits.csv"), on_invalid="skip", accelerator="cpu", **query,
     )  # fmt: skip
-    return retrieve_hits(cfg).frame
+    frame = retrieve_hits(cfg).frame  # without re-ranking "match" is NaN; JSON leaves it out
+    return frame.astype(object).where(frame.notna(), None)
 
 
 def _flat(body, column):
     return [
         {"query": r["query"], "rank": k + 1, "row": h["row"], column: h[column]}
-        | {"score": h["score"], "cosine": h["cosine"], "match": h["match"]}
+        | {"score": h["score"], "cosine": h["cosine"], "match": h.get("match")}
         for r in body["results"]
         if r["ok"]
         for k, h in enumerate(r["hits"])

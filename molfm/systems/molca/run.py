@@ -420,8 +420,6 @@ def retrieve_hits(cfg: RetrieveConfig) -> Written:
     from molfm.systems.molca.retrieval import retrieve
 
     check_options(cfg)
-    if cfg.model is None:
-        raise ValueError("give --model: a MolCA stage-1 run or its model/ directory")
     if bool(cfg.text) == bool(cfg.smiles):
         raise ValueError("give --text (text -> molecule) or --smiles (molecule -> text)")
     device = inference_device(cfg.accelerator, cfg.devices)
