@@ -37,6 +37,7 @@ from molfm.chem import (
     parse_smiles,
     smiles_to_data,
 )
+from molfm.chem.featurize import FEATURIZE_BLOCK
 from molfm.data.prepare import prepare_dataset
 from molfm.data.sources import get_source
 
@@ -81,8 +82,8 @@ def main() -> None:
             featurize(parse_smiles(s))
 
     def molfm_arrays_in_blocks():
-        for start in range(0, len(smiles), 256):
-            mols = [parse_smiles(s) for s in smiles[start : start + 256]]
+        for start in range(0, len(smiles), FEATURIZE_BLOCK):
+            mols = [parse_smiles(s) for s in smiles[start : start + FEATURIZE_BLOCK]]
             for mol in mols:
                 featurize(mol)
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from molfm import __version__
 from molfm.atomic import TMP_PREFIX, atomic_write_text, atomic_writer
 from molfm.chem.conformers import ConformerOptions, generate_conformer
-from molfm.chem.featurize import OGB_SCHEMA, FeatureSchema, featurize
+from molfm.chem.featurize import FEATURIZE_BLOCK, OGB_SCHEMA, FeatureSchema, featurize
 from molfm.chem.parse import InvalidMoleculeError, StandardizeOptions, canonical_smiles
 from molfm.chem.scaffolds import murcko_scaffold
 from molfm.data.cache import (
@@ -66,9 +66,6 @@ class PrepareResult:
     @property
     def invalid_csv(self) -> Path:
         return self.dataset.invalid_csv
-
-
-_BLOCK = 256  # records built, then featurized, together (see featurize_frame)
 
 
 def _cell_to_str(value: Any) -> str:
@@ -122,12 +119,9 @@ def featurize_frame(
             bad.append((position, row, raw, f"unexpected {type(err).__name__}: {err}"))
 
     records = list(enumerate(zip(frame.index, frame.to_dict("records"))))
-    for start in range(0, len(records), _BLOCK):
-        # Two passes per block: all molecules are built, then all featurized. Keeping RDKit's
-        # parsing and the Python featurizer in separate loops keeps each one's code and data
-        # in the CPU caches (about 15% faster than alternating them molecule by molecule).
-        built = []
-        for position, (row, record) in records[start : start + _BLOCK]:
+    for start in range(0, len(records), FEATURIZE_BLOCK):
+        built = []  # a block's molecules are built, then featurized (see FEATURIZE_BLOCK)
+        for position, (row, record) in records[start : start + FEATURIZE_BLOCK]:
             row = int(row)
             raw = _cell_to_str(record.get("smiles"))
             try:

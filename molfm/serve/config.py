@@ -39,8 +39,8 @@ class ServeConfig(HardwareOptions):
         default_factory=lambda: list(DEFAULT_MODELS),
         flags=("--models",),
         help="A shipped model name or a model/ directory to serve (repeat for several; "
-        "default: the shipped generation, property, naming and retrieval models). Requests name a model "
-        "by this name or the directory's basename.",
+        "default: the shipped generation, property, naming and retrieval models). Requests "
+        "name a model by this name or the directory's basename.",
     )
     candidates: str | None = option(
         None,

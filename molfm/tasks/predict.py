@@ -23,7 +23,7 @@ import torch
 from torch_geometric.data import Data
 
 from molfm.chem.conformers import ConformerOptions, generate_conformer, generate_conformers
-from molfm.chem.featurize import mol_to_data
+from molfm.chem.featurize import FEATURIZE_BLOCK, mol_to_data
 from molfm.chem.io import flat_records_message, read_sdf, sdf_molecule
 from molfm.chem.parse import InvalidMoleculeError, canonical_smiles, parse_smiles
 from molfm.data.dense import DenseGraphDataset, collate_dense
@@ -173,10 +173,9 @@ def featurize_smiles(
         failed = {r.index: r.reason for r in results if r.positions is None}
     else:
         failed = {}
-    for start in range(0, len(smiles_list), 256):
-        # parse a block, then featurize it: two tight loops stay in the CPU caches
-        parsed = []
-        for row in range(start, min(start + 256, len(smiles_list))):
+    for start in range(0, len(smiles_list), FEATURIZE_BLOCK):
+        parsed = []  # a block is parsed, then featurized (see FEATURIZE_BLOCK)
+        for row in range(start, min(start + FEATURIZE_BLOCK, len(smiles_list))):
             smiles = smiles_list[row]
             try:
                 mol = parse_smiles(smiles, row=row)

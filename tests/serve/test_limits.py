@@ -154,7 +154,7 @@ def test_an_unexpected_exception_is_500_without_a_trace(client, monkeypatch):
     import molfm.serve.routes as routes
 
     def broken(*args):
-        raise RuntimeError("secret internals /home/user/model.py line 12")
+        raise RuntimeError("secret internals in model.py, line 12")
 
     monkeypatch.setattr(routes, "_depict", broken)
     response = client.post("/v1/depict", json={"smiles": ["CCO"]})
