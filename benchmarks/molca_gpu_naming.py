@@ -7,6 +7,12 @@ length-grouped batches, no host-device synchronization in the step, bf16 autocas
 cleaned training set (OPSIN-verified names, the "pubchem small" table; the verdicts come in the
 bundle's cache, as the GPU machine has no Java). In order, within ``--time-limit`` seconds:
 
+0. **step**: ``benchmarks/molca_step.py`` at the run's batch size, one process per setting:
+   the code before the step work (``--before-code``, every projection adapted, LoRA dropout,
+   random batches, fp32), the current step in bf16, and the same compiled (``--compile``: the
+   LM and Q-Former layers and the graph encoder); molecules/s and CUDA kernels launched per
+   step, side by side, over the same molecules. ``--compile auto`` trains
+   compiled only if compiling was faster here;
 1. **profile**: a short run of ``--profile-steps`` steps, torch.profiler over the last few
    (``profile.txt``), whose median step time sets the main run's steps;
 2. **train**: as many steps as fit ``--train-share`` of the time left (the cosine schedule
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tarfile
 import time
@@ -38,6 +46,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from molca_gpu import median_step, step_profiler, step_timer, tiny_lm_dir  # noqa: E402
 
 PART_BYTES = 15 * 2**20
+STEP_SCRIPT = Path(__file__).resolve().parent / "molca_step.py"
+# molca_step.py settings: the step before the work (its defaults then) and the step now
+STEP_CONFIGS = {
+    "before": ["--legacy", "--lora-dropout", "0.1", "--random-batches"],
+    "after": ["--lora-targets", "qv", "--fused-adamw", "--bf16"],
+    "after-compile": ["--lora-targets", "qv", "--fused-adamw", "--bf16", "--compile"],
+}
+STEP_KEYS = (
+    *("molecules_per_s", "launches_total", "launches_forward_backward", "ops_total", "syncs"),
+    *("padding_share", "warmup_s", "last_loss", "device"),
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,10 +81,87 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--synonyms", type=int, default=0, help="OPSIN-verified synonyms per training molecule"
     )
-    p.add_argument("--compile", action="store_true", help="torch.compile the LM layers")
+    p.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="train with molfm's --compile; auto: if the step phase found it >10%% faster",
+    )
+    p.add_argument("--step-configs", default="before,after,after-compile", help="'' skips them")
+    p.add_argument(
+        "--step-steps", type=int, default=10, help="batches of the timed pass of each setting"
+    )
+    p.add_argument(
+        "--step-timeout", type=float, default=180, help="seconds for each setting (compiling)"
+    )
+    p.add_argument(
+        "--before-code",
+        default=os.environ.get("MOLCA_BEFORE_CODE"),
+        help="a folder holding the molfm package before the step work (git archive)",
+    )
     p.add_argument("--tiny", action="store_true", help="CPU test: tiny LM, a few steps, fp32")
     p.add_argument("--data-path", default=None, help="a SMILES,text CSV instead of pubchem-names")
     return p.parse_args(argv)
+
+
+def step_benchmark(args: argparse.Namespace, work: Path, deadline: float) -> dict[str, Any]:
+    """Phase 0: ``molca_step.py`` per setting of ``--step-configs``, each in its own process
+    (the "before" one with ``--before-code`` first on its path) under ``--step-timeout``; a
+    setting that fails or runs out of time is recorded with its error and the phase goes on."""
+    tiny = args.tiny
+    common = [
+        *("--lm", str(tiny_lm_dir(work)) if tiny else "smollm2"),
+        *("--device", "cpu" if tiny else "cuda"),
+        *("--batch-size", str(4 if tiny else args.batch_size)),
+        *("--pool", str(16 if tiny else args.step_steps * args.batch_size)),
+    ]
+    if args.data_path is not None:
+        common += ["--data-path", args.data_path]
+    results: dict[str, Any] = {}
+    for name in filter(None, args.step_configs.split(",")):
+        flags = [f for f in STEP_CONFIGS[name] if not (tiny and f == "--bf16")]
+        env = dict(os.environ)
+        if name == "before":
+            if not args.before_code:
+                results[name] = {"error": "no --before-code"}
+                continue
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(args.before_code), env.get("PYTHONPATH")])
+            )
+        out = work / f"step_{name}.json"
+        command = [sys.executable, str(STEP_SCRIPT), "--label", name, *common, *flags]
+        timeout = min(args.step_timeout, deadline - time.time())
+        started = time.perf_counter()
+        try:
+            with open(work / f"step_{name}.log", "w") as log:
+                subprocess.run(
+                    [*command, "-o", str(out)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=max(1.0, timeout),
+                    check=True,
+                )
+            report = json.loads(out.read_text())
+            results[name] = {k: report.get(k) for k in STEP_KEYS}
+        except (subprocess.SubprocessError, OSError, ValueError) as error:
+            results[name] = {"error": f"{type(error).__name__}: {error}"}
+        results[name]["seconds"] = round(time.perf_counter() - started, 1)
+    before = results.get("before", {})
+    for name, result in results.items():
+        if name != "before" and before.get("molecules_per_s") and "error" not in result:
+            result["speedup_vs_before"] = result["molecules_per_s"] / before["molecules_per_s"]
+            result["launch_ratio_vs_before"] = result["launches_total"] / before["launches_total"]
+    return results
+
+
+def compile_choice(args: argparse.Namespace, step: dict[str, Any]) -> bool:
+    """``--compile``: on, off, or (auto) on where the step phase found compiling faster."""
+    if args.compile != "auto":
+        return args.compile == "on"
+    eager = step.get("after", {}).get("molecules_per_s") or 0.0
+    compiled = step.get("after-compile", {}).get("molecules_per_s") or 0.0
+    return compiled > 1.1 * eager > 0  # a margin for the first steps' compiling
 
 
 def run_config(args: argparse.Namespace, output_dir: Path, steps: int):
@@ -97,7 +193,7 @@ def run_config(args: argparse.Namespace, output_dir: Path, steps: int):
         "eval_limit": 0,  # naming below, with every beam and a deadline
         "num_workers": 4,
         "progress": False,
-        "compile": args.compile,
+        "compile": getattr(args, "use_compile", args.compile == "on"),
         "accelerator": "cpu" if args.tiny else "gpu",
         "precision": "32-true" if args.tiny else "bf16-mixed",
     }
@@ -112,9 +208,11 @@ def train(args, output_dir: Path, steps: int, deadline: float, profile: Path | N
 
     timer = step_timer(deadline)
     callbacks = [timer]
+    profiler = None
     if profile is not None:
         warmup = max(1, steps - 5)
-        callbacks.append(step_profiler(profile, steps - warmup, warmup=warmup))
+        profiler = step_profiler(profile, steps - warmup, warmup=warmup)
+        callbacks.append(profiler)
     started = time.perf_counter()
     model_dir = train_molca(run_config(args, output_dir, steps), callbacks=callbacks)
     metrics = json.loads((output_dir / "metrics.json").read_text())
@@ -125,6 +223,7 @@ def train(args, output_dir: Path, steps: int, deadline: float, profile: Path | N
         "median_step_s": median_step({"step_seconds": timer.times}),
         "seconds": time.perf_counter() - started,
         "training": metrics.get("training"),
+        "launches_per_step": None if profiler is None else profiler.launches_per_step,
     }
 
 
@@ -182,7 +281,9 @@ def package(out: Path, work: Path, summary: dict[str, Any], model_dir: Path | No
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     with tarfile.open(out / "results.tgz", "w:gz") as tar:
-        for path in sorted(work.glob("*.csv")) + sorted(work.glob("*.txt")):
+        for path in [*sorted(work.glob("*.csv")), *sorted(work.glob("*.txt"))] + sorted(
+            [*work.glob("step_*.json"), *work.glob("step_*.log")]
+        ):
             tar.add(path, arcname=path.name)
         for path in sorted(work.glob("*/metrics.json")) + sorted(work.glob("*/logs/**/*.csv")):
             tar.add(path, arcname=str(path.relative_to(work)))
@@ -219,6 +320,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary["prepare_seconds"] = time.time() - start
     model_dir = None
     try:
+        summary["step"] = step_benchmark(args, work, limit - 240)  # leave the run its time
+        args.use_compile = summary["compile"] = compile_choice(args, summary["step"])
         _, summary["profile"] = train(
             args, work / "profile", args.profile_steps, limit, profile=work / "profile.txt"
         )

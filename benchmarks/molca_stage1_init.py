@@ -10,6 +10,13 @@ training subset, validation loss on the first ``--limit-val`` validation pairs a
     nice -n 5 python benchmarks/molca_stage1_init.py runs/stage1_init \\
         -o benchmarks/results/molca_stage1_init.json
 
+``--stage1 MODEL`` starts from a stage-1 model already trained instead (a run folder or a
+shipped name, e.g. ``molca-small-pubchem-retrieval``: 2,400 steps of 32)::
+
+    OMP_NUM_THREADS=2 python benchmarks/molca_stage1_init.py runs/stage1_init_shipped \
+        --stage1 molca-small-pubchem-retrieval --steps 300 --limit-val 256 \
+        -o benchmarks/results/molca_stage1_init_shipped.json
+
 ``--tiny`` (what fits a shared 2-core CPU in minutes): GINE 3x128 and a tiny random Llama
 (byte-level, fully trained from scratch) instead of GINE 5x300 and SmolLM2 with LoRA.
 """
@@ -29,6 +36,7 @@ def main() -> None:
     p.add_argument("work")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--stage1-steps", type=int, default=400)
+    p.add_argument("--stage1", default=None, help="a trained stage-1 model to start from")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit-val", type=int, default=64)
@@ -60,7 +68,15 @@ def main() -> None:
         lm = str(tiny_lm_dir(work))
     stage1_dir = work / "stage1"
     t = time.perf_counter()
-    if not (stage1_dir / "model" / "config.json").exists():
+    if args.stage1 is not None:
+        from molfm.hub import load_config, resolve_checkpoint
+
+        stage1_dir = resolve_checkpoint(args.stage1)
+        report["stage1"] = {
+            "model": args.stage1,
+            "training": load_config(stage1_dir).get("training"),
+        }
+    elif not (stage1_dir / "model" / "config.json").exists():
         train_molca(
             MolCATrainConfig(
                 output_dir=str(stage1_dir),
@@ -82,8 +98,9 @@ def main() -> None:
                 progress=False,
             )
         )
-    stage1 = json.loads((stage1_dir / "metrics.json").read_text())
-    report["stage1"] = {"seconds": time.perf_counter() - t, "metrics": stage1.get("metrics")}
+    if args.stage1 is None:
+        stage1 = json.loads((stage1_dir / "metrics.json").read_text())
+        report["stage1"] = {"seconds": time.perf_counter() - t, "metrics": stage1.get("metrics")}
     for name, init in (("fresh", None), ("stage1", str(stage1_dir))):
         t = time.perf_counter()
         out = work / f"naming_{name}"

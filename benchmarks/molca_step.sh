@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MolCA's naming step before and after (benchmarks/molca_step.py; RESULTS.md, "MolCA's training
-# step"): the code of BEFORE (a commit) against the working tree, on the tiny Llama with
-# SmolLM2's depth and on the real SmolLM2, one thread each.
+# step"): the code of BEFORE (a commit) against the working tree (eager, then with each LM
+# layer compiled), on the tiny Llama with SmolLM2's depth and on the real SmolLM2, one thread
+# each.
 #   usage: bash benchmarks/molca_step.sh BEFORE_COMMIT OUT_DIR
 set -euo pipefail
 BEFORE=${1:?usage: molca_step.sh BEFORE_COMMIT OUT_DIR}
@@ -13,10 +14,12 @@ export OMP_NUM_THREADS=1
 STEP="python $REPO/benchmarks/molca_step.py"
 OLD="--legacy --lora-dropout 0.1 --random-batches"  # what the code before did by default
 for LM in tiny smollm2; do
-  if [ "$LM" = tiny ]; then SIZE="--batch-size 8 --steps 6"; else SIZE="--batch-size 4 --steps 3 --pool 64"; fi
+  if [ "$LM" = tiny ]; then SIZE="--batch-size 8 --pool 256"; else SIZE="--batch-size 4 --pool 48"; fi
   PYTHONPATH="$OUT/before-code" $STEP --lm $LM $SIZE --label before $OLD -o "$OUT/${LM}_before.json"
   $STEP --lm $LM $SIZE --label after -o "$OUT/${LM}_after.json"
   $STEP --lm $LM $SIZE --label after-qv --lora-targets qv -o "$OUT/${LM}_after_qv.json"
   $STEP --lm $LM $SIZE --label after-qv-fused --lora-targets qv --fused-adamw \
     -o "$OUT/${LM}_after_qv_fused.json"
+  $STEP --lm $LM $SIZE --label after-qv-fused-compile --lora-targets qv --fused-adamw --compile \
+    -o "$OUT/${LM}_after_qv_fused_compile.json"
 done

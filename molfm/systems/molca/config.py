@@ -120,7 +120,9 @@ class MolCATrainConfig(RunOptions):
         "--no-bucket-by-length draws batches at random.",
     )
     compile: bool = option(
-        False, help="torch.compile each LM layer (slow first steps; for long GPU runs)."
+        False,
+        help="torch.compile each LM and Q-Former layer and the graph encoder (slow first "
+        "steps; for long GPU runs).",
     )
     # stage 1 (Stage1Config fields)
     matching: bool = option(

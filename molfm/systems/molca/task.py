@@ -33,7 +33,14 @@ from molfm.systems.molca.losses import in_batch_accuracy
 from molfm.systems.molca.model import MolCA, MolCAConfig
 from molfm.systems.molca.stage1 import MolCAStage1, Stage1Config
 
-__all__ = ["Stage1Task", "MolCATask", "build_model", "compile_lm_layers", "load_best_weights"]
+__all__ = [
+    "Stage1Task",
+    "MolCATask",
+    "build_model",
+    "compile_layers",
+    "compiled_parts",
+    "load_best_weights",
+]
 
 Stage = Literal["2", "finetune"]
 
@@ -141,13 +148,26 @@ def build_model(
     return MolCA.from_stage1(path, lm_tuning=tuning, seed=seed, **fields)
 
 
-def compile_lm_layers(model: MolCA) -> None:
-    """``torch.compile`` each decoder layer of the LM in place (parameter names unchanged, so
-    checkpoints are the same), with dynamic sequence lengths."""
+def compiled_parts(model: MolCA) -> list[torch.nn.Module]:
+    """What ``--compile`` compiles: each LM decoder layer, each Q-Former layer and the graph
+    encoder. Layers, not whole models: the 30 LM layers share one compiled graph, so compiling
+    costs one layer's time, and a layer holds most of a step's small operations."""
     lm = model.lm
     base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-    for layer in base.get_decoder().layers:
-        layer.compile(dynamic=True)
+    parts = list(base.get_decoder().layers)
+    if model.qformer is not None:
+        parts += list(model.qformer.bert.encoder.layer)
+    if model.graph_encoder is not None:
+        parts.append(model.graph_encoder)
+    return parts
+
+
+def compile_layers(model: MolCA) -> None:
+    """``torch.compile`` the parts of :func:`compiled_parts` in place, with dynamic shapes
+    (sequence lengths and node counts vary by batch). Parameter names do not change, so
+    checkpoints are the same as without it."""
+    for part in compiled_parts(model):
+        part.compile(dynamic=True)
 
 
 class MolCATask(RngStateMixin, L.LightningModule):
@@ -162,7 +182,8 @@ class MolCATask(RngStateMixin, L.LightningModule):
     lr, weight_decay, warmup_steps, max_steps, min_lr_ratio
         AdamW and its warm-up + cosine schedule.
     compile
-        ``torch.compile`` each LM layer (:func:`compile_lm_layers`).
+        ``torch.compile`` each LM and Q-Former layer and the graph encoder
+        (:func:`compile_layers`).
     val_generate
         Decode this many molecules of the first validation batch (beam search with
         ``num_beams``, ``max_new_tokens``), log ``val/exact_match`` and keep them in
@@ -191,7 +212,7 @@ class MolCATask(RngStateMixin, L.LightningModule):
         self.save_hyperparameters()
         self.model = build_model(model_config, stage=stage, init=init, seed=seed)
         if compile:
-            compile_lm_layers(self.model)
+            compile_layers(self.model)
         # Lightning keeps each submodule's mode: a model loaded from a checkpoint is in eval mode
         self.model.train()
         self.model.config.instruction(task)  # an unknown task fails now, not at the first step

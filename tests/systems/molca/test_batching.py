@@ -136,11 +136,12 @@ def test_length_grouped_order_is_a_seeded_permutation_with_less_padding():
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("MOLFM_TEST_COMPILE"),
-    reason="inductor compiles C++ for minutes on a CPU; set MOLFM_TEST_COMPILE=1",
+    reason="inductor compiles C++ for about a minute on a CPU; set MOLFM_TEST_COMPILE=1",
 )
-def test_compiled_lm_layers_give_the_same_loss_and_keys(model):
-    """``--compile``: each LM layer compiled in place; the loss and the checkpoint keys stay."""
-    from molfm.systems.molca.task import compile_lm_layers
+def test_compiled_layers_give_the_same_loss_and_keys(model):
+    """``--compile``: LM layers, Q-Former layers and the graph encoder compiled in place; the
+    loss, its gradients and the checkpoint keys stay."""
+    from molfm.systems.molca.task import compile_layers, compiled_parts
 
     pairs = _pairs()
     batch = PromptCollate(model.tokenizer.pad_token_id, model.num_graph_tokens)(
@@ -148,15 +149,19 @@ def test_compiled_lm_layers_give_the_same_loss_and_keys(model):
     )
     model.eval()
     keys = list(model.checkpoint_state_dict())
-    with torch.no_grad():
-        eager = model.loss(batch)
-    compile_lm_layers(model)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    eager = model.loss(batch)
+    eager_grads = torch.autograd.grad(eager, trained)
+    parts = compiled_parts(model)
+    assert len(parts) == model.lm.config.num_hidden_layers + model.config.qformer.num_layers + 1
+    compile_layers(model)
     try:
         compiled = model.loss(batch)
-        compiled.backward()  # gradients flow through the compiled layers
-        assert_close(compiled.detach(), eager, rtol=1e-4, atol=1e-4)
+        compiled_grads = torch.autograd.grad(compiled, trained)
+        assert_close(compiled.detach(), eager.detach(), rtol=1e-4, atol=1e-4)
+        for ours, reference in zip(compiled_grads, eager_grads, strict=True):
+            assert_close(ours, reference, rtol=1e-3, atol=1e-5)
         assert list(model.checkpoint_state_dict()) == keys
     finally:
-        base = model.lm.get_base_model()
-        for layer in base.get_decoder().layers:
-            layer._compiled_call_impl = None  # back to eager for the other tests
+        for part in parts:
+            part._compiled_call_impl = None  # back to eager for the other tests
