@@ -99,6 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("MOLCA_BEFORE_CODE"),
         help="a folder holding the molfm package before the step work (git archive)",
     )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="graph encoder + Q-Former from a stage-1 model (MolCA's order), e.g. "
+        "molca-small-pubchem-retrieval",
+    )
     p.add_argument("--tiny", action="store_true", help="CPU test: tiny LM, a few steps, fp32")
     p.add_argument("--data-path", default=None, help="a SMILES,text CSV instead of pubchem-names")
     return p.parse_args(argv)
@@ -176,6 +182,7 @@ def run_config(args: argparse.Namespace, output_dir: Path, steps: int):
         **data,
         "lm": str(tiny_lm_dir(output_dir.parent)) if args.tiny else "smollm2",
         "input_mode": "1d2d",
+        "init": args.init,
         "graph_encoder": "gine",
         "qformer": {"num_layers": 2},
         "lora_r": args.lora_r,

@@ -149,12 +149,15 @@ def build_model(
 
 
 def compiled_parts(model: MolCA) -> list[torch.nn.Module]:
-    """What ``--compile`` compiles: each LM decoder layer, each Q-Former layer and the graph
-    encoder. Layers, not whole models: the 30 LM layers share one compiled graph, so compiling
-    costs one layer's time, and a layer holds most of a step's small operations."""
+    """What ``--compile`` compiles: each LM decoder layer, the LM's final norm and rotary
+    embedding, each Q-Former layer and the graph encoder. Layers, not whole models: the 30 LM
+    layers share one compiled graph, so compiling costs one layer's time, and a layer holds
+    most of a step's small operations."""
     lm = model.lm
     base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-    parts = list(base.get_decoder().layers)
+    decoder = base.get_decoder()
+    parts = list(decoder.layers)
+    parts += [getattr(decoder, name) for name in ("norm", "rotary_emb") if hasattr(decoder, name)]
     if model.qformer is not None:
         parts += list(model.qformer.bert.encoder.layer)
     if model.graph_encoder is not None:

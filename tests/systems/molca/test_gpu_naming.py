@@ -48,6 +48,7 @@ def test_the_gpu_command_runs_end_to_end_on_tiny_sizes(benchmark_script, tmp_pat
         ["--tiny", "--data-path", str(data), "--out", str(out), "--work", str(tmp_path / "w"),
          "--time-limit", "600", "--profile-steps", "6", "--max-steps", "4", "--eval-limit", "3", "--num-beams", "2",
          "--max-new-tokens", "6", "--decode-batch", "2", "--compile", "off",
+         "--init", "molca-small-pubchem-retrieval",  # MolCA's order: stage 1 first
          *(["--before-code", str(before)] if before else [])]
     )  # fmt: skip
     # the step phase: each setting in its own process, the before one on the old code
@@ -76,7 +77,7 @@ def test_the_gpu_command_runs_end_to_end_on_tiny_sizes(benchmark_script, tmp_pat
     assert list(predictions.columns) == ["id", "smiles", "target", "beam_0", "beam_1"]
     assert len(predictions) == 3
     # the checkpoint as it comes back: config + weights (fp16), loadable and naming
-    from molfm.hub import from_pretrained
+    from molfm.hub import from_pretrained, resolve_checkpoint
 
     model_dir = tmp_path / "shipped"
     model_dir.mkdir()
@@ -84,6 +85,12 @@ def test_the_gpu_command_runs_end_to_end_on_tiny_sizes(benchmark_script, tmp_pat
     (model_dir / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
     model = from_pretrained(model_dir)
     assert model.config.lm_tuning.target_modules == ["q_proj", "v_proj"]
+    # the graph side came from the stage-1 model: 10 small steps away from it, not a fresh GINE
+    stage1 = from_pretrained(resolve_checkpoint("molca-small-pubchem-retrieval"))
+    stage1 = stage1.graph_encoder.state_dict()
+    for name, trained in model.graph_encoder.state_dict().items():
+        if trained.dtype.is_floating_point and trained.dim() == 2:
+            assert (trained.float() - stage1[name].float()).abs().max() < 0.02, name
     assert model.config.max_target_tokens == 256
 
 
