@@ -8,8 +8,8 @@ cleaned training set (OPSIN-verified names, the "pubchem small" table; the verdi
 bundle's cache, as the GPU machine has no Java). In order, within ``--time-limit`` seconds:
 
 0. **step**: ``benchmarks/molca_step.py`` at the run's batch size, one process per setting:
-   the code before the step work (``--before-code``, every projection adapted, LoRA dropout,
-   random batches, fp32), the current step in bf16, and the same compiled (``--compile``: the
+   the code before the step work (``--before-code``, as its GPU run trained: LoRA r 8 on
+   every projection with dropout, random batches, bf16), the current step in bf16, and the same compiled (``--compile``: the
    LM and Q-Former layers and the graph encoder); molecules/s and CUDA kernels launched per
    step, side by side, over the same molecules. ``--compile auto`` trains
    compiled only if compiling was faster here;
@@ -47,9 +47,12 @@ from molca_gpu import median_step, step_profiler, step_timer, tiny_lm_dir  # noq
 
 PART_BYTES = 15 * 2**20
 STEP_SCRIPT = Path(__file__).resolve().parent / "molca_step.py"
-# molca_step.py settings: the step before the work (its defaults then) and the step now
+# molca_step.py settings: the step before the work (as that commit's GPU run trained: LoRA r 8
+# on every projection with dropout 0.1, random batches, bf16 autocast) and the step now
 STEP_CONFIGS = {
-    "before": ["--legacy", "--lora-dropout", "0.1", "--random-batches"],
+    "before": [
+        *("--legacy", "--lora-r", "8", "--lora-dropout", "0.1", "--random-batches", "--bf16"),
+    ],
     "after": ["--lora-targets", "qv", "--fused-adamw", "--bf16"],
     "after-compile": ["--lora-targets", "qv", "--fused-adamw", "--bf16", "--compile"],
 }
