@@ -72,7 +72,7 @@ def main() -> None:
         from molfm.hub import load_config, resolve_checkpoint
 
         stage1_dir = resolve_checkpoint(args.stage1)
-        report["stage1"] = {
+        report["stage1_model"] = {
             "model": args.stage1,
             "training": load_config(stage1_dir).get("training"),
         }
@@ -100,7 +100,10 @@ def main() -> None:
         )
     if args.stage1 is None:
         stage1 = json.loads((stage1_dir / "metrics.json").read_text())
-        report["stage1"] = {"seconds": time.perf_counter() - t, "metrics": stage1.get("metrics")}
+        report["stage1_model"] = {
+            "seconds": time.perf_counter() - t,
+            "metrics": stage1.get("metrics"),
+        }
     for name, init in (("fresh", None), ("stage1", str(stage1_dir))):
         t = time.perf_counter()
         out = work / f"naming_{name}"
