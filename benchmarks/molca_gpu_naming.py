@@ -19,7 +19,7 @@ bundle's cache, as the GPU machine has no Java). In order, within ``--time-limit
    ends on the last one), validation at the end;
 3. **name**: a seeded random sample of ``--eval-limit`` test molecules, beam search with every
    beam kept (``predictions.csv``: ``id, smiles, target, beam_0..``), LoRA merged, the
-   locant-run guard and caps that fit the data; batches until the time is up;
+   locant-run and repeat guards and caps that fit the data; batches until the time is up;
 4. **package** into ``--out``: ``summary.json``, ``results.tgz`` (predictions, metrics,
    profile, logs) and the checkpoint (fp16) as ``model-config.json`` + ``model.safetensors``
    (split into ``.part*`` above 15 MiB).
@@ -79,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-beams", type=int, default=5)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--max-locant-run", type=int, default=48, help="above the data's 99.9th pct.")
+    p.add_argument("--max-repeats", type=int, default=20, help="above the data's most (18)")
     p.add_argument("--decode-batch", type=int, default=64)
     p.add_argument("--no-clean-data", action="store_true", help="no OPSIN filter, no small table")
     p.add_argument(
@@ -265,6 +266,7 @@ def name_sample(args, model_dir: Path, cfg, deadline: float, out_csv: Path) -> d
             num_return_sequences=args.num_beams,
             max_new_tokens=args.max_new_tokens,
             max_locant_run=args.max_locant_run,
+            max_repeats=args.max_repeats,
         )
         n = len(rows)
         frame = pd.DataFrame(
@@ -274,12 +276,14 @@ def name_sample(args, model_dir: Path, cfg, deadline: float, out_csv: Path) -> d
             frame[f"beam_{k}"] = [r[k] if k < len(r) else "" for r in rows]
         frame.to_csv(out_csv, index=False)
     tokens = [len(model.tokenizer(r[0])["input_ids"]) for r in rows]
+    every = [len(model.tokenizer(text)["input_ids"]) for r in rows for text in r]
     return {
         "n_named": len(rows),
         "n_asked": len(pairs),
         "seconds": time.perf_counter() - started,
         "beam0_tokens_max": max(tokens, default=0),
         "beam0_at_cap": sum(t >= args.max_new_tokens for t in tokens),
+        "beams_at_cap": sum(t >= args.max_new_tokens for t in every),
     }
 
 

@@ -1,6 +1,7 @@
-"""Token lengths of the pubchem-names IUPAC names under SmolLM2's tokenizer, and their longest
-runs of locant tokens: what the training cap (``max_target_tokens``), the decoding cap
-(``max_new_tokens``) and the locant-run guard (``max_locant_run``) must fit.
+"""Token lengths of the pubchem-names IUPAC names under SmolLM2's tokenizer, their longest
+runs of locant tokens and their most repeated units: what the training cap
+(``max_target_tokens``), the decoding cap (``max_new_tokens``) and the decoding guards
+(``max_locant_run``, ``max_repeats``) must fit.
 
     python benchmarks/molca_name_lengths.py -o benchmarks/results/molca_name_lengths.json
 """
@@ -26,6 +27,19 @@ def longest_run(ids: list[int], locants: set[int]) -> int:
     return best
 
 
+def most_repeats(ids: list[int], max_unit: int = 8) -> int:
+    """The most copies in a row of one unit of 1 to ``max_unit`` tokens (what
+    :class:`~molfm.systems.molca.decoding.RepeatLimit` counts)."""
+    best = 1
+    for unit in range(1, max_unit + 1):
+        for start in range(len(ids) - 2 * unit + 1):
+            copies, at = 1, start
+            while ids[at : at + unit] == ids[at + unit : at + 2 * unit]:
+                copies, at = copies + 1, at + unit
+            best = max(best, copies)
+    return best
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-o", "--output", required=True)
@@ -41,6 +55,7 @@ def main() -> None:
         ids = tok(texts, add_special_tokens=False)["input_ids"]
         lengths = np.array([len(x) for x in ids])
         runs = np.array([longest_run(x, locants) for x in ids])
+        repeats = np.array([most_repeats(x) for x in ids])
         # + 1: the eos token the model must emit before the cap
         report[name] = {
             "n": len(texts),
@@ -54,6 +69,10 @@ def main() -> None:
             "locant_run_percentiles": {
                 str(q): int(np.percentile(runs, q)) for q in (50, 99, 99.9, 100)
             },
+            "repeat_percentiles": {
+                str(q): int(np.percentile(repeats, q)) for q in (50, 99, 99.9, 100)
+            },
+            "most_repeated": texts[int(repeats.argmax())],
             "longest": texts[int(lengths.argmax())],
         }
     Path(args.output).write_text(json.dumps(report, indent=1))

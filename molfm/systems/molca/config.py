@@ -175,7 +175,10 @@ class MolCATrainConfig(RunOptions):
     num_beams: int = option(5, min=1, help="Beams for the test-set generation.")
     max_new_tokens: int = option(64, min=1, help="Longest generated text, in tokens.")
     max_locant_run: int = option(
-        0, min=0, help="Test decoding: end a beam after N digit/comma tokens in a row (0: off)."
+        0, min=0, help="Test decoding: end a beam after N locant tokens in a row (0: off)."
+    )
+    max_repeats: int = option(
+        0, min=0, help="Test decoding: end a beam that repeats a unit of <= 8 tokens N+1 times."
     )
     max_target_tokens: int = option(
         128, min=1, help="Training: target tokens kept per pair (longer names are cut)."
@@ -235,7 +238,14 @@ class _Decoding(_Inference, StreamOptions):
     )
     no_repeat_ngram_size: int = option(0, min=0, help="Forbid repeating n-grams (0: off).")
     max_locant_run: int = option(
-        0, min=0, help="End a beam after this many digit/comma tokens in a row (0: off)."
+        0,
+        min=0,
+        help="End a beam after this many locant tokens (digits, commas, hyphens) in a row (0: off).",
+    )
+    max_repeats: int = option(
+        0,
+        min=0,
+        help="End a beam once a unit of up to 8 tokens repeats more than N times (0: off).",
     )
     merge_lora: bool = option(
         False, help="Fold the LoRA adapters into the LM first (faster; rounding may differ)."

@@ -1,11 +1,20 @@
-"""Beam-search guards that make MolCA's decoding end: a cap on runs of locant tokens.
+"""Beam-search guards that make MolCA's decoding end: caps on runs of locant tokens and on
+repeated units.
 
-An undertrained naming model can loop on locants until the token cap
-(``1,2,3,4,5,...,46``). Plain ``no_repeat_ngram_size`` does not stop that (each ``,n`` is a new
-n-gram) and forbids n-grams that real IUPAC names repeat (``methyl``, ``-1-yl``).
-:class:`LocantRunLimit` ends a hypothesis instead: once its last ``max_run`` tokens are all
-digits and commas, the only token it may take next is the end of sequence. Choose ``max_run``
-above the longest locant run in the training names (``benchmarks/molca_name_lengths.py``).
+An undertrained naming model loops until the token cap in three ways seen on the test split:
+counting locants (``1,2,3,...,46`` or ``13-14-15-...``), nesting one fragment
+(``2-[2-[2-[...``) and repeating a word (``n,n-dimethyl-n,n-dimethyl-...``). Plain
+``no_repeat_ngram_size`` stops none of them well: each ``,n`` is a new n-gram, and it forbids
+n-grams that real IUPAC names repeat (``methyl``, ``-1-yl``). The guards end a hypothesis
+instead (every score but the end of sequence's set to ``-inf``):
+
+* :class:`LocantRunLimit`: its last ``max_run`` tokens are all locant tokens (digits, commas
+  and hyphens);
+* :class:`RepeatLimit`: its last tokens are one unit of 1 to ``max_unit`` tokens repeated
+  ``max_repeats + 1`` times in a row.
+
+Choose both above what the training names hold (``benchmarks/molca_name_lengths.py``: locant
+runs of up to 44 tokens at the 99.9th percentile, and real names that nest ``2-[`` 18 deep).
 """
 
 from __future__ import annotations
@@ -14,13 +23,13 @@ import re
 
 import torch
 
-__all__ = ["locant_token_ids", "LocantRunLimit", "beam_search"]
+__all__ = ["locant_token_ids", "LocantRunLimit", "RepeatLimit", "beam_search"]
 
-_LOCANT = re.compile(r"^[0-9,]+$")
+_LOCANT = re.compile(r"^[0-9,\-]+$")
 
 
 def locant_token_ids(tokenizer) -> list[int]:
-    """Ids of the tokens that are only digits and commas (once spaces are stripped)."""
+    """Ids of the tokens that are only digits, commas and hyphens (once spaces are stripped)."""
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     out = []
     for index, token in enumerate(vocab):
@@ -55,9 +64,46 @@ class LocantRunLimit:
             return scores
         tail = input_ids[:, -self.max_run :]
         looping = torch.isin(tail, self.locants.to(tail.device)).all(dim=1)
-        ended = torch.full_like(scores, float("-inf"))
-        ended[:, self.eos] = 0.0
-        return torch.where(looping[:, None], ended, scores)
+        return _ended(scores, looping, self.eos)
+
+
+def _ended(scores: torch.Tensor, rows: torch.Tensor, eos: int) -> torch.Tensor:
+    """``scores`` with the hypotheses of the boolean ``rows`` allowed only to end."""
+    ended = torch.full_like(scores, float("-inf"))
+    ended[:, eos] = 0.0
+    return torch.where(rows[:, None], ended, scores)
+
+
+class RepeatLimit:
+    """A transformers logits processor: a hypothesis whose last tokens are one unit of 1 to
+    ``max_unit`` tokens repeated ``max_repeats + 1`` times in a row may only end.
+
+    Parameters
+    ----------
+    max_repeats
+        Repeats of a unit that a hypothesis may hold (>= 1).
+    eos_token_id
+        The token that ends it.
+    max_unit
+        Longest unit checked, in tokens.
+    """
+
+    def __init__(self, max_repeats: int, eos_token_id: int, max_unit: int = 8) -> None:
+        if max_repeats < 1 or max_unit < 1:
+            raise ValueError(
+                f"max_repeats and max_unit must be >= 1, not {max_repeats}, {max_unit}"
+            )
+        self.copies, self.max_unit, self.eos = max_repeats + 1, max_unit, eos_token_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        looping = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for unit in range(1, self.max_unit + 1):
+            span = unit * self.copies
+            if input_ids.shape[1] < span:
+                break
+            tail = input_ids[:, -span:].reshape(-1, self.copies, unit)  # [B, copies, unit]
+            looping |= (tail == tail[:, -1:]).flatten(1).all(dim=1)
+        return _ended(scores, looping, self.eos)
 
 
 def beam_search(
@@ -70,10 +116,12 @@ def beam_search(
     num_return_sequences: int,
     max_new_tokens: int,
     max_locant_run: int = 0,
+    max_repeats: int = 0,
     **generate_kwargs,
 ) -> list[list[str]]:
     """:meth:`~.model.MolCA.generate`'s body: beam search over left-padded prompts; per
-    molecule, ``num_return_sequences`` texts, best first."""
+    molecule, ``num_return_sequences`` texts, best first. ``max_locant_run`` and
+    ``max_repeats`` > 0 turn on :class:`LocantRunLimit` and :class:`RepeatLimit`."""
     from transformers import GenerationConfig
 
     if num_return_sequences > num_beams:
@@ -94,6 +142,8 @@ def beam_search(
         if getattr(model, "_locant_ids", None) is None:
             model._locant_ids = locant_token_ids(tok)  # one pass over the vocabulary, once
         processors.append(LocantRunLimit(model._locant_ids, max_locant_run, tok.eos_token_id))
+    if max_repeats > 0:
+        processors.append(RepeatLimit(max_repeats, tok.eos_token_id))
     training = model.training
     model.eval()
     try:

@@ -164,6 +164,7 @@ def evaluate_generation(
         num_return_sequences=cfg.num_beams,
         max_new_tokens=cfg.max_new_tokens,
         max_locant_run=cfg.max_locant_run,
+        max_repeats=cfg.max_repeats,
         length_penalty=cfg.length_penalty,
     )
     predictions = [b[0] for b in beams]

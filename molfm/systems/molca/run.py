@@ -340,6 +340,7 @@ def describe_with(
         length_penalty=cfg.length_penalty,
         no_repeat_ngram_size=cfg.no_repeat_ngram_size,
         max_locant_run=cfg.max_locant_run,
+        max_repeats=cfg.max_repeats,
     )
 
 

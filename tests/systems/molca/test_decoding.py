@@ -1,4 +1,4 @@
-"""Decoding that ends: the locant-run limit (unit and in beam search on a tiny model), LoRA
+"""Decoding that ends: the locant-run and repeat limits (unit and in beam search on a tiny model), LoRA
 merged for inference, and ``molfm name`` with the new decoding options and a progress bar."""
 
 import re
@@ -10,7 +10,7 @@ from torch.testing import assert_close
 
 from molfm.chem.featurize import smiles_to_data
 from molfm.data.dense import DenseGraphDataset, collate_dense
-from molfm.systems.molca.decoding import LocantRunLimit, locant_token_ids
+from molfm.systems.molca.decoding import LocantRunLimit, RepeatLimit, locant_token_ids
 from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
 from molfm.systems.molca.model import MolCA, MolCAConfig
 
@@ -46,12 +46,55 @@ def _graphs(smiles):
     return collate_dense([data[i] for i in range(len(smiles))])
 
 
-def test_locant_tokens_are_digits_and_commas():
+def test_locant_tokens_are_digits_commas_and_hyphens():
     tok = tiny_tokenizer()
     ids = locant_token_ids(tok)
     assert sorted(tok.convert_tokens_to_string([t]) for t in tok.convert_ids_to_tokens(ids)) == (
-        sorted([",", *"0123456789"])
+        sorted([",", "-", *"0123456789"])
     )
+
+
+def test_the_repeat_limit_ends_a_unit_repeated_too_often():
+    limit = RepeatLimit(max_repeats=2, eos_token_id=2, max_unit=3)
+    scores = torch.zeros(4, 10)
+    ids = torch.tensor(
+        [
+            [9, 4, 5, 4, 5, 4, 5],  # "4 5" three times: ends
+            [9, 9, 7, 7, 7, 7, 7],  # "7" five times: ends
+            [4, 5, 6, 4, 5, 6, 1],  # twice, then another token: goes on
+            [3, 4, 5, 3, 4, 5, 3],  # the unit's third copy is not complete: goes on
+        ]
+    )
+    out = limit(ids, scores)
+    for row in (0, 1):
+        assert torch.isinf(out[row]).sum() == 9 and out[row, 2] == 0
+    assert torch.equal(out[2:], scores[2:])
+    assert torch.equal(limit(ids[:, :1], scores), scores)  # too short for any repeat
+    with pytest.raises(ValueError, match="max_repeats"):
+        RepeatLimit(max_repeats=0, eos_token_id=2)
+
+
+def test_the_repeat_limit_lets_deeply_nested_real_names_end_by_themselves():
+    """Polyethylene-glycol names nest ``2-[`` 18 deep in the training names (the deepest). In
+    one-character tokens such a name repeats ``ethoxy]`` 19 times: ``max_repeats`` 19 lets
+    every prefix of it go on and stops a loop of 20 ``2-[``; 18 would cut the real name."""
+    tok = tiny_tokenizer()  # one token per character
+    name = "2-[" * 18 + "2-(2-hexadecoxyethoxy)ethoxy" + "]ethoxy" * 18 + "]ethanol"
+    ids = torch.tensor([tok(name, add_special_tokens=False)["input_ids"]])
+    scores = torch.zeros(1, len(tok))
+
+    def cut(limit: RepeatLimit) -> int | None:
+        """The first prefix length at which ``limit`` allows only the end of sequence."""
+        for end in range(1, ids.shape[1] + 1):
+            if not torch.equal(limit(ids[:, :end], scores), scores):
+                return end
+        return None
+
+    assert cut(RepeatLimit(max_repeats=19, eos_token_id=0)) is None
+    assert name[: cut(RepeatLimit(max_repeats=18, eos_token_id=0))].endswith("ethoxy]" * 19)
+    loop = torch.tensor([tok("2-[" * 20, add_special_tokens=False)["input_ids"]])
+    ended = RepeatLimit(max_repeats=19, eos_token_id=0)(loop, scores)
+    assert torch.isinf(ended).sum() == len(tok) - 1
 
 
 def test_the_limit_leaves_only_eos_after_a_run():
@@ -76,8 +119,8 @@ def test_beams_end_after_the_locant_run_limit(model_dir):
     )
     assert len(guarded) == len(SMILES)
     for (text,) in guarded:  # after its first locant token, a hypothesis can only end
-        assert re.fullmatch(r"[^0-9,]*[0-9,]?", text), text
-    assert any(re.search(r"[0-9,][^\n]", t) for (t,) in free) or free != guarded
+        assert re.fullmatch(r"[^0-9,\-]*[0-9,\-]?", text), text
+    assert any(re.search(r"[0-9,\-][^\n]", t) for (t,) in free) or free != guarded
 
 
 def test_merged_lora_gives_the_same_logits_and_refuses_to_save(model_dir):
@@ -114,6 +157,7 @@ def test_molfm_name_with_decoding_options_and_progress(model_dir, tmp_path, caps
             **common,
             output=str(tmp_path / "b.csv"),
             max_locant_run=1,
+            max_repeats=2,
             length_penalty=0.5,
             no_repeat_ngram_size=3,
             merge_lora=True,
@@ -122,4 +166,4 @@ def test_molfm_name_with_decoding_options_and_progress(model_dir, tmp_path, caps
     )
     assert len(plain.frame) == len(guarded.frame) == len(SMILES)
     for text in guarded.frame["name"].fillna(""):
-        assert re.fullmatch(r"[^0-9,]*[0-9,]?", text), text
+        assert re.fullmatch(r"[^0-9,\-]*[0-9,\-]?", text), text

@@ -1,0 +1,89 @@
+"""Does decoding end before the cap? Beam search of a seeded random pubchem-names test sample
+with the shipped naming model, with and without the decoding guards, every beam kept.
+
+For each setting it reports how many best beams, and how many beams of all, end at the
+``--max-new-tokens`` cap (their SmolLM2 token count reaches it), the longest locant run (digit
+and comma tokens in a row) among the best beams, and the seconds taken. The sample is the one
+the GPU command names (``sample_test_pairs`` with ``--data-seed``), so the same molecules::
+
+    OMP_NUM_THREADS=2 python benchmarks/molca_decode_caps.py --n 64 \\
+        -o benchmarks/results/molca_decode_caps.json
+
+A setting is ``LOCANT_RUN:REPEATS`` (``--max-locant-run``, ``--max-repeats``; 0 is off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+
+def locant_run(tokens: list[str]) -> int:
+    """The longest run of tokens made of digits and commas only."""
+    longest = run = 0
+    for token in tokens:
+        text = token.strip()
+        run = run + 1 if text and set(text) <= set("0123456789,") else 0
+        longest = max(longest, run)
+    return longest
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="molca-small-pubchem-names")
+    p.add_argument("--n", type=int, default=64, help="test molecules, drawn at random")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--num-beams", type=int, default=5)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument(
+        "--settings", default="0:0,48:0,48:20", help="LOCANT_RUN:REPEATS pairs (0: guard off)"
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("-o", "--output", required=True)
+    args = p.parse_args()
+
+    from molfm.hub import from_pretrained, resolve_checkpoint
+    from molfm.systems.molca.data import pubchem_names_splits
+    from molfm.systems.molca.evaluate import generate_texts, sample_test_pairs
+
+    model = from_pretrained(resolve_checkpoint(args.model)).merge_lora().eval()
+    pairs = sample_test_pairs(pubchem_names_splits("iupac").test, args.n, args.data_seed)
+    tokenizer = model.tokenizer
+    report: dict = {"args": vars(args), "torch": torch.__version__, "settings": {}}
+    for setting in args.settings.split(","):
+        locant_run, repeats = (int(x) for x in setting.split(":"))
+        started = time.perf_counter()
+        beams = generate_texts(
+            model,
+            pairs,
+            "iupac",
+            batch_size=args.batch_size,
+            num_beams=args.num_beams,
+            num_return_sequences=args.num_beams,
+            max_new_tokens=args.max_new_tokens,
+            max_locant_run=locant_run,
+            max_repeats=repeats,
+        )
+        seconds = time.perf_counter() - started
+        lengths = [[len(tokenizer(text)["input_ids"]) for text in row] for row in beams]
+        best = [tokenizer.convert_ids_to_tokens(tokenizer(row[0])["input_ids"]) for row in beams]
+        report["settings"][f"max_locant_run={locant_run},max_repeats={repeats}"] = {
+            "molecules": len(beams),
+            "seconds": round(seconds, 1),
+            "beam0_at_cap": sum(row[0] >= args.max_new_tokens for row in lengths),
+            "beams_at_cap": sum(n >= args.max_new_tokens for row in lengths for n in row),
+            "beams": sum(len(row) for row in lengths),
+            "beam0_tokens_max": max(row[0] for row in lengths),
+            "beam0_longest_locant_run": max(locant_run(tokens) for tokens in best),
+            "examples": [row[0] for row in beams[:3]],
+        }
+        Path(args.output).write_text(json.dumps(report, indent=1))
+        print(json.dumps({k: v for k, v in report["settings"].items()}, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
