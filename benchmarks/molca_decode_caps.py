@@ -6,7 +6,7 @@ For each setting it reports how many best beams, and how many beams of all, end 
 and comma tokens in a row) among the best beams, and the seconds taken. The sample is the one
 the GPU command names (``sample_test_pairs`` with ``--data-seed``), so the same molecules::
 
-    OMP_NUM_THREADS=2 python benchmarks/molca_decode_caps.py --n 64 \\
+    OMP_NUM_THREADS=2 python benchmarks/molca_decode_caps.py --n 32 \\
         -o benchmarks/results/molca_decode_caps.json
 
 A setting is ``LOCANT_RUN:REPEATS`` (``--max-locant-run``, ``--max-repeats``; 0 is off).
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 
-def locant_run(tokens: list[str]) -> int:
+def longest_locant_run(tokens: list[str]) -> int:
     """The longest run of tokens made of digits and commas only."""
     longest = run = 0
     for token in tokens:
@@ -35,7 +35,7 @@ def locant_run(tokens: list[str]) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="molca-small-pubchem-names")
-    p.add_argument("--n", type=int, default=64, help="test molecules, drawn at random")
+    p.add_argument("--n", type=int, default=32, help="test molecules, drawn at random")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--num-beams", type=int, default=5)
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -78,7 +78,7 @@ def main() -> None:
             "beams_at_cap": sum(n >= args.max_new_tokens for row in lengths for n in row),
             "beams": sum(len(row) for row in lengths),
             "beam0_tokens_max": max(row[0] for row in lengths),
-            "beam0_longest_locant_run": max(locant_run(tokens) for tokens in best),
+            "beam0_longest_locant_run": max(longest_locant_run(tokens) for tokens in best),
             "examples": [row[0] for row in beams[:3]],
         }
         Path(args.output).write_text(json.dumps(report, indent=1))
