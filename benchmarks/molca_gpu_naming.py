@@ -19,7 +19,7 @@ bundle's cache, as the GPU machine has no Java). In order, within ``--time-limit
    ends on the last one), validation at the end;
 3. **name**: a seeded random sample of ``--eval-limit`` test molecules, beam search with every
    beam kept (``predictions.csv``: ``id, smiles, target, beam_0..``), LoRA merged, the
-   locant-run and repeat guards and caps that fit the data; batches until the time is up;
+   locant-run and repeat guards and caps per molecule that fit the data; batches until the time is up;
 4. **package** into ``--out``: ``summary.json``, ``results.tgz`` (predictions, metrics,
    profile, logs) and the checkpoint (fp16) as ``model-config.json`` + ``model.safetensors``
    (split into ``.part*`` above 15 MiB).
@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--max-locant-run", type=int, default=48, help="above the data's 99.9th pct.")
     p.add_argument("--max-repeats", type=int, default=20, help="above the data's most (18)")
+    p.add_argument(
+        "--max-tokens-per-atom", type=float, default=6.0, help="cap per molecule: X * atoms + 16"
+    )
     p.add_argument("--decode-batch", type=int, default=64)
     p.add_argument("--no-clean-data", action="store_true", help="no OPSIN filter, no small table")
     p.add_argument(
@@ -267,6 +270,7 @@ def name_sample(args, model_dir: Path, cfg, deadline: float, out_csv: Path) -> d
             max_new_tokens=args.max_new_tokens,
             max_locant_run=args.max_locant_run,
             max_repeats=args.max_repeats,
+            max_tokens_per_atom=args.max_tokens_per_atom,
         )
         n = len(rows)
         frame = pd.DataFrame(

@@ -180,6 +180,9 @@ class MolCATrainConfig(RunOptions):
     max_repeats: int = option(
         0, min=0, help="Test decoding: end a beam that repeats a unit of <= 8 tokens N+1 times."
     )
+    max_tokens_per_atom: float = option(
+        0.0, min=0, help="Test decoding: cap each text at X * heavy atoms + 16 tokens (0: off)."
+    )
     max_target_tokens: int = option(
         128, min=1, help="Training: target tokens kept per pair (longer names are cut)."
     )
@@ -246,6 +249,11 @@ class _Decoding(_Inference, StreamOptions):
         0,
         min=0,
         help="End a beam once a unit of up to 8 tokens repeats more than N times (0: off).",
+    )
+    max_tokens_per_atom: float = option(
+        0.0,
+        min=0,
+        help="Cap each text at X * heavy atoms + 16 tokens (0: off; 6 fits PubChem's names).",
     )
     merge_lora: bool = option(
         False, help="Fold the LoRA adapters into the LM first (faster; rounding may differ)."

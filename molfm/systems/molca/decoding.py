@@ -11,7 +11,11 @@ instead (every score but the end of sequence's set to ``-inf``):
 * :class:`LocantRunLimit`: its last ``max_run`` tokens are all locant tokens (digits, commas
   and hyphens);
 * :class:`RepeatLimit`: its last tokens are one unit of 1 to ``max_unit`` tokens repeated
-  ``max_repeats + 1`` times in a row.
+  ``max_repeats + 1`` times in a row;
+* :class:`MoleculeLengthLimit`: it is as long as its molecule's own cap, ``tokens_per_atom``
+  times the heavy atoms plus 16 (a name grows with its molecule: 5 per atom covers all but
+  4 of the 55,463 training names). Beam search slips past pattern guards (``(2r,3r,4r,...``);
+  this one it cannot.
 
 Choose both above what the training names hold (``benchmarks/molca_name_lengths.py``: locant
 runs of up to 44 tokens at the 99.9th percentile, and real names that nest ``2-[`` 18 deep).
@@ -23,7 +27,12 @@ import re
 
 import torch
 
-__all__ = ["locant_token_ids", "LocantRunLimit", "RepeatLimit", "beam_search"]
+__all__ = [
+    *("locant_token_ids", "LocantRunLimit", "RepeatLimit", "MoleculeLengthLimit"),
+    *("molecule_caps", "beam_search"),
+]
+
+CAP_BASE = 16  # tokens every molecule's cap starts from (prefixes, suffixes, eos)
 
 _LOCANT = re.compile(r"^[0-9,\-]+$")
 
@@ -106,6 +115,44 @@ class RepeatLimit:
         return _ended(scores, looping, self.eos)
 
 
+def molecule_caps(smiles, tokens_per_atom: float, max_new_tokens: int) -> torch.Tensor:
+    """Per molecule, ``ceil(tokens_per_atom * heavy atoms) + 16`` tokens, at most
+    ``max_new_tokens`` (``[B]``, long)."""
+    import math
+
+    from rdkit import Chem
+
+    caps = []
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s)
+        atoms = mol.GetNumHeavyAtoms() if mol is not None else max_new_tokens
+        caps.append(min(max_new_tokens, math.ceil(tokens_per_atom * atoms) + CAP_BASE))
+    return torch.tensor(caps, dtype=torch.long)
+
+
+class MoleculeLengthLimit:
+    """A transformers logits processor: a hypothesis may only end once it is one token short of
+    its molecule's cap (the end of sequence is the last token).
+
+    Parameters
+    ----------
+    caps
+        ``[B]`` tokens per molecule, eos included (:func:`molecule_caps`).
+    num_beams
+        Hypotheses per molecule: row ``i`` of the beams belongs to molecule ``i // num_beams``.
+    eos_token_id
+        The token that ends it.
+    """
+
+    def __init__(self, caps: torch.Tensor, num_beams: int, eos_token_id: int) -> None:
+        self.caps = caps.repeat_interleave(num_beams)
+        self.eos = eos_token_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        caps = self.caps.to(input_ids.device)
+        return _ended(scores, input_ids.shape[1] + 1 >= caps, self.eos)
+
+
 def beam_search(
     model,
     graphs,
@@ -117,11 +164,13 @@ def beam_search(
     max_new_tokens: int,
     max_locant_run: int = 0,
     max_repeats: int = 0,
+    max_tokens_per_atom: float = 0.0,
     **generate_kwargs,
 ) -> list[list[str]]:
     """:meth:`~.model.MolCA.generate`'s body: beam search over left-padded prompts; per
-    molecule, ``num_return_sequences`` texts, best first. ``max_locant_run`` and
-    ``max_repeats`` > 0 turn on :class:`LocantRunLimit` and :class:`RepeatLimit`."""
+    molecule, ``num_return_sequences`` texts, best first. ``max_locant_run``, ``max_repeats``
+    and ``max_tokens_per_atom`` > 0 turn on :class:`LocantRunLimit`, :class:`RepeatLimit` and
+    :class:`MoleculeLengthLimit`."""
     from transformers import GenerationConfig
 
     if num_return_sequences > num_beams:
@@ -144,6 +193,9 @@ def beam_search(
         processors.append(LocantRunLimit(model._locant_ids, max_locant_run, tok.eos_token_id))
     if max_repeats > 0:
         processors.append(RepeatLimit(max_repeats, tok.eos_token_id))
+    if max_tokens_per_atom > 0:
+        caps = molecule_caps(smiles, max_tokens_per_atom, max_new_tokens)
+        processors.append(MoleculeLengthLimit(caps, num_beams, tok.eos_token_id))
     training = model.training
     model.eval()
     try:

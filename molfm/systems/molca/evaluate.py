@@ -165,6 +165,7 @@ def evaluate_generation(
         max_new_tokens=cfg.max_new_tokens,
         max_locant_run=cfg.max_locant_run,
         max_repeats=cfg.max_repeats,
+        max_tokens_per_atom=cfg.max_tokens_per_atom,
         length_penalty=cfg.length_penalty,
     )
     predictions = [b[0] for b in beams]

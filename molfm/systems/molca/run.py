@@ -341,6 +341,7 @@ def describe_with(
         no_repeat_ngram_size=cfg.no_repeat_ngram_size,
         max_locant_run=cfg.max_locant_run,
         max_repeats=cfg.max_repeats,
+        max_tokens_per_atom=cfg.max_tokens_per_atom,
     )
 
 

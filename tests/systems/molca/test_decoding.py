@@ -10,7 +10,13 @@ from torch.testing import assert_close
 
 from molfm.chem.featurize import smiles_to_data
 from molfm.data.dense import DenseGraphDataset, collate_dense
-from molfm.systems.molca.decoding import LocantRunLimit, RepeatLimit, locant_token_ids
+from molfm.systems.molca.decoding import (
+    LocantRunLimit,
+    MoleculeLengthLimit,
+    RepeatLimit,
+    locant_token_ids,
+    molecule_caps,
+)
 from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
 from molfm.systems.molca.model import MolCA, MolCAConfig
 
@@ -109,6 +115,21 @@ def test_the_limit_leaves_only_eos_after_a_run():
         LocantRunLimit([5], max_run=0, eos_token_id=2)
 
 
+def test_molecule_caps_grow_with_heavy_atoms_and_stop_at_the_global_cap():
+    caps = molecule_caps(["CCO", "c1ccccc1", "C" * 60], tokens_per_atom=2.5, max_new_tokens=64)
+    assert caps.tolist() == [3 * 2.5 + 16.5, 6 * 2.5 + 16, 64]  # ceil(7.5) + 16 = 24
+
+
+def test_the_length_limit_ends_each_molecules_beams_at_its_own_cap():
+    limit = MoleculeLengthLimit(torch.tensor([3, 5]), num_beams=2, eos_token_id=1)
+    scores = torch.zeros(4, 6)
+    out = limit(torch.zeros(4, 2, dtype=torch.long), scores)  # 2 tokens so far
+    for row in (0, 1):  # molecule 0 (cap 3): its eos must come now
+        assert torch.isinf(out[row]).sum() == 5 and out[row, 1] == 0
+    assert torch.equal(out[2:], scores[2:])  # molecule 1 (cap 5) goes on
+    assert torch.isinf(limit(torch.zeros(4, 4, dtype=torch.long), scores)).all(dim=1).sum() == 0
+
+
 def test_beams_end_after_the_locant_run_limit(model_dir):
     from molfm.hub import from_pretrained
 
@@ -121,6 +142,20 @@ def test_beams_end_after_the_locant_run_limit(model_dir):
     for (text,) in guarded:  # after its first locant token, a hypothesis can only end
         assert re.fullmatch(r"[^0-9,\-]*[0-9,\-]?", text), text
     assert any(re.search(r"[0-9,\-][^\n]", t) for (t,) in free) or free != guarded
+
+
+def test_beams_stay_within_their_molecules_caps(model_dir):
+    from molfm.hub import from_pretrained
+
+    model = from_pretrained(model_dir / "namer")
+    out = model.generate(
+        _graphs(SMILES), SMILES, num_beams=3, max_new_tokens=40, max_tokens_per_atom=0.5
+    )  # caps: CCO 18, benzene 19, acetic acid 18 tokens, eos included
+    free = model.generate(_graphs(SMILES), SMILES, num_beams=3, max_new_tokens=40)
+    for (text,), cap in zip(out, [18, 19, 18], strict=True):
+        # one byte per token, and a byte decodes to at most one character
+        assert len(text) <= cap - 1, text
+    assert max(len(t) for (t,) in free) > 18  # the tiny model runs on without the cap
 
 
 def test_merged_lora_gives_the_same_logits_and_refuses_to_save(model_dir):
