@@ -9,17 +9,18 @@ bundle's cache, as the GPU machine has no Java). In order, within ``--time-limit
 
 0. **step**: ``benchmarks/molca_step.py`` at the run's batch size, one process per setting:
    the code before the step work (``--before-code``, as its GPU run trained: LoRA r 8 on
-   every projection with dropout, random batches, bf16), the current step in bf16, and the same compiled (``--compile``: the
-   LM and Q-Former layers and the graph encoder); molecules/s and CUDA kernels launched per
-   step, side by side, over the same molecules. ``--compile auto`` trains
-   compiled only if compiling was faster here;
+   every projection with dropout, random batches, bf16), the current step in bf16, and the
+   same compiled (molfm's ``--compile``); molecules/s and CUDA kernels launched per step,
+   side by side, over the same molecules. ``--compile auto`` trains compiled only if
+   compiling was more than 10% faster in this phase;
 1. **profile**: a short run of ``--profile-steps`` steps, torch.profiler over the last few
    (``profile.txt``), whose median step time sets the main run's steps;
 2. **train**: as many steps as fit ``--train-share`` of the time left (the cosine schedule
    ends on the last one), validation at the end;
 3. **name**: a seeded random sample of ``--eval-limit`` test molecules, beam search with every
    beam kept (``predictions.csv``: ``id, smiles, target, beam_0..``), LoRA merged, the
-   locant-run and repeat guards and caps per molecule that fit the data; batches until the time is up;
+   locant-run and repeat guards and caps per molecule that fit the data; batches until the
+   time is up;
 4. **package** into ``--out``: ``summary.json``, ``results.tgz`` (predictions, metrics,
    profile, logs) and the checkpoint (fp16) as ``model-config.json`` + ``model.safetensors``
    (split into ``.part*`` above 15 MiB).
@@ -207,7 +208,7 @@ def run_config(args: argparse.Namespace, output_dir: Path, steps: int):
         "eval_limit": 0,  # naming below, with every beam and a deadline
         "num_workers": 4,
         "progress": False,
-        "compile": getattr(args, "use_compile", args.compile == "on"),
+        "compile": args.compile == "on",  # "auto" is decided before the first run
         "accelerator": "cpu" if args.tiny else "gpu",
         "precision": "32-true" if args.tiny else "bf16-mixed",
     }
@@ -328,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = Path(args.work or out.resolve().parent / "gpu_naming_runs")
     work.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
-    summary: dict[str, Any] = {"args": vars(args), "torch": torch.__version__}
+    summary: dict[str, Any] = {"args": dict(vars(args)), "torch": torch.__version__}
     if torch.cuda.is_available():
         summary["gpu"] = torch.cuda.get_device_name(0)
     if not args.tiny:
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model_dir = None
     try:
         summary["step"] = step_benchmark(args, work, limit - 240)  # leave the run its time
-        args.use_compile = summary["compile"] = compile_choice(args, summary["step"])
+        summary["compile"] = compile_choice(args, summary["step"])
+        args.compile = "on" if summary["compile"] else "off"
         _, summary["profile"] = train(
             args, work / "profile", args.profile_steps, limit, profile=work / "profile.txt"
         )

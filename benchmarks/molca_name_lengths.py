@@ -1,7 +1,7 @@
 """Token lengths of the pubchem-names IUPAC names under SmolLM2's tokenizer, their longest
 runs of locant tokens and their most repeated units: what the training cap
 (``max_target_tokens``), the decoding cap (``max_new_tokens``) and the decoding guards
-(``max_locant_run``, ``max_repeats``) must fit.
+(``max_locant_run``, ``max_repeats``, ``max_tokens_per_atom``) must fit.
 
     python benchmarks/molca_name_lengths.py -o benchmarks/results/molca_name_lengths.json
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from molfm.systems.molca.data import pubchem_names_splits
-from molfm.systems.molca.decoding import locant_token_ids
+from molfm.systems.molca.decoding import CAP_BASE, locant_token_ids
 from molfm.systems.molca.lm import smollm2_path
 
 
@@ -56,6 +56,7 @@ def main() -> None:
         lengths = np.array([len(x) for x in ids])
         runs = np.array([longest_run(x, locants) for x in ids])
         repeats = np.array([most_repeats(x) for x in ids])
+        atoms = np.array([graph.num_nodes for graph in getattr(splits, name).graphs])
         # + 1: the eos token the model must emit before the cap
         report[name] = {
             "n": len(texts),
@@ -73,6 +74,11 @@ def main() -> None:
                 str(q): int(np.percentile(repeats, q)) for q in (50, 99, 99.9, 100)
             },
             "most_repeated": texts[int(repeats.argmax())],
+            # names (eos included) over a cap of X * heavy atoms + CAP_BASE tokens
+            "over_atom_cap": {
+                str(x): int((lengths + 1 > np.ceil(x * atoms) + CAP_BASE).sum())
+                for x in (4, 5, 6, 7)
+            },
             "longest": texts[int(lengths.argmax())],
         }
     Path(args.output).write_text(json.dumps(report, indent=1))

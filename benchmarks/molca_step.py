@@ -30,9 +30,9 @@ sample of ``--pool`` pairs) in steps of ``--batch-size`` and reports:
     python benchmarks/molca_step.py --label after -o runs/step_after.json
 
 ``--lm tiny`` (default) is a random Llama with SmolLM2's depth (30 layers, so the same
-operation count) and a small width; ``--lm smollm2`` the real one. ``--compile`` compiles
-each LM and Q-Former layer and the graph encoder, as ``molfm train molca --compile`` does; ``--device cuda --bf16`` is the GPU
-run's setting (bf16 autocast, as ``--precision bf16-mixed``).
+operation count) and a small width; ``--lm smollm2`` the real one. ``--compile`` compiles what
+``molfm train molca --compile`` does (``compiled_parts``); ``--device cuda --bf16`` is the
+GPU run's setting (bf16 autocast, as ``--precision bf16-mixed``).
 """
 
 from __future__ import annotations
@@ -277,11 +277,11 @@ def main() -> None:
         optimizer.step()
         return loss.detach()  # not read back: a read would wait for the device
 
-    compile_started = time.perf_counter()
+    warmup_started = time.perf_counter()
     for batch in all_batches[:warmup]:
         step(batch)
     sync()
-    warmup_s = time.perf_counter() - compile_started
+    warmup_s = time.perf_counter() - warmup_started
     probe = all_batches[warmup]
     fwd_bwd, opt = Counter(), Counter()
     if not args.compile:  # a dispatch mode would run the compiled layers eagerly

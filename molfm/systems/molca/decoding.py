@@ -17,7 +17,7 @@ instead (every score but the end of sequence's set to ``-inf``):
   4 of the 55,463 training names). Beam search slips past pattern guards (``(2r,3r,4r,...``);
   this one it cannot.
 
-Choose both above what the training names hold (``benchmarks/molca_name_lengths.py``: locant
+Choose the first two above what the training names hold (``benchmarks/molca_name_lengths.py``: locant
 runs of up to 44 tokens at the 99.9th percentile, and real names that nest ``2-[`` 18 deep).
 """
 

@@ -474,9 +474,9 @@ class MolCA(nn.Module):
     ) -> list[list[str]]:
         """Beam search (greedy with ``num_beams=1``), batched, left-padded prompts.
 
-        ``max_locant_run`` > 0 ends a hypothesis after that many locant tokens in a row, and
-        ``max_repeats`` (in ``generate_kwargs``) after that many repeats of a unit (:mod:`.decoding`);
-        the other ``generate_kwargs`` are ``GenerationConfig`` fields (``length_penalty``, ...).
+        ``max_locant_run`` > 0 ends a hypothesis after that many locant tokens in a row;
+        ``max_repeats`` and ``max_tokens_per_atom`` in ``generate_kwargs`` are :mod:`.decoding`'s
+        other guards, the rest ``GenerationConfig`` fields (``length_penalty``, ...).
 
         Returns
         -------
