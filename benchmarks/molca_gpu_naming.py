@@ -84,6 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-tokens-per-atom", type=float, default=6.0, help="cap per molecule: X * atoms + 16"
     )
+    p.add_argument(
+        "--soft-cap-per-atom", type=float, default=3.0, help="length penalty past X * atoms + 16"
+    )
+    p.add_argument("--soft-cap-rate", type=float, default=1.0, help="nats per token past it")
     p.add_argument("--decode-batch", type=int, default=64)
     p.add_argument("--no-clean-data", action="store_true", help="no OPSIN filter, no small table")
     p.add_argument(
@@ -249,6 +253,7 @@ def name_sample(args, model_dir: Path, cfg, deadline: float, out_csv: Path) -> d
     import torch
 
     from molfm.hub import from_pretrained
+    from molfm.systems.molca.decoding import beam_endings
     from molfm.systems.molca.evaluate import generate_texts, sample_test_pairs
     from molfm.systems.molca.splits import load_splits, subset
 
@@ -272,6 +277,8 @@ def name_sample(args, model_dir: Path, cfg, deadline: float, out_csv: Path) -> d
             max_locant_run=args.max_locant_run,
             max_repeats=args.max_repeats,
             max_tokens_per_atom=args.max_tokens_per_atom,
+            soft_cap_per_atom=args.soft_cap_per_atom,
+            soft_cap_rate=args.soft_cap_rate,
         )
         n = len(rows)
         frame = pd.DataFrame(
@@ -280,15 +287,19 @@ def name_sample(args, model_dir: Path, cfg, deadline: float, out_csv: Path) -> d
         for k in range(args.num_beams):
             frame[f"beam_{k}"] = [r[k] if k < len(r) else "" for r in rows]
         frame.to_csv(out_csv, index=False)
-    tokens = [len(model.tokenizer(r[0])["input_ids"]) for r in rows]
-    every = [len(model.tokenizer(text)["input_ids"]) for r in rows for text in r]
+    lengths = [[len(model.tokenizer(text)["input_ids"]) for text in r] for r in rows]
     return {
         "n_named": len(rows),
         "n_asked": len(pairs),
         "seconds": time.perf_counter() - started,
-        "beam0_tokens_max": max(tokens, default=0),
-        "beam0_at_cap": sum(t >= args.max_new_tokens for t in tokens),
-        "beams_at_cap": sum(t >= args.max_new_tokens for t in every),
+        "beam0_tokens_max": max((r[0] for r in lengths if r), default=0),
+        **beam_endings(
+            lengths,
+            pairs.smiles[: len(rows)],
+            max_new_tokens=args.max_new_tokens,
+            max_tokens_per_atom=args.max_tokens_per_atom,
+            soft_cap_per_atom=args.soft_cap_per_atom,
+        ),
     }
 
 
@@ -339,7 +350,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary["prepare_seconds"] = time.time() - start
     model_dir = None
     try:
-        summary["step"] = step_benchmark(args, work, limit - 240)  # leave the run its time
+        # at most 40% of the slot, and 4 minutes always left for the run itself
+        step_deadline = start + min(args.time_limit - 240, 0.4 * args.time_limit)
+        summary["step"] = step_benchmark(args, work, step_deadline)
         summary["compile"] = compile_choice(args, summary["step"])
         args.compile = "on" if summary["compile"] else "off"
         _, summary["profile"] = train(

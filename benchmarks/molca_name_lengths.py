@@ -77,7 +77,12 @@ def main() -> None:
             # names (eos included) over a cap of X * heavy atoms + CAP_BASE tokens
             "over_atom_cap": {
                 str(x): int((lengths + 1 > np.ceil(x * atoms) + CAP_BASE).sum())
-                for x in (4, 5, 6, 7)
+                for x in (2, 3, 4, 5, 6, 7)
+            },
+            # tokens per heavy atom past CAP_BASE: where a soft cap (a length penalty) starts
+            "tokens_per_atom_percentiles": {
+                str(q): round(float(np.percentile((lengths + 1 - CAP_BASE) / atoms, q)), 2)
+                for q in (50, 90, 99, 99.9, 100)
             },
             "longest": texts[int(lengths.argmax())],
         }

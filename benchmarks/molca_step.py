@@ -153,6 +153,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--legacy", action="store_true", help="code without batching.py (before)")
     p.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True)")
     p.add_argument("--compile", action="store_true", help="as molfm train molca --compile")
+    p.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="one product per frozen projection (molfm train molca --no-fuse-projections)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (the GPU run's precision)")
     p.add_argument("--threads", type=int, default=1)
@@ -242,6 +247,11 @@ def main() -> None:
         all_batches = [b.to(device) for b in all_batches]
     prepare_s = time.perf_counter() - started
     model.to(device)
+    fused_groups = 0
+    if not (args.legacy or args.no_fuse):  # as MolCATask does; the old code has no fusing
+        from molfm.systems.molca.fused import fuse_frozen_projections
+
+        fused_groups = fuse_frozen_projections(model.lm)
     if args.compile:
         from molfm.systems.molca.task import compile_layers
 
@@ -309,6 +319,7 @@ def main() -> None:
         "args": vars(args),
         "torch": torch.__version__,
         "trainable_parameters": trainable,
+        "fused_projection_groups": fused_groups,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "ops_forward_backward": sum(fwd_bwd.values()) if fwd_bwd else None,
         "ops_optimizer": sum(opt.values()) if opt else None,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MolCA's naming step before and after (benchmarks/molca_step.py; RESULTS.md, "MolCA's training
 # step"): the code of BEFORE (a commit) against the working tree (eager, then with each LM
-# layer compiled), on the tiny Llama with SmolLM2's depth and on the real SmolLM2, one thread
+# layer compiled; the frozen projections fused as molfm train molca does, and the last two rows
+# without that), on the tiny Llama with SmolLM2's depth and on the real SmolLM2, one thread
 # each.
 #   usage: bash benchmarks/molca_step.sh BEFORE_COMMIT OUT_DIR
 set -euo pipefail
@@ -22,4 +23,8 @@ for LM in tiny smollm2; do
     -o "$OUT/${LM}_after_qv_fused.json"
   $STEP --lm $LM $SIZE --label after-qv-fused-compile --lora-targets qv --fused-adamw --compile \
     -o "$OUT/${LM}_after_qv_fused_compile.json"
+  $STEP --lm $LM $SIZE --label after-qv-fused-unfused-proj --lora-targets qv --fused-adamw \
+    --no-fuse -o "$OUT/${LM}_after_qv_fused_unfused_proj.json"
+  $STEP --lm $LM $SIZE --label after-qv-fused-compile-unfused-proj --lora-targets qv \
+    --fused-adamw --compile --no-fuse -o "$OUT/${LM}_after_qv_fused_compile_unfused_proj.json"
 done

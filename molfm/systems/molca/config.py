@@ -119,6 +119,11 @@ class MolCATrainConfig(RunOptions):
         help="Batch training pairs of similar token length (less padding); "
         "--no-bucket-by-length draws batches at random.",
     )
+    fuse_projections: bool = option(
+        True,
+        help="One matrix product for the frozen q/k/v and gate/up projections of each LM "
+        "layer (fewer launches; --no-fuse-projections: one each).",
+    )
     compile: bool = option(
         False,
         help="torch.compile each LM and Q-Former layer and the graph encoder (slow first "
@@ -182,6 +187,14 @@ class MolCATrainConfig(RunOptions):
     )
     max_tokens_per_atom: float = option(
         0.0, min=0, help="Test decoding: cap each text at X * heavy atoms + 16 tokens (0: off)."
+    )
+    soft_cap_per_atom: float = option(
+        0.0,
+        min=0,
+        help="Test decoding: length penalty past X * heavy atoms + 16 tokens (0: off).",
+    )
+    soft_cap_rate: float = option(
+        1.0, positive=True, help="Test decoding: nats per token past the soft cap, growing."
     )
     max_target_tokens: int = option(
         128, min=1, help="Training: target tokens kept per pair (longer names are cut)."
@@ -254,6 +267,15 @@ class _Decoding(_Inference, StreamOptions):
         0.0,
         min=0,
         help="Cap each text at X * heavy atoms + 16 tokens (0: off; 6 fits PubChem's names).",
+    )
+    soft_cap_per_atom: float = option(
+        0.0,
+        min=0,
+        help="Length penalty: past X * heavy atoms + 16 tokens, each token but the end costs "
+        "more (0: off; 3: 0.5% of PubChem's training names and 2% of its test names run past it).",
+    )
+    soft_cap_rate: float = option(
+        1.0, positive=True, help="Nats the k-th token past the soft cap costs, times k."
     )
     merge_lora: bool = option(
         False, help="Fold the LoRA adapters into the LM first (faster; rounding may differ)."

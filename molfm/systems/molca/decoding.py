@@ -17,6 +17,15 @@ instead (every score but the end of sequence's set to ``-inf``):
   4 of the 55,463 training names). Beam search slips past pattern guards (``(2r,3r,4r,...``);
   this one it cannot.
 
+They end a hypothesis abruptly. A length penalty ends it where the model itself puts the end
+of sequence: :class:`OverlengthPenalty` charges every token but the end of sequence
+``rate * k`` nats once a hypothesis is ``k`` tokens past its molecule's soft cap (``per_atom``
+times the heavy atoms plus 16; 3 per atom covers all but 300 of the 55,463 training names). Unlike
+``length_penalty``, which only rescales finished hypotheses, it makes continuing ever dearer, so
+the search stops at the first ending the model finds plausible. A soft cap is at most 7/8 of
+``max_new_tokens`` (:func:`soft_caps`), so a large molecule's beams meet the penalty before the
+global cap too.
+
 Choose the first two above what the training names hold (``benchmarks/molca_name_lengths.py``: locant
 runs of up to 44 tokens at the 99.9th percentile, and real names that nest ``2-[`` 18 deep).
 """
@@ -29,7 +38,7 @@ import torch
 
 __all__ = [
     *("locant_token_ids", "LocantRunLimit", "RepeatLimit", "MoleculeLengthLimit"),
-    *("molecule_caps", "beam_search"),
+    *("OverlengthPenalty", "molecule_caps", "soft_caps", "beam_search", "beam_endings"),
 ]
 
 CAP_BASE = 16  # tokens every molecule's cap starts from (prefixes, suffixes, eos)
@@ -130,6 +139,12 @@ def molecule_caps(smiles, tokens_per_atom: float, max_new_tokens: int) -> torch.
     return torch.tensor(caps, dtype=torch.long)
 
 
+def soft_caps(smiles, tokens_per_atom: float, max_new_tokens: int) -> torch.Tensor:
+    """Per molecule, where :class:`OverlengthPenalty` starts: ``ceil(tokens_per_atom * heavy
+    atoms) + 16`` tokens, at most ``max_new_tokens - max_new_tokens // 8`` (``[B]``, long)."""
+    return molecule_caps(smiles, tokens_per_atom, max_new_tokens - max_new_tokens // 8)
+
+
 class MoleculeLengthLimit:
     """A transformers logits processor: a hypothesis may only end once it is one token short of
     its molecule's cap (the end of sequence is the last token).
@@ -153,6 +168,43 @@ class MoleculeLengthLimit:
         return _ended(scores, input_ids.shape[1] + 1 >= caps, self.eos)
 
 
+class OverlengthPenalty:
+    """A transformers logits processor, a length penalty that ends beams: once a hypothesis is
+    ``k >= 1`` tokens past its molecule's soft cap, every next token but the end of sequence
+    costs ``rate * k`` nats more.
+
+    The end of sequence keeps its own log-probability, so finished hypotheses are not inflated
+    and their order among themselves is the model's.
+
+    Parameters
+    ----------
+    soft_caps
+        ``[B]`` tokens per molecule past which the penalty grows (:func:`molecule_caps`).
+    num_beams
+        Hypotheses per molecule: row ``i`` of the beams belongs to molecule ``i // num_beams``.
+    rate
+        Nats per token past the soft cap (> 0).
+    eos_token_id
+        The token that ends a hypothesis.
+    """
+
+    def __init__(
+        self, soft_caps: torch.Tensor, num_beams: int, rate: float, eos_token_id: int
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0, not {rate}")
+        self.soft_caps = soft_caps.repeat_interleave(num_beams)
+        self.rate, self.eos = rate, eos_token_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        # the token chosen now would be number input_ids.shape[1] + 1
+        past = input_ids.shape[1] + 1 - self.soft_caps.to(input_ids.device)
+        penalty = (self.rate * past.clamp(min=0)).to(scores.dtype)[:, None]
+        keep_eos = torch.zeros_like(scores)
+        keep_eos[:, self.eos] = 1.0
+        return scores - penalty * (1.0 - keep_eos)
+
+
 def beam_search(
     model,
     graphs,
@@ -165,12 +217,15 @@ def beam_search(
     max_locant_run: int = 0,
     max_repeats: int = 0,
     max_tokens_per_atom: float = 0.0,
+    soft_cap_per_atom: float = 0.0,
+    soft_cap_rate: float = 1.0,
     **generate_kwargs,
 ) -> list[list[str]]:
     """:meth:`~.model.MolCA.generate`'s body: beam search over left-padded prompts; per
-    molecule, ``num_return_sequences`` texts, best first. ``max_locant_run``, ``max_repeats``
-    and ``max_tokens_per_atom`` > 0 turn on :class:`LocantRunLimit`, :class:`RepeatLimit` and
-    :class:`MoleculeLengthLimit`."""
+    molecule, ``num_return_sequences`` texts, best first. ``max_locant_run``, ``max_repeats``,
+    ``max_tokens_per_atom`` and ``soft_cap_per_atom`` > 0 turn on :class:`LocantRunLimit`,
+    :class:`RepeatLimit`, :class:`MoleculeLengthLimit` and :class:`OverlengthPenalty` (with
+    ``soft_cap_rate`` nats per token)."""
     from transformers import GenerationConfig
 
     if num_return_sequences > num_beams:
@@ -196,6 +251,9 @@ def beam_search(
     if max_tokens_per_atom > 0:
         caps = molecule_caps(smiles, max_tokens_per_atom, max_new_tokens)
         processors.append(MoleculeLengthLimit(caps, num_beams, tok.eos_token_id))
+    if soft_cap_per_atom > 0:
+        soft = soft_caps(smiles, soft_cap_per_atom, max_new_tokens)
+        processors.append(OverlengthPenalty(soft, num_beams, soft_cap_rate, tok.eos_token_id))
     training = model.training
     model.eval()
     try:
@@ -211,3 +269,41 @@ def beam_search(
     texts = [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
     k = num_return_sequences
     return [texts[i * k : (i + 1) * k] for i in range(len(smiles))]
+
+
+def beam_endings(
+    lengths: list[list[int]],
+    smiles,
+    *,
+    max_new_tokens: int,
+    max_tokens_per_atom: float = 0.0,
+    soft_cap_per_atom: float = 0.0,
+) -> dict[str, int | None]:
+    """Where beam search's texts ended: how many best beams (``beam0_``) and beams of all
+    reached the hard cap (``max_new_tokens``, or the molecule's own cap whose last token is
+    the end of sequence) and how many ended past the soft cap of :class:`OverlengthPenalty`.
+
+    Parameters
+    ----------
+    lengths
+        Per molecule, each beam's length in tokens, best beam first (no special tokens).
+    smiles
+        The molecules, for their caps.
+    """
+    n = len(lengths)
+    caps = [max_new_tokens] * n
+    if max_tokens_per_atom > 0:  # a text that ends at its molecule's cap is one token short
+        caps = (molecule_caps(smiles, max_tokens_per_atom, max_new_tokens) - 1).tolist()
+    at_cap = [[t >= cap for t in row] for row, cap in zip(lengths, caps, strict=True)]
+    out: dict[str, int | None] = {
+        "beam0_at_cap": sum(bool(row) and row[0] for row in at_cap),
+        "beams_at_cap": sum(sum(row) for row in at_cap),
+        "beam0_past_soft_cap": None,
+        "beams_past_soft_cap": None,
+    }
+    if soft_cap_per_atom > 0:  # + 1: the end of sequence, which a soft cap counts
+        soft = soft_caps(smiles, soft_cap_per_atom, max_new_tokens).tolist()
+        past = [[t + 1 > s for t in row] for row, s in zip(lengths, soft, strict=True)]
+        out["beam0_past_soft_cap"] = sum(bool(row) and row[0] for row in past)
+        out["beams_past_soft_cap"] = sum(sum(row) for row in past)
+    return out

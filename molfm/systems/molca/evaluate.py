@@ -166,6 +166,8 @@ def evaluate_generation(
         max_locant_run=cfg.max_locant_run,
         max_repeats=cfg.max_repeats,
         max_tokens_per_atom=cfg.max_tokens_per_atom,
+        soft_cap_per_atom=cfg.soft_cap_per_atom,
+        soft_cap_rate=cfg.soft_cap_rate,
         length_penalty=cfg.length_penalty,
     )
     predictions = [b[0] for b in beams]

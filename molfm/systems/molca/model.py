@@ -39,6 +39,7 @@ from torch import nn
 
 from molfm.hub import from_pretrained, get_model_class, load_config, register_model
 from molfm.hub import resolve_checkpoint as _resolve
+from molfm.systems.molca.fused import unfuse_projections
 from molfm.systems.molca.graph import build_graph_encoder, graph_encoder_spec, graph_keys
 from molfm.systems.molca.lm import SMOLLM2, LoadedLM, load_lm
 from molfm.systems.molca.lora import LMTuning, ParameterCount, count_parameters, tune_lm
@@ -309,6 +310,7 @@ class MolCA(nn.Module):
         """Fold the LoRA adapters into the LM (peft ``merge_and_unload``) for inference; the
         merged model cannot be trained or saved again."""
         if self.config.lm_tuning.mode == "lora" and hasattr(self.lm, "merge_and_unload"):
+            unfuse_projections(self.lm)  # peft changes the base weights the fused copy holds
             self.lm = self.lm.merge_and_unload()
             self._merged = True
         return self
@@ -475,8 +477,9 @@ class MolCA(nn.Module):
         """Beam search (greedy with ``num_beams=1``), batched, left-padded prompts.
 
         ``max_locant_run`` > 0 ends a hypothesis after that many locant tokens in a row;
-        ``max_repeats`` and ``max_tokens_per_atom`` in ``generate_kwargs`` are :mod:`.decoding`'s
-        other guards, the rest ``GenerationConfig`` fields (``length_penalty``, ...).
+        ``max_repeats``, ``max_tokens_per_atom``, ``soft_cap_per_atom`` and ``soft_cap_rate``
+        in ``generate_kwargs`` are :mod:`.decoding`'s other guards and length penalty, the rest
+        ``GenerationConfig`` fields (``length_penalty``, ...).
 
         Returns
         -------

@@ -139,6 +139,7 @@ def _molca_task(cfg: MolCATrainConfig, task: str):
         max_new_tokens=cfg.max_new_tokens,
         seed=cfg.seed,
         compile=cfg.compile,
+        fuse_projections=cfg.fuse_projections,
     )
 
 
@@ -342,6 +343,8 @@ def describe_with(
         max_locant_run=cfg.max_locant_run,
         max_repeats=cfg.max_repeats,
         max_tokens_per_atom=cfg.max_tokens_per_atom,
+        soft_cap_per_atom=cfg.soft_cap_per_atom,
+        soft_cap_rate=cfg.soft_cap_rate,
     )
 
 

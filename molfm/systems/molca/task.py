@@ -28,6 +28,7 @@ import torch
 from molfm.engine.fit import RngStateMixin
 from molfm.engine.optim import adamw_warmup_cosine, no_decay_for_biases_and_norms
 from molfm.hub import load_config, resolve_checkpoint
+from molfm.systems.molca.fused import fuse_frozen_projections
 from molfm.systems.molca.lora import LMTuning
 from molfm.systems.molca.losses import in_batch_accuracy
 from molfm.systems.molca.model import MolCA, MolCAConfig
@@ -187,6 +188,9 @@ class MolCATask(RngStateMixin, L.LightningModule):
     compile
         ``torch.compile`` each LM and Q-Former layer and the graph encoder
         (:func:`compile_layers`).
+    fuse_projections
+        One matrix product for each layer's frozen q/k/v and gate/up projections
+        (:func:`~.fused.fuse_frozen_projections`; trainable ones stay apart).
     val_generate
         Decode this many molecules of the first validation batch (beam search with
         ``num_beams``, ``max_new_tokens``), log ``val/exact_match`` and keep them in
@@ -210,10 +214,13 @@ class MolCATask(RngStateMixin, L.LightningModule):
         max_new_tokens: int = 64,
         seed: int = 0,
         compile: bool = False,
+        fuse_projections: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_config, stage=stage, init=init, seed=seed)
+        if fuse_projections:
+            fuse_frozen_projections(self.model.lm)
         if compile:
             compile_layers(self.model)
         # Lightning keeps each submodule's mode: a model loaded from a checkpoint is in eval mode

@@ -1,5 +1,6 @@
-"""Decoding that ends: the locant-run and repeat limits (unit and in beam search on a tiny model), LoRA
-merged for inference, and ``molfm name`` with the new decoding options and a progress bar."""
+"""Decoding that ends: the locant-run, repeat and length limits and the overlength penalty (unit
+and in beam search on a tiny model), LoRA merged for inference, and ``molfm name`` with the
+decoding options and a progress bar."""
 
 import re
 
@@ -13,9 +14,12 @@ from molfm.data.dense import DenseGraphDataset, collate_dense
 from molfm.systems.molca.decoding import (
     LocantRunLimit,
     MoleculeLengthLimit,
+    OverlengthPenalty,
     RepeatLimit,
+    beam_endings,
     locant_token_ids,
     molecule_caps,
+    soft_caps,
 )
 from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
 from molfm.systems.molca.model import MolCA, MolCAConfig
@@ -130,6 +134,48 @@ def test_the_length_limit_ends_each_molecules_beams_at_its_own_cap():
     assert torch.isinf(limit(torch.zeros(4, 4, dtype=torch.long), scores)).all(dim=1).sum() == 0
 
 
+def test_the_overlength_penalty_grows_past_each_molecules_soft_cap_and_spares_eos():
+    penalty = OverlengthPenalty(torch.tensor([3, 5]), num_beams=2, rate=0.5, eos_token_id=1)
+    scores = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    for done, past in ((2, 0), (3, 1), (5, 3)):  # tokens so far; molecule 0's next is done + 1
+        out = penalty(torch.zeros(4, done, dtype=torch.long), scores)
+        expected = scores.clone()
+        for row, cap in enumerate([3, 3, 5, 5]):
+            k = max(0, done + 1 - cap)
+            expected[row] -= 0.5 * k
+            expected[row, 1] = scores[row, 1]  # ending costs what the model says
+        assert_close(out, expected)
+        assert_close(out[0, [0, 2, 3, 4, 5]], scores[0, [0, 2, 3, 4, 5]] - 0.5 * past)
+    with pytest.raises(ValueError, match="rate"):
+        OverlengthPenalty(torch.tensor([3]), num_beams=1, rate=0.0, eos_token_id=1)
+
+
+def test_soft_caps_start_before_the_global_cap_for_large_molecules():
+    # 3 * 60 + 16 = 196 fits under 256 - 256 // 8 = 224; 3 * 84 + 16 = 268 does not
+    assert soft_caps(["C" * 60, "C" * 84, "CCO"], 3.0, 256).tolist() == [196, 224, 25]
+
+
+def test_beam_endings_count_hard_caps_and_soft_caps_per_molecule():
+    lengths = [[64, 10], [17, 18], [2, 40]]  # CCO (3 atoms), benzene (6), acetic acid (4)
+    plain = beam_endings(lengths, SMILES, max_new_tokens=64)
+    assert plain == {
+        "beam0_at_cap": 1,
+        "beams_at_cap": 1,
+        "beam0_past_soft_cap": None,
+        "beams_past_soft_cap": None,
+    }
+    # caps ceil(atoms * 0.5) + 16 - 1 (eos last): 17, 18, 17; soft caps atoms * 0.1 + 16: 17, 17, 17
+    both = beam_endings(
+        lengths, SMILES, max_new_tokens=64, max_tokens_per_atom=0.5, soft_cap_per_atom=0.1
+    )
+    assert both == {
+        "beam0_at_cap": 1,  # CCO's 64
+        "beams_at_cap": 3,  # CCO's 64, benzene's 18, acetic acid's 40
+        "beam0_past_soft_cap": 2,  # 64 and 17 tokens + eos > 17
+        "beams_past_soft_cap": 4,
+    }
+
+
 def test_beams_end_after_the_locant_run_limit(model_dir):
     from molfm.hub import from_pretrained
 
@@ -156,6 +202,25 @@ def test_beams_stay_within_their_molecules_caps(model_dir):
         # one byte per token, and a byte decodes to at most one character
         assert len(text) <= cap - 1, text
     assert max(len(t) for (t,) in free) > 18  # the tiny model runs on without the cap
+
+
+def test_the_overlength_penalty_ends_beams_soon_after_their_soft_caps(model_dir):
+    from molfm.hub import from_pretrained
+
+    model = from_pretrained(model_dir / "namer")
+    free = model.generate(_graphs(SMILES), SMILES, num_beams=3, max_new_tokens=40)
+    soft = model.generate(
+        _graphs(SMILES),
+        SMILES,
+        num_beams=3,
+        max_new_tokens=40,
+        soft_cap_per_atom=0.5,  # soft caps: CCO 18, benzene 19, acetic acid 18 tokens
+        soft_cap_rate=4.0,
+    )
+    lengths = [[len(t) for (t,) in out] for out in (free, soft)]  # one byte per token
+    assert max(lengths[0]) >= 39  # the tiny model runs to the cap without the penalty
+    for n, cap in zip(lengths[1], [18, 19, 18], strict=True):
+        assert n + 1 <= cap + 3, (n, cap)  # a few tokens past, eos included, and it ends
 
 
 def test_merged_lora_gives_the_same_logits_and_refuses_to_save(model_dir):
@@ -193,6 +258,8 @@ def test_molfm_name_with_decoding_options_and_progress(model_dir, tmp_path, caps
             output=str(tmp_path / "b.csv"),
             max_locant_run=1,
             max_repeats=2,
+            soft_cap_per_atom=1.0,
+            soft_cap_rate=2.0,
             length_penalty=0.5,
             no_repeat_ngram_size=3,
             merge_lora=True,
