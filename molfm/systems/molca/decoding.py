@@ -22,7 +22,7 @@ of sequence: :class:`OverlengthPenalty` charges every token but the end of seque
 ``rate * k`` nats once a hypothesis is ``k`` tokens past its molecule's soft cap (``per_atom``
 times the heavy atoms plus 16; 3 per atom covers all but 300 of the 55,463 training names). Unlike
 ``length_penalty``, which only rescales finished hypotheses, it makes continuing ever dearer, so
-the search stops at the first ending the model finds plausible. A soft cap is at most 7/8 of
+the search stops at the first ending the model finds plausible. A soft cap is at most 3/4 of
 ``max_new_tokens`` (:func:`soft_caps`), so a large molecule's beams meet the penalty before the
 global cap too.
 
@@ -141,8 +141,8 @@ def molecule_caps(smiles, tokens_per_atom: float, max_new_tokens: int) -> torch.
 
 def soft_caps(smiles, tokens_per_atom: float, max_new_tokens: int) -> torch.Tensor:
     """Per molecule, where :class:`OverlengthPenalty` starts: ``ceil(tokens_per_atom * heavy
-    atoms) + 16`` tokens, at most ``max_new_tokens - max_new_tokens // 8`` (``[B]``, long)."""
-    return molecule_caps(smiles, tokens_per_atom, max_new_tokens - max_new_tokens // 8)
+    atoms) + 16`` tokens, at most ``max_new_tokens - max_new_tokens // 4`` (``[B]``, long)."""
+    return molecule_caps(smiles, tokens_per_atom, max_new_tokens - max_new_tokens // 4)
 
 
 class MoleculeLengthLimit:

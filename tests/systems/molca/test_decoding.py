@@ -151,8 +151,8 @@ def test_the_overlength_penalty_grows_past_each_molecules_soft_cap_and_spares_eo
 
 
 def test_soft_caps_start_before_the_global_cap_for_large_molecules():
-    # 3 * 60 + 16 = 196 fits under 256 - 256 // 8 = 224; 3 * 84 + 16 = 268 does not
-    assert soft_caps(["C" * 60, "C" * 84, "CCO"], 3.0, 256).tolist() == [196, 224, 25]
+    # 3 * 40 + 16 = 136 fits under 256 - 256 // 4 = 192; 3 * 84 + 16 = 268 does not
+    assert soft_caps(["C" * 40, "C" * 84, "CCO"], 3.0, 256).tolist() == [136, 192, 25]
 
 
 def test_beam_endings_count_hard_caps_and_soft_caps_per_molecule():
