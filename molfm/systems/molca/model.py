@@ -476,16 +476,13 @@ class MolCA(nn.Module):
     ) -> list[list[str]]:
         """Beam search (greedy with ``num_beams=1``), batched, left-padded prompts.
 
-        ``max_locant_run`` > 0 ends a hypothesis after that many locant tokens in a row;
-        ``max_repeats``, ``max_tokens_per_atom``, ``soft_cap_per_atom`` and ``soft_cap_rate``
-        in ``generate_kwargs`` are :mod:`.decoding`'s other guards and length penalty, the rest
-        ``GenerationConfig`` fields (``length_penalty``, ...).
+        ``max_locant_run`` and the other guards and length penalty of :mod:`.decoding` in
+        ``generate_kwargs`` end looping hypotheses; the rest are ``GenerationConfig`` fields.
 
         Returns
         -------
         list[list[str]]
-            Per molecule, ``num_return_sequences`` texts, best first. The model is in eval
-            mode during the call (dropout off) and back in its previous mode after it.
+            Per molecule, ``num_return_sequences`` texts, best first (eval mode meanwhile).
         """
         from molfm.systems.molca.decoding import beam_search
 
