@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument(
         "--settings",
-        default="0:0,48:0,48:20,48:20:6,48:20:6:3:0.5",
+        default="0:0,48:0,48:20,48:20:6,48:20:6:3:1",
         help="LOCANT_RUN:REPEATS[:TOKENS_PER_ATOM[:SOFT_CAP_PER_ATOM[:SOFT_CAP_RATE]]] (0: off)",
     )
     p.add_argument("--predictions", help="folder for one CSV of every beam per setting")
@@ -65,7 +65,7 @@ def main() -> None:
     report: dict = {"args": vars(args), "torch": torch.__version__, "settings": {}}
     for setting in args.settings.split(","):
         fields = [float(x) for x in setting.split(":")]
-        defaults = [0.0, 0.0, 0.0, 0.0, 0.5]  # the last: molfm's default soft-cap rate
+        defaults = [0.0, 0.0, 0.0, 0.0, 1.0]  # the last: molfm's default soft-cap rate
         locant_run, repeats, per_atom, soft, rate = fields + defaults[len(fields) :]
         locant_run, repeats = int(locant_run), int(repeats)
         caps = [args.max_new_tokens] * len(pairs)

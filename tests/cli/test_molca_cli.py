@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from molfm.cli.main import app
-from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+from molfm.systems.molca.lm import save_tiny_lm
 
 DATA = Path(__file__).parents[1] / "data"
 runner = CliRunner()
@@ -43,9 +43,7 @@ def runs(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("molca")
     lm = root / "lm"
-    tok = tiny_tokenizer()
-    tiny_llama(tok, pad_token_id=None, initializer_range=0.3).save_pretrained(lm)
-    tok.save_pretrained(lm)
+    save_tiny_lm(lm, initializer_range=0.3)
     data = _names_csv(root / "names.csv")
     base = ["--data-path", str(data), "--text-column", "name", "--task", "iupac", *COMMON]
     out = {"root": root, "lm": lm, "data": data}

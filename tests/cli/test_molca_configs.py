@@ -124,15 +124,13 @@ def test_library_config_checks_its_options(tmp_path):
 def models(tmp_path_factory):
     """A tiny MolCA (naming/captioning) and a tiny stage-1 model (retrieval), saved."""
     from molfm.hub import save_pretrained
-    from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+    from molfm.systems.molca.lm import save_tiny_lm
     from molfm.systems.molca.model import MolCA, MolCAConfig
     from molfm.systems.molca.stage1 import MolCAStage1
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("molca_models")
-    tok = tiny_tokenizer()
-    tiny_llama(tok, pad_token_id=None, initializer_range=0.3).save_pretrained(root / "lm")
-    tok.save_pretrained(root / "lm")
+    save_tiny_lm(root / "lm", initializer_range=0.3)
     config = MolCAConfig(
         graph_encoder=GINE,
         qformer={"num_layers": 2, "num_query_tokens": 4},

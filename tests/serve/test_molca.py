@@ -23,15 +23,13 @@ PAIRS = [("CCO", "ethanol"), ("CO", "methanol"), ("CC(=O)O", "acetic acid"),
 def tiny(tmp_path_factory):
     """Directories of a tiny naming model and a tiny stage-1 model, and a candidates CSV."""
     from molfm.hub import save_pretrained
-    from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+    from molfm.systems.molca.lm import save_tiny_lm
     from molfm.systems.molca.model import MolCA, MolCAConfig
     from molfm.systems.molca.stage1 import MolCAStage1
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("molca-serve")
-    tok = tiny_tokenizer()
-    tiny_llama(tok, seed=0, pad_token_id=None, initializer_range=0.3).save_pretrained(root / "lm")
-    tok.save_pretrained(root / "lm")
+    save_tiny_lm(root / "lm", initializer_range=0.3)
     config = MolCAConfig(
         graph_encoder={"type": "gine", "config": {"num_layers": 2, "dim": 32, "dropout": 0.0}},
         qformer={"num_layers": 2, "num_query_tokens": 4, "dropout": 0.0},

@@ -200,9 +200,9 @@ class OverlengthPenalty:
         # the token chosen now would be number input_ids.shape[1] + 1
         past = input_ids.shape[1] + 1 - self.soft_caps.to(input_ids.device)
         penalty = (self.rate * past.clamp(min=0)).to(scores.dtype)[:, None]
-        keep_eos = torch.zeros_like(scores)
-        keep_eos[:, self.eos] = 1.0
-        return scores - penalty * (1.0 - keep_eos)
+        penalized = scores - penalty
+        penalized[:, self.eos] = scores[:, self.eos]
+        return penalized
 
 
 def beam_search(

@@ -6,7 +6,7 @@ or a frozen LM) the products can be one: :func:`fuse_frozen_projections` gives t
 projection of each group a non-persistent buffer with the group's weights stacked, makes it
 compute the whole group in one ``F.linear`` and hand each later projection its slice. That
 takes 2 + 1 products off each layer's forward and as many off its backward (SmolLM2's 30
-layers: about 180 launches a step), without touching the attention code, peft's adapters (a
+layers: 180 products a step), without touching the attention code, peft's adapters (a
 LoRA ``B A x`` still adds to its projection's slice) or the state dict.
 
 The slices pass through a small holder between the calls, so the group must be called in order
@@ -86,11 +86,9 @@ def fuse_frozen_projections(model: nn.Module) -> int:
             weight = torch.cat([layer.weight for layer in layers])
             bias = None
             if any(layer.bias is not None for layer in layers):
+                zeros = [layer.weight.new_zeros(layer.out_features) for layer in layers]
                 bias = torch.cat(
-                    [
-                        layer.bias if layer.bias is not None else layer.weight.new_zeros(n)
-                        for layer, n in zip(layers, [la.out_features for la in layers])
-                    ]
+                    [la.bias if la.bias is not None else z for la, z in zip(layers, zeros)]
                 )
         head.register_buffer("fused_weight", weight, persistent=False)
         head.register_buffer("fused_bias", bias, persistent=False)

@@ -42,6 +42,7 @@ __all__ = [
     "weights_sha256",
     "tiny_tokenizer",
     "tiny_llama",
+    "save_tiny_lm",
 ]
 
 SMOLLM2 = "smollm2"
@@ -239,3 +240,12 @@ def tiny_llama(tokenizer=None, *, seed: int = 0, **overrides: Any):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(LlamaConfig(**fields))
     return model.eval()
+
+
+def save_tiny_lm(path, *, seed: int = 0, **overrides: Any):
+    """Save :func:`tiny_llama` (``seed``, ``overrides``) and :func:`tiny_tokenizer` in ``path``,
+    a folder any ``lm=`` option loads. Returns ``path``."""
+    tokenizer = tiny_tokenizer()
+    tiny_llama(tokenizer, seed=seed, **overrides).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from molfm.chem.featurize import smiles_to_data
 from molfm.systems.molca.batching import LengthGroupedSampler, PromptCollate, tokenize_pairs
 from molfm.systems.molca.data import MolTextDataset
-from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+from molfm.systems.molca.lm import save_tiny_lm
 from molfm.systems.molca.model import MolCA, MolCAConfig
 
 PAIRS = [
@@ -32,9 +32,7 @@ SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "item", "is_nonzer
 def model(tmp_path_factory):
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("tiny-llama")
-    tok = tiny_tokenizer()
-    tiny_llama(tok, pad_token_id=None).save_pretrained(path)
-    tok.save_pretrained(path)
+    save_tiny_lm(path)
     config = MolCAConfig(
         graph_encoder={"type": "gine", "config": {"num_layers": 2, "dim": 32, "dropout": 0.0}},
         qformer={"num_layers": 2, "num_query_tokens": 4, "dropout": 0.0},

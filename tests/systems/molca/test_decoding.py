@@ -21,7 +21,7 @@ from molfm.systems.molca.decoding import (
     molecule_caps,
     soft_caps,
 )
-from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+from molfm.systems.molca.lm import save_tiny_lm, tiny_tokenizer
 from molfm.systems.molca.model import MolCA, MolCAConfig
 
 SMILES = ["CCO", "c1ccccc1", "CC(=O)O"]
@@ -33,9 +33,7 @@ def model_dir(tmp_path_factory):
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("molca-decoding")
-    tok = tiny_tokenizer()
-    tiny_llama(tok, seed=0, pad_token_id=None, initializer_range=0.3).save_pretrained(root / "lm")
-    tok.save_pretrained(root / "lm")
+    save_tiny_lm(root / "lm", initializer_range=0.3)
     config = MolCAConfig(
         graph_encoder={"type": "gine", "config": {"num_layers": 2, "dim": 32, "dropout": 0.0}},
         qformer={"num_layers": 2, "num_query_tokens": 4, "dropout": 0.0},

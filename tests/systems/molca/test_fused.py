@@ -14,7 +14,7 @@ from molfm.chem.featurize import smiles_to_data
 from molfm.systems.molca.batching import PromptCollate, tokenize_pairs
 from molfm.systems.molca.data import MolTextDataset
 from molfm.systems.molca.fused import fuse_frozen_projections, unfuse_projections
-from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+from molfm.systems.molca.lm import save_tiny_lm
 from molfm.systems.molca.lora import LORA_TARGET_SETS
 from molfm.systems.molca.model import MolCA, MolCAConfig
 
@@ -30,10 +30,7 @@ MATMULS = {"mm", "addmm", "bmm"}
 def lm_dir(tmp_path_factory):
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("tiny-llama-fused")
-    tok = tiny_tokenizer()
-    tiny_llama(tok, pad_token_id=None).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_lm(path)
 
 
 def _model(lm_dir, mode: str = "lora", targets: str = "qv") -> MolCA:

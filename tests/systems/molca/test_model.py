@@ -19,7 +19,7 @@ from molfm import hub
 from molfm.chem.featurize import smiles_to_data
 from molfm.data.dense import DenseGraphDataset, collate_dense
 from molfm.nn.gine import GINEConfig, GINEEncoder
-from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+from molfm.systems.molca.lm import save_tiny_lm, tiny_llama
 from molfm.systems.molca.lora import LMTuning, count_parameters
 from molfm.systems.molca.model import LMMismatchError, MolCA, MolCAConfig
 from molfm.systems.molca.prompt import IGNORE_INDEX
@@ -37,12 +37,8 @@ QF = {"num_layers": 2, "num_query_tokens": 4, "dropout": 0.0, "attention_dropout
 
 
 def _save_lm(directory, seed=0):
-    tok = tiny_tokenizer()
-    # no padding_idx (pad = eos here): its embedding row would stay zero, and an LM whose
-    # output layer is frozen (LoRA) could never learn to stop; larger init: peaked logits
-    tiny_llama(tok, seed=seed, pad_token_id=None, initializer_range=0.3).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return str(directory)
+    # larger init: peaked logits
+    return str(save_tiny_lm(directory, seed=seed, initializer_range=0.3))
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from molfm.systems.molca.config import MolCATrainConfig
-from molfm.systems.molca.lm import tiny_llama, tiny_tokenizer
+from molfm.systems.molca.lm import save_tiny_lm
 from molfm.systems.molca.run import train_molca
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -52,9 +52,7 @@ class SpoilTheLastStep(L.Callback):
 def test_the_exported_model_is_the_best_checkpoint(stage, names_csv, tmp_path):
     fields = {}
     if stage == "finetune":
-        tok = tiny_tokenizer()
-        tiny_llama(tok, pad_token_id=None, initializer_range=0.3).save_pretrained(tmp_path / "lm")
-        tok.save_pretrained(tmp_path / "lm")
+        save_tiny_lm(tmp_path / "lm", initializer_range=0.3)
         fields = {"lm": str(tmp_path / "lm"), "lora_r": 4}
     out = tmp_path / "run"
     cfg = MolCATrainConfig(
